@@ -1,0 +1,3 @@
+from aetools.cli import main
+
+main()

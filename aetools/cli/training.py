@@ -1,0 +1,96 @@
+"""`aetools train TASK`: the one trainer, for any task, with a rich progress bar."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from aetools.cli import app
+from aetools.cli.console import console, fail
+
+
+@app.command(no_args_is_help=True)
+def train(
+    task: str = typer.Argument(..., help="Task to train: denoise."),
+    data: list[Path] = typer.Option(..., "--data", "-d", help="Image folder(s) or files (recursive)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Where to write the trained .safetensors."),
+    steps: int = typer.Option(None, help="Optimiser steps (task default if omitted)."),
+    batch_size: int = typer.Option(None, "--batch-size", "-b", help="Crops per step, per process."),
+    crop: int = typer.Option(None, help="Training crop side in pixels."),
+    lr: float = typer.Option(None, help="Peak learning rate (Adam; warm-up then cosine decay)."),
+    widths: str = typer.Option(None, help="Backbone channels per level, e.g. 32,64,128,256."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT.ckpt.safetensors exactly."),
+    init: Path = typer.Option(None, help="Start from these weights (fine-tune) instead of random."),
+    val: list[Path] = typer.Option(None, "--val", help="Validation images (default: held out of --data)."),
+    val_every: int = typer.Option(None, "--val-every", help="Validate every N steps."),
+    checkpoint_every: int = typer.Option(250, "--checkpoint-every", help="Checkpoint every N steps."),
+    workers: int = typer.Option(0, help="Data-loading processes (0: in the training process)."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
+    amp: bool = typer.Option(True, "--amp/--no-amp", help="Mixed precision on CUDA."),
+    seed: int = typer.Option(0, help="Seed for the initial weights and the data stream."),
+) -> None:
+    """Train a task's model on your images; Ctrl-C writes a checkpoint, --resume continues it.
+
+    Multi-process: torchrun --nproc_per_node N -m aetools train ... (DDP; gloo on CPU, nccl on GPU).
+    """
+    import os
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from aetools.inference import DeviceError
+    from aetools.tasks import list_tasks
+    from aetools.train.trainer import TrainConfig, TrainError, train as run_training
+    from aetools.weights import WeightsError
+
+    if task not in list_tasks():
+        raise fail(f"unknown task {task!r}; choose from {', '.join(list_tasks())}")
+    model: dict = {}
+    if widths:
+        try:
+            model["widths"] = tuple(int(w) for w in widths.split(","))
+        except ValueError:
+            raise fail(f"--widths {widths!r}: expected comma-separated integers such as 32,64,128") from None
+    config = TrainConfig(
+        task=task, data=[str(p) for p in data], out=str(out), model=model, steps=steps, batch_size=batch_size,
+        crop=crop, lr=lr, val_data=[str(p) for p in val] if val else None, val_every=val_every,
+        checkpoint_every=checkpoint_every, resume=resume, init=str(init) if init else None, seed=seed,
+        device=device, amp=amp, workers=workers,
+    )
+    quiet = int(os.environ.get("RANK", "0")) != 0
+    progress = Progress(
+        TextColumn("[bold]train " + task),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.4f}  {task.fields[speed]:.1f} img/s  val {task.fields[val]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=quiet,
+    )
+    bar = None
+
+    def on_progress(p) -> None:
+        nonlocal bar
+        val_text = "-" if p.val_psnr is None else f"{p.val_psnr:.2f} dB"
+        if bar is None:
+            bar = progress.add_task("train", total=p.total, completed=p.step, loss=float("nan"), speed=0.0, val=val_text)
+        fields = {"val": val_text}
+        if p.event == "step":
+            fields.update(loss=p.loss, speed=p.images_per_s)
+        progress.update(bar, completed=p.step, **fields)
+        if p.event == "val" and not quiet:
+            progress.console.log(f"step {p.step}: validation PSNR {val_text}, loss {p.loss:.4f}, lr {p.lr:.2e}")
+
+    try:
+        with progress:
+            result = run_training(config, on_progress)
+    except (TrainError, WeightsError, DeviceError) as e:
+        raise fail(str(e)) from None
+    if quiet:
+        return
+    if result.interrupted:
+        console.print(f"interrupted at step {result.steps}; checkpoint {result.checkpoint}; continue with --resume")
+        raise typer.Exit(130)
+    val_text = "" if result.val_psnr is None else f", validation PSNR {result.val_psnr:.2f} dB"
+    console.print(f"[green]done[/]: {result.steps} steps in {result.seconds / 60:.1f} min{val_text} -> {result.out}")

@@ -1,0 +1,76 @@
+"""Running a network on one image: device choice, mixed precision on CUDA, tiling, no autograd."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch import nn
+
+from aetools.tiling import run_tiled
+
+# Above this many pixels an image is tiled even without --tile: a 32-channel full-resolution feature map
+# costs ~128 bytes a pixel, and the backbone keeps a few alive at once.
+AUTO_TILE_PIXELS = 2048 * 2048
+AUTO_TILE = 1024
+
+
+class DeviceError(Exception):
+    pass
+
+
+def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
+    """'auto' -> cuda if present, else mps, else cpu. An unavailable device is a clear error."""
+    if isinstance(name, torch.device):
+        return name
+    name = (name or "auto").lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise DeviceError("--device cuda: no CUDA GPU is available to torch on this machine")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise DeviceError("--device mps: Apple MPS is not available on this machine")
+    if name not in ("cpu", "mps") and not name.startswith("cuda"):
+        raise DeviceError(f"--device {name}: expected auto, cpu, cuda, cuda:N or mps")
+    return torch.device(name)
+
+
+def autocast_for(device: torch.device, enabled: bool = True):
+    """bf16 autocast on CUDA GPUs that support it, fp16 on older ones; full precision elsewhere."""
+    if not enabled or device.type != "cuda":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.inference_mode()
+def run_model(
+    model: nn.Module,
+    x: torch.Tensor,
+    extra: dict[str, torch.Tensor] | None = None,
+    tile: int | None = None,
+    device: torch.device | None = None,
+    scale: int = 1,
+) -> torch.Tensor:
+    """x (1, C, H, W) on any device -> model(x, **extra) as float32 on the CPU, tiled when asked or large.
+
+    `tile=None` tiles automatically above AUTO_TILE_PIXELS; `tile=0` never tiles.
+    """
+    device = device or model_device(model)
+    extra = {k: v.to(device) for k, v in (extra or {}).items()}
+    if tile is None:
+        tile = AUTO_TILE if x.shape[-2] * x.shape[-1] > AUTO_TILE_PIXELS else 0
+
+    def fn(piece: torch.Tensor) -> torch.Tensor:
+        with autocast_for(device):
+            return model(piece.to(device), **extra).float().cpu()
+
+    return run_tiled(fn, x, tile, margin=model.receptive_radius(), multiple=model.stride, scale=scale)

@@ -1,0 +1,83 @@
+"""What a task is: a small recipe the trainer, the evaluator and the CLI are generic over.
+
+    Task(name, arch, degrade, loss, ...)
+
+`degrade` turns a batch of clean crops into a training pair, on the fly, from a seeded generator: the
+batch at step s is a pure function of (seed, rank, s), which is what makes `--resume` exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+
+@dataclass
+class Batch:
+    """inputs: keyword arguments of the model's forward; target: what its output should be."""
+
+    inputs: dict[str, torch.Tensor]
+    target: torch.Tensor
+
+    def to(self, device: torch.device) -> Batch:
+        return Batch({k: v.to(device, non_blocking=True) for k, v in self.inputs.items()}, self.target.to(device))
+
+
+@dataclass
+class TrainDefaults:
+    crop: int = 96
+    batch_size: int = 16
+    steps: int = 20_000
+    lr: float = 1e-3
+    val_every: int = 500
+    val_images: int = 16
+    val_crop: int = 256
+
+
+@dataclass
+class Task:
+    """Args:
+    name: the CLI name (`aetools train <name>`).
+    arch: the registered model architecture trained by default (`aetools.nn.registry`).
+    degrade: (clean (B, C, H, W) in [0, 1], generator) -> Batch.
+    loss: (prediction, target) -> scalar.
+    channels: 3 for colour crops, 1 for grey.
+    model_defaults: config overrides for the default model.
+    train: the trainer's defaults for this task.
+    val_degrade: like degrade but deterministic settings for validation (defaults to degrade).
+    """
+
+    name: str
+    arch: str
+    degrade: Callable[[torch.Tensor, torch.Generator], Batch]
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    channels: int = 3
+    model_defaults: dict[str, Any] = field(default_factory=dict)
+    train: TrainDefaults = field(default_factory=TrainDefaults)
+    val_degrade: Callable[[torch.Tensor, torch.Generator], Batch] | None = None
+    description: str = ""
+
+
+_TASKS: dict[str, Task] = {}
+
+
+def register_task(task: Task) -> Task:
+    _TASKS[task.name] = task
+    return task
+
+
+def get_task(name: str) -> Task:
+    import aetools.tasks  # noqa: F401  (registers the tasks)
+
+    if name not in _TASKS:
+        raise KeyError(f"unknown task {name!r}; known: {', '.join(sorted(_TASKS))}")
+    return _TASKS[name]
+
+
+def list_tasks() -> list[str]:
+    import aetools.tasks  # noqa: F401
+
+    return sorted(_TASKS)

@@ -1,0 +1,304 @@
+"""The one trainer, generic over tasks: `train(TrainConfig(task="denoise", data=[...], out=...))`.
+
+Loop: batch of step s (from StepBatches) -> task loss -> Adam step, with the learning rate a pure function
+of s (linear warm-up, cosine decay). Every `val_every` steps: PSNR on held-out crops. Every
+`checkpoint_every` steps (and on SIGINT/SIGTERM): an atomic checkpoint. `resume=True` restores model,
+optimizer, RNG and step, and the run continues exactly as if never stopped.
+
+Multi-process: launched by `torchrun --nproc_per_node N`, each process trains on its own batches (seeded
+by its rank), DDP averages the gradients (gloo on CPU, nccl on CUDA), rank 0 validates and writes files.
+
+The trainer never prints: it calls `on_progress(TrainProgress)`; the CLI draws the progress bar.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from aetools.data.datasets import StepBatches, list_images, split_validation, validation_batches
+from aetools.inference import autocast_for, resolve_device
+from aetools.nn.registry import create_model
+from aetools.tasks.base import get_task
+from aetools.train.checkpoint import load_checkpoint, read_checkpoint_header, save_checkpoint
+from aetools.weights import WeightsError, count_parameters, read_weights, save_weights
+
+
+@dataclass
+class TrainConfig:
+    """Args (None = the task's default):
+    task: a registered task name.
+    data: image files or folders (searched recursively).
+    out: where the final weights go; the checkpoint sits beside it as <out>.ckpt.safetensors.
+    model: config overrides for the task's architecture, e.g. {"widths": (16, 32)}.
+    init: start from these weights (fine-tuning) instead of a random initialisation.
+    val_data: validation images; default: `val_images` files held out of `data`.
+    workers: DataLoader processes preparing batches ahead (0 = in the training process).
+    """
+
+    task: str
+    data: list[str]
+    out: str
+    model: dict[str, Any] = field(default_factory=dict)
+    steps: int | None = None
+    batch_size: int | None = None
+    crop: int | None = None
+    lr: float | None = None
+    warmup: int = 200
+    min_lr_ratio: float = 0.01
+    val_every: int | None = None
+    val_images: int | None = None
+    val_data: list[str] | None = None
+    checkpoint_every: int = 250
+    checkpoint: str | None = None
+    resume: bool = False
+    init: str | None = None
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    workers: int = 0
+    grad_clip: float = 1.0
+
+    def checkpoint_path(self) -> Path:
+        return Path(self.checkpoint) if self.checkpoint else Path(str(self.out) + ".ckpt.safetensors")
+
+
+@dataclass
+class TrainProgress:
+    step: int
+    total: int
+    loss: float
+    lr: float
+    images_per_s: float
+    val_psnr: float | None
+    event: str = "step"  # step | val | checkpoint | start | done | interrupted
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    interrupted: bool
+    val_psnr: float | None
+    out: Path | None
+    checkpoint: Path
+    seconds: float
+
+
+class TrainError(Exception):
+    """A training set-up problem; one line for the user."""
+
+
+def learning_rate(step: int, total: int, peak: float, warmup: int, min_ratio: float) -> float:
+    """Linear warm-up for `warmup` steps, then cosine decay from `peak` to `peak * min_ratio`."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return peak * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def psnr(prediction: torch.Tensor, target: torch.Tensor) -> float:
+    """Mean PSNR (dB) over a batch of [0, 1] images, output rounded to 8 bits as a saved file would be."""
+    from skimage.metrics import peak_signal_noise_ratio
+
+    pred = (prediction.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+    true = (target.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+    return float(np.mean([peak_signal_noise_ratio(t, p, data_range=255) for t, p in zip(true, pred)]))
+
+
+class _StopFlag:
+    """SIGINT/SIGTERM set a flag; the loop checkpoints and stops at the end of the current step."""
+
+    def __init__(self) -> None:
+        self.stop = False
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopFlag:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: no signal handling
+                pass
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.stop = True
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _distributed() -> tuple[int, int, int]:
+    """(rank, local_rank, world_size) from torchrun's environment; (0, 0, 1) otherwise."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0")), world
+
+
+def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | None = None) -> TrainResult:
+    task = get_task(config.task)
+    d = task.train
+    steps = config.steps or d.steps
+    batch_size = config.batch_size or d.batch_size
+    crop = config.crop or d.crop
+    peak_lr = config.lr or d.lr
+    val_every = config.val_every or d.val_every
+    report = on_progress or (lambda p: None)
+
+    rank, local_rank, world = _distributed()
+    device = resolve_device(config.device)
+    if world > 1:
+        if device.type == "cuda":
+            device = torch.device("cuda", local_rank)
+            torch.cuda.set_device(device)
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    is_main = rank == 0
+
+    # ----- data
+    files = list_images(config.data)
+    if not files:
+        raise TrainError(f"no images found in {', '.join(map(str, config.data))}")
+    if config.val_data:
+        train_files, val_files = files, list_images(config.val_data)
+    else:
+        train_files, val_files = split_validation(files, config.val_images or d.val_images, seed=config.seed)
+    dataset = StepBatches(train_files, crop, batch_size, task.degrade, task.channels, config.seed, rank, steps)
+    val = validation_batches(val_files, d.val_crop, task.val_degrade or task.degrade, task.channels) if is_main else []
+
+    # ----- model, optimizer
+    torch.manual_seed(config.seed)  # identical initial weights on every rank
+    model = create_model(task.arch, **{**task.model_defaults, **config.model})
+    if config.init:
+        tensors, header = read_weights(config.init)
+        if header["arch"] != model.arch or header["config"] != asdict(model.config):
+            raise TrainError(f"{config.init}: --init weights are a different architecture or size")
+        model.load_state_dict(tensors)
+    model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=peak_lr)
+    use_scaler = device.type == "cuda" and config.amp and not torch.cuda.is_bf16_supported()
+    scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+
+    ckpt_path = config.checkpoint_path()
+    start, state = 0, {"seconds": 0.0, "val_psnr": None}
+    if config.resume:
+        if not ckpt_path.exists():
+            raise TrainError(f"--resume: no checkpoint at {ckpt_path}")
+        header = read_checkpoint_header(ckpt_path)
+        if header["task"] != task.name or header["arch"] != model.arch or header["config"] != asdict(model.config):
+            raise TrainError(f"{ckpt_path}: checkpoint is for another task or model size; remove it or change --out")
+        header = load_checkpoint(ckpt_path, model, optimizer, scaler)
+        start, state = header["step"], {**state, **header["state"]}
+    elif is_main and ckpt_path.exists():
+        raise TrainError(f"{ckpt_path} exists: add --resume to continue that run, or delete it to start over")
+
+    train_model = model
+    if world > 1:
+        train_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=None,
+        sampler=range(start, steps),
+        num_workers=config.workers,
+        persistent_workers=False,
+        prefetch_factor=4 if config.workers else None,
+    )
+
+    def write_checkpoint(step: int) -> None:
+        if is_main:
+            save_checkpoint(ckpt_path, model, optimizer, step, task.name, scaler, state)
+        if world > 1:
+            dist.barrier()
+
+    def validate() -> float | None:
+        if not val:
+            return None
+        model.eval()
+        with torch.no_grad(), autocast_for(device, config.amp):
+            scores = [psnr(model(**b.to(device).inputs).float(), b.target) for b in val]
+        model.train()
+        return float(np.mean(scores))
+
+    report(TrainProgress(start, steps, float("nan"), 0.0, 0.0, state["val_psnr"], "start"))
+    model.train()
+    done, loss_ema, seen, interrupted = start, None, 0, False
+    t0 = time.time()
+    tick = t0
+    with _StopFlag() as stop:
+        for step, batch in enumerate(loader, start=start):
+            lr = learning_rate(step, steps, peak_lr, config.warmup, config.min_lr_ratio)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            batch = batch.to(device)
+            with autocast_for(device, config.amp):
+                prediction = train_model(**batch.inputs)
+            loss = task.loss(prediction.float(), batch.target)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if config.grad_clip:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+
+            value = loss.item()
+            loss_ema = value if loss_ema is None else 0.98 * loss_ema + 0.02 * value
+            seen += batch.target.shape[0] * world
+            now = time.time()
+            done = step + 1
+            report(TrainProgress(done, steps, loss_ema, lr, seen / max(now - t0, 1e-9), state["val_psnr"]))
+
+            if is_main and (done % val_every == 0 or done == steps):
+                state["val_psnr"] = validate()
+                report(TrainProgress(done, steps, loss_ema, lr, seen / max(now - t0, 1e-9), state["val_psnr"], "val"))
+            stop_now = stop.stop
+            if world > 1:  # every rank must agree to stop at the same step
+                flag = torch.tensor([float(stop_now)], device=device)
+                dist.all_reduce(flag)
+                stop_now = bool(flag.item())
+            if done % config.checkpoint_every == 0 or stop_now or done == steps:
+                state["seconds"] += time.time() - tick
+                tick = time.time()
+                write_checkpoint(done)
+                report(TrainProgress(done, steps, loss_ema, lr, 0.0, state["val_psnr"], "checkpoint"))
+            if stop_now and done < steps:
+                interrupted = True
+                break
+
+    out = None
+    if not interrupted and is_main:
+        out = Path(config.out)
+        training = {
+            "data": [str(p) for p in config.data],
+            "images": len(train_files),
+            "steps": steps,
+            "batch_size": batch_size * world,
+            "crop": crop,
+            "lr": peak_lr,
+            "seed": config.seed,
+            "seconds": round(state["seconds"], 1),
+            "device": device.type,
+            "processes": world,
+            "params": count_parameters(model),
+            "val_psnr": state["val_psnr"],
+        }
+        save_weights(model, out, task.name, training)
+    if world > 1:
+        dist.barrier()
+    report(TrainProgress(done, steps, loss_ema or float("nan"), 0.0, 0.0, state["val_psnr"], "interrupted" if interrupted else "done"))
+    return TrainResult(done, interrupted, state["val_psnr"], out, ckpt_path, state["seconds"])
+
+
+__all__ = ["TrainConfig", "TrainError", "TrainProgress", "TrainResult", "WeightsError", "learning_rate", "train"]
