@@ -67,8 +67,10 @@ def save_weights(
     task: str,
     training: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
+    dtype: torch.dtype | None = None,
 ) -> None:
-    """Write `model` (any registered architecture) as a self-describing safetensors file, atomically."""
+    """Write `model` (any registered architecture) as a self-describing safetensors file, atomically.
+    `dtype=torch.float16` halves a shipped file; loading casts back to the model's float32."""
     from safetensors.torch import save
 
     from aetools.nn.registry import model_config_dict
@@ -83,6 +85,9 @@ def save_weights(
         "metrics": metrics or {},
     }
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if dtype is not None:
+        tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
+    header["dtype"] = str(dtype or "torch.float32").replace("torch.", "")
     atomic_write_bytes(Path(path), save(tensors, metadata={METADATA_KEY: json.dumps(header)}))
 
 
@@ -200,7 +205,8 @@ def record_metrics(path: str | Path, metrics: dict[str, Any]) -> None:
     tensors, header = read_weights(path)
     header["metrics"] = {**header.get("metrics", {}), **metrics}
     model = model_from_weights(tensors, header, str(path))
-    save_weights(model, path, header["task"], header["training"], header["metrics"])
+    dtype = getattr(torch, header.get("dtype", "float32"))
+    save_weights(model, path, header["task"], header["training"], header["metrics"], dtype=dtype)
     entries = read_manifest()
     for entry in entries:
         if entry.path.resolve() == path:

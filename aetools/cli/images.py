@@ -1,0 +1,188 @@
+"""The image-task contract, shared by every image command (denoise now; upscale, colorize, inpaint next):
+
+    aetools <task> INPUT... [-o OUTPUT] [--model NAME|PATH] [--device D] [--tile N] [--overwrite] [-r]
+
+- INPUT: image files and/or folders (images inside; -r recurses, keeping sub-folders in the output).
+- One input file and `-o FILE`: writes FILE. Otherwise -o is a folder (created if needed) holding
+  <stem><ext> per input. Without -o: beside the input as <stem>_<suffix><ext>.
+- Never writes over an input; an existing output is refused unless --overwrite; writes are atomic.
+- A bad file is reported with its path and reason and skipped; exit code 1 if any failed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from aetools.cli import app
+from aetools.cli.console import console, fail
+
+Inputs = Annotated[list[Path], typer.Argument(help="Image files and/or folders.", show_default=False)]
+Output = Annotated[
+    Path | None,
+    typer.Option("--output", "-o", help="Output file (one input) or folder. Default: beside each input."),
+]
+ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Shipped model name or a .safetensors path.")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")]
+TileOpt = Annotated[
+    int | None, typer.Option("--tile", min=0, help="Tile side in pixels for bounded memory (0: never; default: auto).")
+]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")]
+RecursiveOpt = Annotated[bool, typer.Option("--recursive", "-r", help="Look for images in sub-folders too.")]
+SeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed torch (reproducible CPU runs).")]
+
+
+@dataclass
+class Plan:
+    jobs: list[tuple[Path, Path]] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+
+def plan_outputs(inputs: list[Path], output: Path | None, suffix: str, recursive: bool) -> Plan:
+    """Pair every input image with its output path, following the contract above."""
+    from aetools.data.datasets import list_images
+
+    plan = Plan()
+    sources: list[tuple[Path, Path]] = []  # (file, path relative to the output folder)
+    for item in inputs:
+        if item.is_dir():
+            found = [p for p in list_images([item], recursive) if not p.stem.endswith(f"_{suffix}")]
+            if not found:
+                plan.failures.append((str(item), "no images in this folder" + ("" if recursive else " (use -r for sub-folders)")))
+            sources.extend((p, p.relative_to(item)) for p in found)
+        elif item.exists():
+            sources.append((item, Path(item.name)))
+        else:
+            plan.failures.append((str(item), "no such file or folder"))
+
+    single_file = len(inputs) == 1 and len(sources) == 1 and not inputs[0].is_dir()
+    file_output = single_file and output is not None and not output.is_dir() and output.suffix != ""
+    input_paths = {p.resolve() for p, _ in sources}
+    taken: set[Path] = set()
+    for src, rel in sources:
+        if file_output:
+            dst = output
+        elif output is not None:
+            dst = output / rel
+        else:
+            dst = src.with_name(f"{src.stem}_{suffix}{src.suffix}")
+        resolved = dst.resolve()
+        if resolved in input_paths:
+            plan.failures.append((str(src), f"output {dst} would overwrite an input; choose another -o"))
+        elif resolved in taken:
+            plan.failures.append((str(src), f"output {dst} is already the output of another input"))
+        else:
+            taken.add(resolved)
+            plan.jobs.append((src, dst))
+    return plan
+
+
+def run_image_task(
+    name: str,
+    inputs: list[Path],
+    output: Path | None,
+    suffix: str,
+    overwrite: bool,
+    recursive: bool,
+    process: Callable,
+) -> None:
+    """Load, process and atomically save every input, with a progress bar and a summary; exit 1 if any
+    file failed. `process(ImageData) -> ImageData` does the task."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from aetools.data.io import ImageError, load_image, save_image
+
+    plan = plan_outputs(inputs, output, suffix, recursive)
+    failures = list(plan.failures)
+    written = 0
+    columns = (TextColumn(f"[bold]{name}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[file]}"),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        bar = progress.add_task(name, total=len(plan.jobs), file="")
+        for src, dst in plan.jobs:
+            progress.update(bar, file=src.name)
+            try:
+                if dst.exists() and not overwrite:
+                    raise ImageError(dst, "output exists (use --overwrite to replace it)")
+                result = process(load_image(src))
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                save_image(result, dst, overwrite=overwrite)
+                written += 1
+            except ImageError as e:
+                failures.append((e.path, e.reason))
+            except (RuntimeError, ValueError, MemoryError) as e:  # e.g. out of memory on a huge image
+                reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                failures.append((str(src), f"failed: {reason} (try a smaller --tile)"))
+            progress.advance(bar)
+
+    if len(plan.jobs) == 1 and written == 1 and not failures:
+        console.print(f"wrote {plan.jobs[0][1]}")
+    else:
+        console.print(f"{name}: {written} written, {len(failures)} failed")
+    for path, reason in failures:
+        console.print(f"[red]failed[/] {path}: {reason}", soft_wrap=True)
+    if failures:
+        raise typer.Exit(1)
+
+
+def prepare(device: str, seed: int | None):
+    """Resolve --device and --seed once per command; a bad value is a one-line usage error."""
+    import torch
+
+    from aetools.inference import DeviceError, resolve_device
+
+    if seed is not None:
+        torch.manual_seed(seed)
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        return resolve_device(device)
+    except DeviceError as e:
+        raise fail(str(e)) from None
+
+
+def load_task_model(model: str | None, task: str, device):
+    from aetools.weights import WeightsError, load_model
+
+    try:
+        return load_model(model, task, device)
+    except WeightsError as e:
+        raise fail(str(e)) from None
+
+
+# ------------------------------------------------------------------------------------------ commands
+
+
+@app.command(no_args_is_help=True)
+def denoise(
+    inputs: Inputs,
+    output: Output = None,
+    sigma: Annotated[
+        float | None, typer.Option("--sigma", min=0, max=100, help="Noise level (0-255 scale) if known; default: blind.")
+    ] = None,
+    model: ModelOpt = None,
+    device: DeviceOpt = "auto",
+    tile: TileOpt = None,
+    overwrite: OverwriteOpt = False,
+    recursive: RecursiveOpt = False,
+    seed: SeedOpt = None,
+) -> None:
+    """Remove noise from photos (blind Gaussian denoiser, sigma 0-55; --sigma if you know it)."""
+    from aetools.api import denoise_image
+
+    dev = prepare(device, seed)
+    net = load_task_model(model, "denoise", dev)
+    run_image_task(
+        "denoise", inputs, output, "denoised", overwrite, recursive,
+        lambda image: denoise_image(image, sigma=sigma, model=net, tile=tile),
+    )

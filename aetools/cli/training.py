@@ -36,11 +36,19 @@ def train(
     """
     import os
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from aetools.inference import DeviceError
     from aetools.tasks import list_tasks
-    from aetools.train.trainer import TrainConfig, TrainError, train as run_training
+    from aetools.train.trainer import TrainConfig, TrainError
+    from aetools.train.trainer import train as run_training
     from aetools.weights import WeightsError
 
     if task not in list_tasks():
@@ -79,6 +87,9 @@ def train(
         if p.event == "step":
             fields.update(loss=p.loss, speed=p.images_per_s)
         progress.update(bar, completed=p.step, **fields)
+        plain_log = not console.is_terminal and p.event == "step" and p.step % 100 == 0
+        if plain_log and not quiet:  # progress lines for a log file, where no bar is drawn
+            progress.console.log(f"step {p.step}/{p.total}: loss {p.loss:.4f}, {p.images_per_s:.1f} img/s, lr {p.lr:.2e}")
         if p.event == "val" and not quiet:
             progress.console.log(f"step {p.step}: validation PSNR {val_text}, loss {p.loss:.4f}, lr {p.lr:.2e}")
 

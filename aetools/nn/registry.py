@@ -7,6 +7,7 @@ The config is a dataclass; `dataclasses.asdict(model.config)` is what the weight
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -59,4 +60,5 @@ def create_model(arch: str, **overrides: Any) -> nn.Module:
 
 
 def model_config_dict(model: nn.Module) -> dict[str, Any]:
-    return dataclasses.asdict(model.config)
+    """The model's config as it reads back from JSON (tuples become lists), for storing and comparing."""
+    return json.loads(json.dumps(dataclasses.asdict(model.config)))

@@ -18,7 +18,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ import torch.distributed as dist
 
 from aetools.data.datasets import StepBatches, list_images, split_validation, validation_batches
 from aetools.inference import autocast_for, resolve_device
-from aetools.nn.registry import create_model
+from aetools.nn.registry import create_model, model_config_dict
 from aetools.tasks.base import get_task
 from aetools.train.checkpoint import load_checkpoint, read_checkpoint_header, save_checkpoint
 from aetools.weights import WeightsError, count_parameters, read_weights, save_weights
@@ -82,6 +82,7 @@ class TrainProgress:
     images_per_s: float
     val_psnr: float | None
     event: str = "step"  # step | val | checkpoint | start | done | interrupted
+    step_loss: float = float("nan")  # this step's loss (`loss` is a moving average)
 
 
 @dataclass
@@ -92,6 +93,7 @@ class TrainResult:
     out: Path | None
     checkpoint: Path
     seconds: float
+    model: torch.nn.Module | None = None  # this process's replica, trained
 
 
 class TrainError(Exception):
@@ -180,7 +182,7 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
     model = create_model(task.arch, **{**task.model_defaults, **config.model})
     if config.init:
         tensors, header = read_weights(config.init)
-        if header["arch"] != model.arch or header["config"] != asdict(model.config):
+        if header["arch"] != model.arch or header["config"] != model_config_dict(model):
             raise TrainError(f"{config.init}: --init weights are a different architecture or size")
         model.load_state_dict(tensors)
     model.to(device)
@@ -194,7 +196,7 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
         if not ckpt_path.exists():
             raise TrainError(f"--resume: no checkpoint at {ckpt_path}")
         header = read_checkpoint_header(ckpt_path)
-        if header["task"] != task.name or header["arch"] != model.arch or header["config"] != asdict(model.config):
+        if header["task"] != task.name or header["arch"] != model.arch or header["config"] != model_config_dict(model):
             raise TrainError(f"{ckpt_path}: checkpoint is for another task or model size; remove it or change --out")
         header = load_checkpoint(ckpt_path, model, optimizer, scaler)
         start, state = header["step"], {**state, **header["state"]}
@@ -258,7 +260,7 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
             seen += batch.target.shape[0] * world
             now = time.time()
             done = step + 1
-            report(TrainProgress(done, steps, loss_ema, lr, seen / max(now - t0, 1e-9), state["val_psnr"]))
+            report(TrainProgress(done, steps, loss_ema, lr, seen / max(now - t0, 1e-9), state["val_psnr"], "step", value))
 
             if is_main and (done % val_every == 0 or done == steps):
                 state["val_psnr"] = validate()
@@ -298,7 +300,7 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
     if world > 1:
         dist.barrier()
     report(TrainProgress(done, steps, loss_ema or float("nan"), 0.0, 0.0, state["val_psnr"], "interrupted" if interrupted else "done"))
-    return TrainResult(done, interrupted, state["val_psnr"], out, ckpt_path, state["seconds"])
+    return TrainResult(done, interrupted, state["val_psnr"], out, ckpt_path, state["seconds"], model)
 
 
 __all__ = ["TrainConfig", "TrainError", "TrainProgress", "TrainResult", "WeightsError", "learning_rate", "train"]

@@ -1,0 +1,95 @@
+"""The Python API: one function per image task, taking and returning what you already have.
+
+    >>> import aetools
+    >>> clean = aetools.denoise(Image.open("noisy.png"))        # PIL in -> PIL out
+    >>> clean = aetools.denoise(array_uint8, sigma=25)          # numpy in -> numpy out (same dtype)
+
+Models are loaded once per (name, device) and kept.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from aetools.data.io import ImageData, image_from_pil, image_to_pil, load_image
+from aetools.inference import resolve_device
+from aetools.weights import load_model
+
+
+@lru_cache(maxsize=8)
+def cached_model(name: str | None, task: str, device: str) -> torch.nn.Module:
+    return load_model(name, task, device)
+
+
+def get_model(model: str | Path | torch.nn.Module | None, task: str, device: str | torch.device | None) -> torch.nn.Module:
+    if isinstance(model, torch.nn.Module):
+        return model
+    dev = resolve_device(device or "auto")
+    return cached_model(None if model is None else str(model), task, str(dev))
+
+
+# ------------------------------------------------------------------------- ImageData -> ImageData
+
+
+def denoise_image(
+    image: ImageData,
+    sigma: float | None = None,
+    model: str | Path | torch.nn.Module | None = None,
+    device: str | torch.device | None = None,
+    tile: int | None = None,
+) -> ImageData:
+    """Remove Gaussian-like noise; `sigma` (0-255 scale) if known, else blind. Alpha is kept."""
+    from aetools.tasks.denoise import denoise_pixels
+
+    net = get_model(model, "denoise", device)
+    out = denoise_pixels(net, image.pixels, sigma=sigma, tile=tile)
+    return image.with_pixels(np.clip(out, 0.0, 1.0))
+
+
+# --------------------------------------------------------------- what users hand us, and back again
+
+
+def _to_image_data(image: Any) -> tuple[ImageData, Any]:
+    """PIL image, path or numpy array -> (ImageData, a function turning ImageData back into that type)."""
+    if isinstance(image, (str, Path)):
+        return load_image(image), lambda d: image_to_pil(d, "PNG")
+    if isinstance(image, Image.Image):
+        return image_from_pil(image), lambda d: image_to_pil(d, "PNG")
+    if isinstance(image, np.ndarray):
+        arr = image
+        if arr.ndim == 2:
+            arr = arr[..., None]
+        if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
+            raise ValueError(f"expected an (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) array, got {image.shape}")
+        if image.dtype == np.uint8:
+            scale = 255.0
+        elif image.dtype == np.uint16:
+            scale = 65535.0
+        else:
+            scale = 1.0
+        pixels = arr.astype(np.float32) / scale
+        alpha = pixels[..., 3] if pixels.shape[2] == 4 else None
+        data = ImageData(np.ascontiguousarray(pixels[..., :3]), alpha, 16 if image.dtype == np.uint16 else 8)
+
+        def back(d: ImageData) -> np.ndarray:
+            out = d.pixels if d.alpha is None else np.concatenate([d.pixels, d.alpha[..., None]], axis=2)
+            if image.ndim == 2:
+                out = out[..., 0]
+            if scale == 1.0:
+                return out.astype(image.dtype)
+            return (np.clip(out, 0, 1) * scale + 0.5).astype(image.dtype)
+
+        return data, back
+    raise TypeError(f"expected a PIL image, a numpy array or a path, got {type(image).__name__}")
+
+
+def denoise(image: Any, sigma: float | None = None, model: Any = None, device: Any = None, tile: int | None = None):
+    """Denoise a PIL image, numpy array or file path; returns the same kind (a path gives a PIL image)."""
+    data, back = _to_image_data(image)
+    return back(denoise_image(data, sigma=sigma, model=model, device=device, tile=tile))

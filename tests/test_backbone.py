@@ -1,0 +1,42 @@
+import pytest
+import torch
+
+from aetools.nn.registry import create_model, list_models
+from aetools.nn.unet import BackboneConfig, SkipAutoencoder
+
+
+@pytest.mark.parametrize("arch", list_models())
+def test_every_registered_model_builds_and_keeps_size(arch):
+    model = create_model(arch).eval()
+    x = torch.rand(1, 3, 37, 53)  # odd sizes: padded to the stride and cropped back
+    with torch.no_grad():
+        y = model(x)
+    assert y.shape == x.shape
+
+
+@pytest.mark.parametrize("size", [(1, 1), (5, 9), (16, 16), (33, 18)])
+def test_backbone_accepts_any_size(size):
+    net = SkipAutoencoder(BackboneConfig(in_channels=2, widths=(4, 8, 16))).eval()
+    with torch.no_grad():
+        features = net(torch.rand(2, 2, *size))
+    assert features.shape == (2, 4, *size)
+
+
+def test_encode_shapes_halve_per_level():
+    net = SkipAutoencoder(BackboneConfig(in_channels=3, widths=(4, 8, 16)))
+    bottleneck, skips = net.encode(torch.rand(1, 3, 32, 48))
+    assert bottleneck.shape == (1, 16, 8, 12)
+    assert [s.shape[1:] for s in skips] == [(4, 32, 48), (8, 16, 24)]
+
+
+def test_receptive_radius_bounds_the_true_dependency():
+    """Autograd: the centre output pixel depends on no input pixel farther than receptive_radius()."""
+    torch.manual_seed(0)
+    model = create_model("denoise-unet", widths=(4, 8, 16, 32), blocks=1, bottleneck_blocks=1)
+    size = 2 * model.receptive_radius() + 64
+    x = torch.rand(1, 3, size, size, requires_grad=True)
+    c = size // 2
+    model(x)[0, :, c, c].sum().backward()
+    ys, xs = torch.nonzero(x.grad.abs().sum(dim=(0, 1)), as_tuple=True)
+    reach = max((ys - c).abs().max().item(), (xs - c).abs().max().item())
+    assert 0 < reach <= model.receptive_radius()

@@ -1,0 +1,43 @@
+"""Two CPU processes under torchrun (gloo): gradients are averaged, so the replicas stay identical."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+SCRIPT = textwrap.dedent(
+    """
+    import hashlib, json, os, sys
+    import torch
+    from aetools.train.trainer import TrainConfig, train
+
+    folder, out, report = sys.argv[1:4]
+    torch.set_num_threads(1)
+    config = TrainConfig(task="denoise", data=[folder], out=out, model={"widths": (8, 16)}, steps=4,
+                         batch_size=2, crop=32, val_images=1, val_every=1000, device="cpu", warmup=1)
+    result = train(config)
+    import torch.distributed as dist
+    digest = hashlib.sha256()
+    for value in result.model.state_dict().values():
+        digest.update(value.numpy().tobytes())
+    rank = os.environ["RANK"]
+    json.dump({"rank": rank, "world": dist.get_world_size(), "sha": digest.hexdigest()},
+              open(f"{report}.{rank}.json", "w"))
+    """
+)
+
+
+def test_two_processes_keep_identical_replicas(train_folder, tmp_path):
+    script = tmp_path / "ddp_train.py"
+    script.write_text(SCRIPT)
+    report = tmp_path / "report"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(script), str(train_folder), str(tmp_path / "ddp.safetensors"), str(report)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, capture_output=True, timeout=240, env=env)
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    reports = [json.loads((tmp_path / f"report.{r}.json").read_text()) for r in (0, 1)]
+    assert all(r["world"] == 2 for r in reports)
+    assert reports[0]["sha"] == reports[1]["sha"]
+    assert (tmp_path / "ddp.safetensors").exists()

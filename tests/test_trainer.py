@@ -1,0 +1,93 @@
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from aetools.train.trainer import TrainConfig, TrainError, learning_rate, train
+from aetools.weights import load_model
+
+TINY = {"widths": (8, 16), "blocks": 1, "bottleneck_blocks": 1}
+
+
+def config(folder, out, **kw):
+    base = dict(task="denoise", data=[str(folder)], out=str(out), model=TINY, batch_size=4, crop=32,
+                val_images=2, val_every=1000, device="cpu", warmup=2)
+    return TrainConfig(**{**base, **kw})
+
+
+def test_loss_decreases(train_folder, tmp_path):
+    losses = []
+    train(config(train_folder, tmp_path / "m.safetensors", steps=60, lr=2e-3),
+          lambda p: losses.append(p.loss) if p.event == "step" else None)
+    assert sum(losses[-10:]) / 10 < 0.7 * sum(losses[:5]) / 5
+    model = load_model(tmp_path / "m.safetensors", "denoise")
+    assert model.weights_header["training"]["steps"] == 60
+
+
+def test_resume_after_a_crash_continues_with_the_same_next_loss(train_folder, tmp_path):
+    full = []
+    train(config(train_folder, tmp_path / "a.safetensors", steps=8, checkpoint_every=4),
+          lambda p: full.append((p.step, p.step_loss)) if p.event == "step" else None)
+
+    class Crash(Exception):
+        pass
+
+    def crash_at_step_6(p):
+        if p.event == "step" and p.step == 6:
+            raise Crash  # like kill -9 after the step-4 checkpoint: steps 5-6 are lost
+
+    with pytest.raises(Crash):
+        train(config(train_folder, tmp_path / "b.safetensors", steps=8, checkpoint_every=4), crash_at_step_6)
+    resumed = []
+    result = train(config(train_folder, tmp_path / "b.safetensors", steps=8, checkpoint_every=4, resume=True),
+                   lambda p: resumed.append((p.step, p.step_loss)) if p.event == "step" else None)
+    assert result.steps == 8 and not result.interrupted
+    assert resumed[0][0] == 5  # continues at the step after the checkpoint
+    assert resumed == full[4:]  # the same losses, step for step, from the first resumed step on
+    a = load_model(tmp_path / "a.safetensors", "denoise").state_dict()
+    b = load_model(tmp_path / "b.safetensors", "denoise").state_dict()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name  # the resumed run ends bit-identical
+
+
+def test_resume_refuses_without_checkpoint_and_fresh_refuses_to_clobber(train_folder, tmp_path):
+    with pytest.raises(TrainError, match="no checkpoint"):
+        train(config(train_folder, tmp_path / "c.safetensors", steps=2, resume=True))
+    train(config(train_folder, tmp_path / "c.safetensors", steps=2, checkpoint_every=1))
+    with pytest.raises(TrainError, match="--resume"):
+        train(config(train_folder, tmp_path / "c.safetensors", steps=2))
+
+
+def test_learning_rate_schedule():
+    assert learning_rate(0, 100, 1e-3, 10, 0.01) == pytest.approx(1e-4)
+    assert learning_rate(9, 100, 1e-3, 10, 0.01) == pytest.approx(1e-3)
+    assert learning_rate(100, 100, 1e-3, 10, 0.01) == pytest.approx(1e-5)
+    mid = learning_rate(55, 100, 1e-3, 10, 0.01)
+    assert mid == pytest.approx(1e-5 + (1e-3 - 1e-5) * 0.5 * (1 + math.cos(math.pi * 0.5)))
+
+
+def test_sigint_writes_a_checkpoint_and_resume_finishes(train_folder, tmp_path):
+    out = tmp_path / "s.safetensors"
+    cmd = [sys.executable, "-m", "aetools", "train", "denoise", "--data", str(train_folder), "--out", str(out),
+           "--steps", "100000", "--batch-size", "2", "--crop", "32", "--widths", "8,16", "--device", "cpu",
+           "--checkpoint-every", "100000"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "COLUMNS": "100"})
+    ckpt = tmp_path / "s.safetensors.ckpt.safetensors"
+    time.sleep(6)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err.decode()
+    assert ckpt.exists() and not out.exists()
+    from aetools.train.checkpoint import read_checkpoint_header
+
+    stopped_at = read_checkpoint_header(ckpt)["step"]
+    assert stopped_at > 0
+    done = subprocess.run(cmd[:9] + ["--steps", str(stopped_at + 3)] + cmd[11:] + ["--resume"],
+                          capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()
+    assert load_model(out, "denoise").weights_header["training"]["steps"] == stopped_at + 3
