@@ -120,7 +120,7 @@ def _load(path: Path) -> ImageData:
         data = image_from_pil(img)
         if img.format == "PNG" and _png_needs_own_decoder(path):
             px = _orient(_read_png16(path), orientation).astype(np.float32) / 65535.0
-            c = data.pixels.shape[2]
+            c = 1 if px.shape[2] <= 2 else 3  # not data's: Pillow turns 16-bit grey + alpha into RGBA
             alpha = np.ascontiguousarray(px[..., c]) if px.shape[2] > c else data.alpha  # data's: tRNS
             data = replace(data, pixels=np.ascontiguousarray(px[..., :c]), alpha=alpha, bit_depth=16)
     return data
@@ -286,14 +286,17 @@ def _sixteen_bit_array(image: ImageData, fmt: str) -> np.ndarray | None:
 
 
 def _load_tiff(path: Path) -> ImageData | None:
-    """First page of a TIFF through tifffile (8- or 16-bit grey/RGB, +alpha); None for anything else."""
+    """First page of a TIFF through tifffile (8- or 16-bit grey/RGB, +alpha); None for anything else,
+    including compressions tifffile needs the optional imagecodecs package for (LZW, JPEG...)."""
     import tifffile
 
     with tifffile.TiffFile(path) as tif:
         page = tif.pages.first
         _check_pixels(path, page.imagewidth, page.imagelength)
         if page.photometric not in (1, 2) or page.dtype not in (np.uint8, np.uint16) \
-                or page.axes not in ("YX", "YXS", "SYX"):  # MINISBLACK or RGB, one plane
+                or page.axes not in ("YX", "YXS", "SYX") \
+                or page.compression not in tifffile.TIFF.DECOMPRESSORS \
+                or page.predictor not in tifffile.TIFF.UNPREDICTORS:  # MINISBLACK or RGB, decodable here
             return None
         arr = page.asarray()
         tags = page.tags
