@@ -27,7 +27,9 @@ def cached_model(name: str | None, task: str, device: str) -> torch.nn.Module:
     return load_model(name, task, device)
 
 
-def get_model(model: str | Path | torch.nn.Module | None, task: str, device: str | torch.device | None) -> torch.nn.Module:
+def get_model(
+    model: str | Path | torch.nn.Module | None, task: str, device: str | torch.device | None
+) -> torch.nn.Module:
     if isinstance(model, torch.nn.Module):
         return model
     dev = resolve_device(device or "auto")

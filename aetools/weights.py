@@ -163,7 +163,9 @@ def write_manifest(entries: list[ShippedWeights]) -> None:
 def default_weights_for(task: str) -> ShippedWeights:
     candidates = [e for e in read_manifest() if e.task == task]
     if not candidates:
-        raise WeightsError(f"no shipped weights for task {task!r} in {weights_dir()}; train some with `aetools train {task}`")
+        raise WeightsError(
+            f"no shipped weights for task {task!r} in {weights_dir()}; train some with `aetools train {task}`"
+        )
     return next((e for e in candidates if e.default), candidates[0])
 
 
@@ -191,7 +193,10 @@ def load_model(name_or_path: str | Path | None, task: str, device: torch.device 
             raise WeightsError(f"{path}: shipped weights file is missing")
         actual = sha256_file(path)
         if actual != expected_sha:
-            raise WeightsError(f"{path}: sha256 {actual[:12]}... does not match the manifest ({expected_sha[:12]}...); file altered or corrupt")
+            raise WeightsError(
+                f"{path}: sha256 {actual[:12]}... does not match the manifest ({expected_sha[:12]}...); "
+                "file altered or corrupt"
+            )
     tensors, header = read_weights(path)
     if header["task"] != task:
         raise WeightsError(f"{path}: weights are for task {header['task']!r}, not {task!r}")

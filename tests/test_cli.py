@@ -52,7 +52,12 @@ def test_folder_to_folder_recursive_keeps_tree_and_modes(folder, tiny_weights, t
     out = tmp_path / "out"
     r = run("denoise", folder, "-o", out, "-r", "--model", tiny_weights)
     assert r.exit_code == 0, r.output
-    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.*")) == ["a.png", "b.jpg", "grey.png", "sub/c.png"]
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.*")) == [
+        "a.png",
+        "b.jpg",
+        "grey.png",
+        "sub/c.png",
+    ]
     assert Image.open(out / "grey.png").mode == "L"
     r = run("denoise", folder, "-o", tmp_path / "flat", "--model", tiny_weights)
     assert not (tmp_path / "flat" / "sub").exists()
@@ -124,8 +129,22 @@ def test_eval_prints_ours_beside_baselines(tmp_path, tiny_weights):
     data.mkdir()
     for i, name in enumerate(["astronaut", "coffee"]):
         Image.fromarray(photo(48, name)).save(data / f"{i}.png")
-    r = run("eval", "denoise", "--data", data, "--sigma", "15", "25", "--model", tiny_weights,
-            "--baselines", "wavelet", "--no-cost", "--format", "markdown")
+    r = run(
+        "eval",
+        "denoise",
+        "--data",
+        data,
+        "--sigma",
+        "15",
+        "25",
+        "--model",
+        tiny_weights,
+        "--baselines",
+        "wavelet",
+        "--no-cost",
+        "--format",
+        "markdown",
+    )
     assert r.exit_code == 0, r.output
     assert "| ours (blind) |" in r.output and "| skimage wavelet (blind) |" in r.output
     assert "σ=15 float" in r.output and "σ=25 8-bit" in r.output

@@ -32,8 +32,18 @@ def test_two_processes_keep_identical_replicas(train_folder, tmp_path):
     script = tmp_path / "ddp_train.py"
     script.write_text(SCRIPT)
     report = tmp_path / "report"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(script), str(train_folder), str(tmp_path / "ddp.safetensors"), str(report)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(script),
+        str(train_folder),
+        str(tmp_path / "ddp.safetensors"),
+        str(report),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, capture_output=True, timeout=240, env=env)
     assert done.returncode == 0, done.stderr.decode()[-3000:]

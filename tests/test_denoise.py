@@ -44,7 +44,7 @@ def test_grey_input_stays_grey_and_is_denoised(astronaut):
 def test_api_keeps_the_callers_types(astronaut):
     pil = aetools.denoise(Image.fromarray(astronaut[:64, :64]))
     assert isinstance(pil, Image.Image) and pil.size == (64, 64) and pil.mode == "RGB"
-    arr16 = (astronaut[:32, :32].astype(np.uint16) * 257)
+    arr16 = astronaut[:32, :32].astype(np.uint16) * 257
     out16 = aetools.denoise(arr16)
     assert out16.dtype == np.uint16 and out16.shape == arr16.shape
     rgba = np.dstack([astronaut[:32, :32], np.full((32, 32), 7, np.uint8)])

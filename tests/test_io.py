@@ -154,8 +154,15 @@ def test_bilevel(tmp_path):
     np.testing.assert_array_equal(d.pixels[..., 0], bits.astype(np.float32))
 
 
-@pytest.mark.parametrize("cmyk, rgb", [((0, 255, 255, 0), (1, 0, 0)), ((255, 0, 255, 0), (0, 1, 0)),
-                                       ((0, 0, 0, 0), (1, 1, 1)), ((0, 0, 0, 255), (0, 0, 0))])
+@pytest.mark.parametrize(
+    "cmyk, rgb",
+    [
+        ((0, 255, 255, 0), (1, 0, 0)),
+        ((255, 0, 255, 0), (0, 1, 0)),
+        ((0, 0, 0, 0), (1, 1, 1)),
+        ((0, 0, 0, 255), (0, 0, 0)),
+    ],
+)
 def test_cmyk_jpeg_becomes_rgb(tmp_path, cmyk, rgb):
     d = load_image(write(tmp_path / "c.jpg", Image.new("CMYK", (16, 8), cmyk)))
     assert d.pixels.shape == (8, 16, 3)
@@ -212,9 +219,16 @@ def check_16_bit_saves(tmp_path, d: ImageData, expected: np.ndarray):
                 np.testing.assert_array_equal(np.asarray(pil), top)
 
 
-@pytest.mark.parametrize("channels, interlace, shape", [
-    (3, False, (11, 13)), (4, False, (11, 13)), (2, False, (11, 13)), (3, True, (11, 13)), (4, True, (3, 1)),
-])
+@pytest.mark.parametrize(
+    "channels, interlace, shape",
+    [
+        (3, False, (11, 13)),
+        (4, False, (11, 13)),
+        (2, False, (11, 13)),
+        (3, True, (11, 13)),
+        (4, True, (3, 1)),
+    ],
+)
 def test_16_bit_colour_png_keeps_full_precision(tmp_path, channels, interlace, shape):
     a = noise(*shape, c=channels, dtype=np.uint16)
     a[0, 0, 0] = 1000
@@ -299,14 +313,17 @@ def write_bytes(path: Path, data: bytes) -> Path:
     return path
 
 
-@pytest.mark.parametrize("make, reason", [
-    (lambda t: t / "missing.png", "no such file"),
-    (lambda t: t, "folder"),
-    (lambda t: write_bytes(t / "text.png", b"hello, not a picture\n"), "not an image"),
-    (lambda t: write_bytes(t / "empty.png", b""), "empty"),
-    (lambda t: truncated(t, "jpg"), "truncated"),
-    (lambda t: truncated(t, "png"), "truncated"),
-])
+@pytest.mark.parametrize(
+    "make, reason",
+    [
+        (lambda t: t / "missing.png", "no such file"),
+        (lambda t: t, "folder"),
+        (lambda t: write_bytes(t / "text.png", b"hello, not a picture\n"), "not an image"),
+        (lambda t: write_bytes(t / "empty.png", b""), "empty"),
+        (lambda t: truncated(t, "jpg"), "truncated"),
+        (lambda t: truncated(t, "png"), "truncated"),
+    ],
+)
 def test_load_errors(tmp_path, make, reason):
     path = make(tmp_path)
     with pytest.raises(ImageError) as err:
@@ -360,8 +377,9 @@ def test_failed_save_leaves_original_and_no_temp(tmp_path, monkeypatch):
     assert out.read_bytes() == before and os.listdir(tmp_path) == ["out.png"]
 
 
-@pytest.mark.parametrize("name, expected", [("out.png", "PNG"), ("out.tif", "TIFF"), ("out.xyz", "JPEG"),
-                                            ("out", "JPEG")])
+@pytest.mark.parametrize(
+    "name, expected", [("out.png", "PNG"), ("out.tif", "TIFF"), ("out.xyz", "JPEG"), ("out", "JPEG")]
+)
 def test_output_format_follows_extension_else_input(tmp_path, name, expected):
     d = load_image(write(tmp_path / "in.jpg", photo()))
     save_image(d, tmp_path / name)

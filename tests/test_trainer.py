@@ -15,15 +15,27 @@ TINY = {"widths": (8, 16), "blocks": 1, "bottleneck_blocks": 1}
 
 
 def config(folder, out, **kw):
-    base = dict(task="denoise", data=[str(folder)], out=str(out), model=TINY, batch_size=4, crop=32,
-                val_images=2, val_every=1000, device="cpu", warmup=2)
+    base = dict(
+        task="denoise",
+        data=[str(folder)],
+        out=str(out),
+        model=TINY,
+        batch_size=4,
+        crop=32,
+        val_images=2,
+        val_every=1000,
+        device="cpu",
+        warmup=2,
+    )
     return TrainConfig(**{**base, **kw})
 
 
 def test_loss_decreases(train_folder, tmp_path):
     losses = []
-    train(config(train_folder, tmp_path / "m.safetensors", steps=60, lr=2e-3),
-          lambda p: losses.append(p.loss) if p.event == "step" else None)
+    train(
+        config(train_folder, tmp_path / "m.safetensors", steps=60, lr=2e-3),
+        lambda p: losses.append(p.loss) if p.event == "step" else None,
+    )
     assert sum(losses[-10:]) / 10 < 0.7 * sum(losses[:5]) / 5
     model = load_model(tmp_path / "m.safetensors", "denoise")
     assert model.weights_header["training"]["steps"] == 60
@@ -31,8 +43,10 @@ def test_loss_decreases(train_folder, tmp_path):
 
 def test_resume_after_a_crash_continues_with_the_same_next_loss(train_folder, tmp_path):
     full = []
-    train(config(train_folder, tmp_path / "a.safetensors", steps=8, checkpoint_every=4),
-          lambda p: full.append((p.step, p.step_loss)) if p.event == "step" else None)
+    train(
+        config(train_folder, tmp_path / "a.safetensors", steps=8, checkpoint_every=4),
+        lambda p: full.append((p.step, p.step_loss)) if p.event == "step" else None,
+    )
 
     class Crash(Exception):
         pass
@@ -44,8 +58,10 @@ def test_resume_after_a_crash_continues_with_the_same_next_loss(train_folder, tm
     with pytest.raises(Crash):
         train(config(train_folder, tmp_path / "b.safetensors", steps=8, checkpoint_every=4), crash_at_step_6)
     resumed = []
-    result = train(config(train_folder, tmp_path / "b.safetensors", steps=8, checkpoint_every=4, resume=True),
-                   lambda p: resumed.append((p.step, p.step_loss)) if p.event == "step" else None)
+    result = train(
+        config(train_folder, tmp_path / "b.safetensors", steps=8, checkpoint_every=4, resume=True),
+        lambda p: resumed.append((p.step, p.step_loss)) if p.event == "step" else None,
+    )
     assert result.steps == 8 and not result.interrupted
     assert resumed[0][0] == 5  # continues at the step after the checkpoint
     assert resumed == full[4:]  # the same losses, step for step, from the first resumed step on
@@ -73,9 +89,29 @@ def test_learning_rate_schedule():
 
 def test_sigint_writes_a_checkpoint_and_resume_finishes(train_folder, tmp_path):
     out = tmp_path / "s.safetensors"
-    cmd = [sys.executable, "-m", "aetools", "train", "denoise", "--data", str(train_folder), "--out", str(out),
-           "--steps", "100000", "--batch-size", "2", "--crop", "32", "--widths", "8,16", "--device", "cpu",
-           "--checkpoint-every", "100000"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "aetools",
+        "train",
+        "denoise",
+        "--data",
+        str(train_folder),
+        "--out",
+        str(out),
+        "--steps",
+        "100000",
+        "--batch-size",
+        "2",
+        "--crop",
+        "32",
+        "--widths",
+        "8,16",
+        "--device",
+        "cpu",
+        "--checkpoint-every",
+        "100000",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "COLUMNS": "100"})
     ckpt = tmp_path / "s.safetensors.ckpt.safetensors"
     time.sleep(6)
@@ -87,7 +123,8 @@ def test_sigint_writes_a_checkpoint_and_resume_finishes(train_folder, tmp_path):
 
     stopped_at = read_checkpoint_header(ckpt)["step"]
     assert stopped_at > 0
-    done = subprocess.run(cmd[:9] + ["--steps", str(stopped_at + 3)] + cmd[11:] + ["--resume"],
-                          capture_output=True, timeout=120)
+    done = subprocess.run(
+        cmd[:9] + ["--steps", str(stopped_at + 3)] + cmd[11:] + ["--resume"], capture_output=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr.decode()
     assert load_model(out, "denoise").weights_header["training"]["steps"] == stopped_at + 3

@@ -43,7 +43,9 @@ def nl_means(noisy: np.ndarray, sigma: float) -> np.ndarray:
 def wavelet(noisy: np.ndarray, sigma: float) -> np.ndarray:
     from skimage.restoration import denoise_wavelet
 
-    return denoise_wavelet(noisy, channel_axis=-1, convert2ycbcr=True, method="BayesShrink", mode="soft", rescale_sigma=True)
+    return denoise_wavelet(
+        noisy, channel_axis=-1, convert2ycbcr=True, method="BayesShrink", mode="soft", rescale_sigma=True
+    )
 
 
 def tv_chambolle(noisy: np.ndarray, sigma: float) -> np.ndarray:

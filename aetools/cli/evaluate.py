@@ -39,7 +39,9 @@ def render(title: str, header: list[str], rows: list[list[str]], fmt: str) -> No
 def eval_denoise(
     ctx: typer.Context,
     data: Path = typer.Option(..., "--data", "-d", help="Folder of clean benchmark images (e.g. eval/cbsd68)."),
-    sigma: list[float] = typer.Option([15.0, 25.0, 50.0], "--sigma", help="Noise levels (0-255), e.g. --sigma 15 25 50."),
+    sigma: list[float] = typer.Option(
+        [15.0, 25.0, 50.0], "--sigma", help="Noise levels (0-255), e.g. --sigma 15 25 50."
+    ),
     model: str = typer.Option(None, "--model", "-m", help="Shipped model name or .safetensors path."),
     baselines: str = typer.Option("nlm,wavelet,tv", help="Comma list from nlm, wavelet, tv, bm3d (bm3d: ~25 s/photo)."),
     variants: str = typer.Option("float,8-bit", help="float (the published protocol) and/or 8-bit."),
@@ -86,7 +88,9 @@ def eval_denoise(
 
     with Progress(console=console, transient=True) as progress:
         bar = progress.add_task(f"eval denoise on {data.name}", total=len(files))
-        result = run_denoise_benchmark(files, sigmas, net, chosen, variant_list, on_image=lambda _: progress.advance(bar))
+        result = run_denoise_benchmark(
+            files, sigmas, net, chosen, variant_list, on_image=lambda _: progress.advance(bar)
+        )
 
     methods = list(dict.fromkeys(m for m, _, _ in result.psnr))
     header = ["method"] + [f"σ={s:g} {v}" for s in sigmas for v in variant_list]
@@ -96,9 +100,10 @@ def eval_denoise(
         rows.append([m] + ["-" if c is None else f"{c:.2f}" for c in cells])
     if data.name.lower() == "cbsd68":
         for name, numbers in PUBLISHED.items():
-            rows.append([f"{name}, published"] + [
-                f"{numbers[s]:.2f}" if v == "float" and s in numbers else "" for s in sigmas for v in variant_list
-            ])
+            rows.append(
+                [f"{name}, published"]
+                + [f"{numbers[s]:.2f}" if v == "float" and s in numbers else "" for s in sigmas for v in variant_list]
+            )
     render(f"Denoising PSNR (dB, RGB) on {data.name}, {len(files)} images", header, rows, fmt)
 
     if cost:
@@ -107,12 +112,18 @@ def eval_denoise(
         render(
             f"CPU cost (512x512 input, {torch.get_num_threads()} torch threads)",
             ["network", "params", "MP/s", "ours is faster by"],
-            [[r.name, f"{r.params / 1e6:.2f} M", f"{r.megapixels_per_s:.3f}", f"{ours / r.megapixels_per_s:.1f}x"] for r in cost_rows],
+            [
+                [r.name, f"{r.params / 1e6:.2f} M", f"{r.megapixels_per_s:.3f}", f"{ours / r.megapixels_per_s:.1f}x"]
+                for r in cost_rows
+            ],
             fmt,
         )
 
     if record:
-        metrics = {f"{data.name}_sigma{s:g}_psnr": round(result.mean("ours (blind)", s, "float"), 2)
-                   for s in sigmas if result.mean("ours (blind)", s, "float") is not None}
+        metrics = {
+            f"{data.name}_sigma{s:g}_psnr": round(result.mean("ours (blind)", s, "float"), 2)
+            for s in sigmas
+            if result.mean("ours (blind)", s, "float") is not None
+        }
         record_metrics(weights_path, metrics)
         console.print(f"recorded {len(metrics)} metrics in {weights_path}")

@@ -52,7 +52,9 @@ def plan_outputs(inputs: list[Path], output: Path | None, suffix: str, recursive
         if item.is_dir():
             found = [p for p in list_images([item], recursive) if not p.stem.endswith(f"_{suffix}")]
             if not found:
-                plan.failures.append((str(item), "no images in this folder" + ("" if recursive else " (use -r for sub-folders)")))
+                plan.failures.append(
+                    (str(item), "no images in this folder" + ("" if recursive else " (use -r for sub-folders)"))
+                )
             sources.extend((p, p.relative_to(item)) for p in found)
         elif item.exists():
             sources.append((item, Path(item.name)))
@@ -106,8 +108,14 @@ def run_image_task(
     plan = plan_outputs(inputs, output, suffix, recursive)
     failures = list(plan.failures)
     written = 0
-    columns = (TextColumn(f"[bold]{name}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[file]}"),
-               TimeElapsedColumn(), TimeRemainingColumn())
+    columns = (
+        TextColumn(f"[bold]{name}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[file]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=console, transient=True) as progress:
         bar = progress.add_task(name, total=len(plan.jobs), file="")
         for src, dst in plan.jobs:
@@ -168,7 +176,8 @@ def denoise(
     inputs: Inputs,
     output: Output = None,
     sigma: Annotated[
-        float | None, typer.Option("--sigma", min=0, max=100, help="Noise level (0-255 scale) if known; default: blind.")
+        float | None,
+        typer.Option("--sigma", min=0, max=100, help="Noise level (0-255 scale) if known; default: blind."),
     ] = None,
     model: ModelOpt = None,
     device: DeviceOpt = "auto",
@@ -183,6 +192,11 @@ def denoise(
     dev = prepare(device, seed)
     net = load_task_model(model, "denoise", dev)
     run_image_task(
-        "denoise", inputs, output, "denoised", overwrite, recursive,
+        "denoise",
+        inputs,
+        output,
+        "denoised",
+        overwrite,
+        recursive,
         lambda image: denoise_image(image, sigma=sigma, model=net, tile=tile),
     )

@@ -60,10 +60,23 @@ def train(
         except ValueError:
             raise fail(f"--widths {widths!r}: expected comma-separated integers such as 32,64,128") from None
     config = TrainConfig(
-        task=task, data=[str(p) for p in data], out=str(out), model=model, steps=steps, batch_size=batch_size,
-        crop=crop, lr=lr, val_data=[str(p) for p in val] if val else None, val_every=val_every,
-        checkpoint_every=checkpoint_every, resume=resume, init=str(init) if init else None, seed=seed,
-        device=device, amp=amp, workers=workers,
+        task=task,
+        data=[str(p) for p in data],
+        out=str(out),
+        model=model,
+        steps=steps,
+        batch_size=batch_size,
+        crop=crop,
+        lr=lr,
+        val_data=[str(p) for p in val] if val else None,
+        val_every=val_every,
+        checkpoint_every=checkpoint_every,
+        resume=resume,
+        init=str(init) if init else None,
+        seed=seed,
+        device=device,
+        amp=amp,
+        workers=workers,
     )
     quiet = int(os.environ.get("RANK", "0")) != 0
     progress = Progress(
@@ -82,14 +95,18 @@ def train(
         nonlocal bar
         val_text = "-" if p.val_psnr is None else f"{p.val_psnr:.2f} dB"
         if bar is None:
-            bar = progress.add_task("train", total=p.total, completed=p.step, loss=float("nan"), speed=0.0, val=val_text)
+            bar = progress.add_task(
+                "train", total=p.total, completed=p.step, loss=float("nan"), speed=0.0, val=val_text
+            )
         fields = {"val": val_text}
         if p.event == "step":
             fields.update(loss=p.loss, speed=p.images_per_s)
         progress.update(bar, completed=p.step, **fields)
         plain_log = not console.is_terminal and p.event == "step" and p.step % 100 == 0
         if plain_log and not quiet:  # progress lines for a log file, where no bar is drawn
-            progress.console.log(f"step {p.step}/{p.total}: loss {p.loss:.4f}, {p.images_per_s:.1f} img/s, lr {p.lr:.2e}")
+            progress.console.log(
+                f"step {p.step}/{p.total}: loss {p.loss:.4f}, {p.images_per_s:.1f} img/s, lr {p.lr:.2e}"
+            )
         if p.event == "val" and not quiet:
             progress.console.log(f"step {p.step}: validation PSNR {val_text}, loss {p.loss:.4f}, lr {p.lr:.2e}")
 

@@ -24,8 +24,10 @@ def list_images(inputs: Iterable[str | Path], recursive: bool = True) -> list[Pa
         if item.is_dir():
             pattern = item.rglob("*") if recursive else item.glob("*")
             found.extend(
-                p for p in pattern
-                if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+                p
+                for p in pattern
+                if p.is_file()
+                and p.suffix.lower() in IMAGE_EXTENSIONS
                 and not any(part.startswith(".") for part in p.relative_to(item).parts)
             )
         else:

@@ -32,8 +32,31 @@ Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, not a grey band
 
 IMAGE_EXTENSIONS = frozenset(
-    {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".dib", ".tif", ".tiff", ".webp", ".gif", ".ppm",
-     ".pgm", ".pbm", ".pnm", ".tga", ".jp2", ".j2k", ".ico", ".pcx", ".sgi", ".im", ".qoi"}
+    {
+        ".png",
+        ".jpg",
+        ".jpeg",
+        ".jpe",
+        ".jfif",
+        ".bmp",
+        ".dib",
+        ".tif",
+        ".tiff",
+        ".webp",
+        ".gif",
+        ".ppm",
+        ".pgm",
+        ".pbm",
+        ".pnm",
+        ".tga",
+        ".jp2",
+        ".j2k",
+        ".ico",
+        ".pcx",
+        ".sgi",
+        ".im",
+        ".qoi",
+    }
 )
 SIXTEEN_BIT_FORMATS = frozenset({"PNG", "TIFF"})
 ALPHA_FORMATS = frozenset({"PNG", "TIFF", "WEBP", "GIF", "TGA", "ICO", "JPEG2000", "QOI", "SGI"})
@@ -202,10 +225,7 @@ def save_image(image: ImageData, path: str | Path, fmt: str | None = None, overw
     Image.init()
     if fmt not in Image.SAVE:
         raise ImageError(path, f"cannot write {fmt} files")
-    deep = _sixteen_bit_array(image, fmt)
-    pil = image_to_pil(image, fmt)
-    if fmt == "JPEG" and pil.mode not in ("L", "RGB"):
-        pil = pil.convert("RGB")
+    deep = _sixteen_bit_array(image, fmt)  # 16-bit colour or grey + alpha, which Pillow cannot write
     options: dict = {}
     if image.icc_profile and fmt in ("JPEG", "PNG", "TIFF", "WEBP"):
         options["icc_profile"] = image.icc_profile
@@ -224,7 +244,7 @@ def save_image(image: ImageData, path: str | Path, fmt: str | None = None, overw
         elif deep is not None:
             _write_tiff16(tmp, deep, image.icc_profile, image.dpi)
         else:
-            pil.save(tmp, format=fmt, **options)
+            image_to_pil(image, fmt).save(tmp, format=fmt, **options)
         os.replace(tmp, path)
     except (OSError, ValueError) as e:
         raise ImageError(path, f"cannot write ({_one_line(e)})") from None
@@ -240,8 +260,10 @@ def _one_line(e: BaseException) -> str:
 
 
 def _too_large() -> str:
-    return (f"image is larger than the {MAX_PIXELS / 1e6:g} MP safety limit "
-            "(decompression-bomb guard; raise it with AETOOLS_MAX_PIXELS)")
+    return (
+        f"image is larger than the {MAX_PIXELS / 1e6:g} MP safety limit "
+        "(decompression-bomb guard; raise it with AETOOLS_MAX_PIXELS)"
+    )
 
 
 def _check_pixels(path: Path, width: int, height: int) -> None:
@@ -262,8 +284,12 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_COLOUR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # channels -> colour type (grey, grey+alpha, RGB, RGBA)
 _ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
 _ORIENT = {  # EXIF orientation -> the numpy version of what ImageOps.exif_transpose does, on (H, W, C)
-    2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1], 5: lambda a: a.swapaxes(0, 1),
-    6: lambda a: a.swapaxes(0, 1)[:, ::-1], 7: lambda a: a.swapaxes(0, 1)[::-1, ::-1],
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: a.swapaxes(0, 1)[:, ::-1],
+    7: lambda a: a.swapaxes(0, 1)[::-1, ::-1],
     8: lambda a: a.swapaxes(0, 1)[::-1],
 }
 
@@ -293,10 +319,13 @@ def _load_tiff(path: Path) -> ImageData | None:
     with tifffile.TiffFile(path) as tif:
         page = tif.pages.first
         _check_pixels(path, page.imagewidth, page.imagelength)
-        if page.photometric not in (1, 2) or page.dtype not in (np.uint8, np.uint16) \
-                or page.axes not in ("YX", "YXS", "SYX") \
-                or page.compression not in tifffile.TIFF.DECOMPRESSORS \
-                or page.predictor not in tifffile.TIFF.UNPREDICTORS:  # MINISBLACK or RGB, decodable here
+        if (
+            page.photometric not in (1, 2)
+            or page.dtype not in (np.uint8, np.uint16)
+            or page.axes not in ("YX", "YXS", "SYX")
+            or page.compression not in tifffile.TIFF.DECOMPRESSORS
+            or page.predictor not in tifffile.TIFF.UNPREDICTORS
+        ):  # MINISBLACK or RGB, decodable here
             return None
         arr = page.asarray()
         tags = page.tags
@@ -318,9 +347,17 @@ def _write_tiff16(path: Path, arr: np.ndarray, icc: bytes | None, dpi: tuple[flo
     import tifffile
 
     c = arr.shape[2]
-    tifffile.imwrite(path, arr, photometric="rgb" if c >= 3 else "minisblack", planarconfig="contig",
-                     extrasamples=["unassalpha"] if c in (2, 4) else None, compression="zlib",
-                     resolution=dpi, resolutionunit="INCH" if dpi else None, iccprofile=icc)
+    tifffile.imwrite(
+        path,
+        arr,
+        photometric="rgb" if c >= 3 else "minisblack",
+        planarconfig="contig",
+        extrasamples=["unassalpha"] if c in (2, 4) else None,
+        compression="zlib",
+        resolution=dpi,
+        resolutionunit="INCH" if dpi else None,
+        iccprofile=icc,
+    )
 
 
 def _png_needs_own_decoder(path: Path) -> bool:
@@ -332,11 +369,11 @@ def _read_png16(path: Path) -> np.ndarray:
     """(H, W, C) uint16 pixels of a 16-bit PNG, from its IHDR and IDAT chunks (interlaced or not)."""
     data, pos, ihdr, idat = path.read_bytes(), 8, None, []
     while pos + 8 <= len(data):
-        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
         if kind == b"IHDR":
-            ihdr = struct.unpack(">IIBBBBB", data[pos + 8:pos + 21])
+            ihdr = struct.unpack(">IIBBBBB", data[pos + 8 : pos + 21])
         elif kind == b"IDAT":
-            idat.append(data[pos + 8:pos + 8 + length])
+            idat.append(data[pos + 8 : pos + 8 + length])
         elif kind == b"IEND":
             break
         pos += 12 + length  # length, type, data, CRC
@@ -382,8 +419,7 @@ def _unfilter(kinds: np.ndarray, f: np.ndarray) -> np.ndarray:
     return r[1:, 1:].astype(np.uint8)
 
 
-def _encode_png16(arr: np.ndarray, icc: bytes | None, exif: bytes | None,
-                  dpi: tuple[float, float] | None) -> bytes:
+def _encode_png16(arr: np.ndarray, icc: bytes | None, exif: bytes | None, dpi: tuple[float, float] | None) -> bytes:
     """A 16-bit PNG of arr, (H, W, C) uint16: every row 'Up'-filtered (a vectorised byte difference)."""
     h, w, c = arr.shape
     rows = arr.astype(">u2").view(np.uint8).reshape(h, w * 2 * c)

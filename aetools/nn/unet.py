@@ -50,11 +50,15 @@ class SkipAutoencoder(nn.Module):
         self.config = config
         w = config.widths
         self.stem = conv3x3(config.in_channels, w[0])
-        self.enc = nn.ModuleList(nn.Sequential(*[ResBlock(w[i]) for _ in range(config.blocks)]) for i in range(len(w) - 1))
+        self.enc = nn.ModuleList(
+            nn.Sequential(*[ResBlock(w[i]) for _ in range(config.blocks)]) for i in range(len(w) - 1)
+        )
         self.down = nn.ModuleList(Down(w[i], w[i + 1]) for i in range(len(w) - 1))
         self.bottleneck = nn.Sequential(*[ResBlock(w[-1]) for _ in range(config.bottleneck_blocks)])
         self.up = nn.ModuleList(Up(w[i + 1], w[i]) for i in range(len(w) - 1))
-        self.dec = nn.ModuleList(nn.Sequential(*[ResBlock(w[i]) for _ in range(config.blocks)]) for i in range(len(w) - 1))
+        self.dec = nn.ModuleList(
+            nn.Sequential(*[ResBlock(w[i]) for _ in range(config.blocks)]) for i in range(len(w) - 1)
+        )
 
     @property
     def out_channels(self) -> int:

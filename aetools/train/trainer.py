@@ -260,7 +260,9 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
             seen += batch.target.shape[0] * world
             now = time.time()
             done = step + 1
-            report(TrainProgress(done, steps, loss_ema, lr, seen / max(now - t0, 1e-9), state["val_psnr"], "step", value))
+            report(
+                TrainProgress(done, steps, loss_ema, lr, seen / max(now - t0, 1e-9), state["val_psnr"], "step", value)
+            )
 
             if is_main and (done % val_every == 0 or done == steps):
                 state["val_psnr"] = validate()
@@ -299,7 +301,11 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
         save_weights(model, out, task.name, training)
     if world > 1:
         dist.barrier()
-    report(TrainProgress(done, steps, loss_ema or float("nan"), 0.0, 0.0, state["val_psnr"], "interrupted" if interrupted else "done"))
+    report(
+        TrainProgress(
+            done, steps, loss_ema or float("nan"), 0.0, 0.0, state["val_psnr"], "interrupted" if interrupted else "done"
+        )
+    )
     return TrainResult(done, interrupted, state["val_psnr"], out, ckpt_path, state["seconds"], model)
 
 
