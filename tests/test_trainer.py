@@ -110,11 +110,13 @@ def test_sigint_writes_a_checkpoint_and_resume_finishes(train_folder, tmp_path):
         "--device",
         "cpu",
         "--checkpoint-every",
-        "100000",
+        "20",
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "COLUMNS": "100"})
     ckpt = tmp_path / "s.safetensors.ckpt.safetensors"
-    time.sleep(6)
+    deadline = time.time() + 120
+    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)  # the first checkpoint proves the loop (and its signal handler) is running
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err.decode()

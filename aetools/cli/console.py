@@ -25,3 +25,20 @@ def parse_numbers(first: list[float] | None, extra: list[str], name: str, kind: 
         except ValueError:
             raise fail(f"unexpected argument {item!r} (after {name} only numbers may follow)") from None
     return values
+
+
+def progress_bar(title: str, detail: str, transient: bool = False, disable: bool = False):
+    """The one progress-bar layout: title, bar, n/total, a detail column (task fields), elapsed, ETA."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (TextColumn(f"[bold]{title}"), BarColumn(), MofNCompleteColumn(), TextColumn(detail))
+    return Progress(
+        *columns, TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=transient, disable=disable
+    )

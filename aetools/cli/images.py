@@ -19,7 +19,7 @@ from typing import Annotated
 import typer
 
 from aetools.cli import app
-from aetools.cli.console import console, fail
+from aetools.cli.console import console, fail, progress_bar
 
 Inputs = Annotated[list[Path], typer.Argument(help="Image files and/or folders.", show_default=False)]
 Output = Annotated[
@@ -94,29 +94,12 @@ def run_image_task(
 ) -> None:
     """Load, process and atomically save every input, with a progress bar and a summary; exit 1 if any
     file failed. `process(ImageData) -> ImageData` does the task."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
     from aetools.data.io import ImageError, load_image, save_image
 
     plan = plan_outputs(inputs, output, suffix, recursive)
     failures = list(plan.failures)
     written = 0
-    columns = (
-        TextColumn(f"[bold]{name}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[file]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=console, transient=True) as progress:
+    with progress_bar(name, "{task.fields[file]}", transient=True) as progress:
         bar = progress.add_task(name, total=len(plan.jobs), file="")
         for src, dst in plan.jobs:
             progress.update(bar, file=src.name)

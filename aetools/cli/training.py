@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from aetools.cli import app
-from aetools.cli.console import console, fail
+from aetools.cli.console import console, fail, progress_bar
 
 
 @app.command(no_args_is_help=True)
@@ -35,15 +35,6 @@ def train(
     Multi-process: torchrun --nproc_per_node N -m aetools train ... (DDP; gloo on CPU, nccl on GPU).
     """
     import os
-
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
 
     from aetools.inference import DeviceError
     from aetools.tasks import list_tasks
@@ -79,14 +70,9 @@ def train(
         workers=workers,
     )
     quiet = int(os.environ.get("RANK", "0")) != 0
-    progress = Progress(
-        TextColumn("[bold]train " + task),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.4f}  {task.fields[speed]:.1f} img/s  val {task.fields[val]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
+    progress = progress_bar(
+        f"train {task}",
+        "loss {task.fields[loss]:.4f}  {task.fields[speed]:.1f} img/s  val {task.fields[val]}",
         disable=quiet,
     )
     bar = None
