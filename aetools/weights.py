@@ -220,8 +220,16 @@ def record_metrics(path: str | Path, metrics: dict[str, Any]) -> None:
     write_manifest(entries)
 
 
-def ship_weights(path: Path, name: str, description: str = "", default: bool = True) -> ShippedWeights:
-    """Add (or replace) a manifest entry for a file inside weights/."""
+def ship_weights(
+    source: Path, name: str, description: str = "", default: bool = True, dtype: torch.dtype | None = None
+) -> ShippedWeights:
+    """Copy a trained file into weights/<name>.safetensors (re-saved as `dtype`, e.g. float16 to halve
+    it) and add or replace its manifest entry."""
+    tensors, header = read_weights(source)
+    path = weights_dir() / f"{name}.safetensors"
+    if Path(source).resolve() != path.resolve() or dtype is not None:
+        model = model_from_weights(tensors, header, str(source))
+        save_weights(model, path, header["task"], header["training"], header["metrics"], dtype=dtype)
     _, header = read_weights(path)
     entry = ShippedWeights(
         name=name,

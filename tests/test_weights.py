@@ -1,5 +1,4 @@
 import json
-import shutil
 
 import pytest
 import torch
@@ -40,9 +39,8 @@ def test_shipped_file_with_wrong_sha256_is_refused(tiny_weights, tmp_path, monke
     shipped = tmp_path / "shipped"
     shipped.mkdir()
     monkeypatch.setenv("AETOOLS_WEIGHTS", str(shipped))
-    path = shipped / "tiny.safetensors"
-    shutil.copy(tiny_weights, path)
-    ship_weights(path, "tiny-denoise")
+    path = ship_weights(tiny_weights, "tiny-denoise").path
+    assert path == shipped / "tiny-denoise.safetensors"
     assert load_model("tiny-denoise", "denoise") is not None
     assert load_model(None, "denoise") is not None  # the task's default
     data = bytearray(path.read_bytes())
@@ -54,9 +52,10 @@ def test_shipped_file_with_wrong_sha256_is_refused(tiny_weights, tmp_path, monke
 
 def test_record_metrics_updates_file_and_manifest(tiny_weights, tmp_path, monkeypatch):
     monkeypatch.setenv("AETOOLS_WEIGHTS", str(tmp_path))
-    ship_weights(tiny_weights, "tiny-denoise")
-    record_metrics(tiny_weights, {"cbsd68_sigma25_psnr": 30.5})
-    assert read_weights(tiny_weights)[1]["metrics"]["cbsd68_sigma25_psnr"] == 30.5
+    path = ship_weights(tiny_weights, "tiny-denoise", dtype=torch.float16).path
+    record_metrics(path, {"cbsd68_sigma25_psnr": 30.5})
+    assert read_weights(path)[1]["metrics"]["cbsd68_sigma25_psnr"] == 30.5
+    assert read_weights(path)[1]["dtype"] == "float16"
     model = load_model("tiny-denoise", "denoise")  # sha256 refreshed with the new header
     assert model.weights_header["metrics"]["cbsd68_sigma25_psnr"] == 30.5
 
