@@ -4,7 +4,8 @@ Training pairs: clean crop + N(0, sigma^2), sigma ~ U[0, 55] per image (0-255 sc
 crops are then clipped and rounded to 8 bits, as they are in a user's file; the benchmark's float
 protocol (DnCNN/KAIR) keeps them unclipped, so the model sees both. Half of the crops tell the model
 their sigma, half say "unknown": one set of weights serves `--sigma 25` and blind use. A tenth of the
-crops are made grey so grey scans are in-distribution.
+crops are made grey, with the same noise in all three channels, as a grey file run through the colour
+network is: grey scans are then in-distribution.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ def degrade_for_denoise(clean: torch.Tensor, generator: torch.Generator) -> Batc
         clean[grey] = luma.expand(-1, clean.shape[1], -1, -1)
     sigma = torch.rand(b, generator=generator) * MAX_SIGMA
     noise = torch.randn(clean.shape, generator=generator) * (sigma / 255.0).view(b, 1, 1, 1)
+    # A grey file has one noise value per pixel, seen identically in the three replicated channels.
+    noise[grey] = noise[grey][:, :1].expand(-1, clean.shape[1], -1, -1)
     noisy = clean + noise
     quantise = torch.rand(b, generator=generator) < 0.5
     noisy[quantise] = (noisy[quantise].clamp(0, 1) * 255).round() / 255
