@@ -180,8 +180,10 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
     # ----- model, optimizer
     torch.manual_seed(config.seed)  # identical initial weights on every rank
     model = create_model(task.arch, **{**task.model_defaults, **config.model})
+    init_record = None
     if config.init:
         tensors, header = read_weights(config.init)
+        init_record = {"file": Path(config.init).name, "training": header.get("training", {})}
         if header["arch"] != model.arch or header["config"] != model_config_dict(model):
             raise TrainError(f"{config.init}: --init weights are a different architecture or size")
         model.load_state_dict(tensors)
@@ -297,6 +299,7 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
             "processes": world,
             "params": count_parameters(model),
             "val_psnr": state["val_psnr"],
+            "init": init_record,  # fine-tuned from these weights (and how they were trained), if any
         }
         save_weights(model, out, task.name, training)
     if world > 1:
