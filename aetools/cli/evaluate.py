@@ -17,13 +17,10 @@ MULTI = {"allow_extra_args": True, "ignore_unknown_options": False}
 
 def render(title: str, header: list[str], rows: list[list[str]], fmt: str) -> None:
     """A result table as a rich table, or as GitHub markdown for the README."""
-    if fmt == "markdown":
-        out.print(f"**{title}**\n", markup=False)
-        out.print("| " + " | ".join(header) + " |", markup=False)
-        out.print("|" + "|".join("---" for _ in header) + "|", markup=False)
-        for row in rows:
-            out.print("| " + " | ".join(row) + " |", markup=False)
-        out.print("", markup=False)
+    if fmt == "markdown":  # plain text, never wrapped to the terminal's width
+        lines = [f"**{title}**", "", "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+        typer.echo("\n".join(lines) + "\n")
         return
     from rich.table import Table
 
