@@ -200,7 +200,9 @@ def load_model(name_or_path: str | Path | None, task: str, device: torch.device 
     tensors, header = read_weights(path)
     if header["task"] != task:
         raise WeightsError(f"{path}: weights are for task {header['task']!r}, not {task!r}")
-    return model_from_weights(tensors, header, str(path)).to(device)
+    model = model_from_weights(tensors, header, str(path))
+    model.weights_path = path  # where it came from, e.g. for `eval --record`
+    return model.to(device)
 
 
 def record_metrics(path: str | Path, metrics: dict[str, Any]) -> None:

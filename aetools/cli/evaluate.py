@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from aetools.cli import app
-from aetools.cli.console import console, fail, out, parse_numbers
+from aetools.cli.console import console, fail, out, parse_numbers, progress_bar
 
 eval_app = typer.Typer(help="Benchmark a task's model against baselines on a public set.", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
@@ -49,7 +49,6 @@ def eval_denoise(
 ) -> None:
     """Gaussian denoising, DnCNN/KAIR protocol: PSNR (RGB, dB), ours beside skimage baselines."""
     import torch
-    from rich.progress import Progress
 
     from aetools.bench.denoise import (
         BASELINES,
@@ -59,7 +58,7 @@ def eval_denoise(
         run_denoise_benchmark,
     )
     from aetools.data.datasets import list_images
-    from aetools.weights import WeightsError, load_model, record_metrics, resolve_weights
+    from aetools.weights import WeightsError, load_model, record_metrics
 
     sigmas = parse_numbers(sigma, ctx.args, "--sigma")
     chosen = [b.strip() for b in baselines.split(",") if b.strip()]
@@ -79,12 +78,11 @@ def eval_denoise(
     files = files[:limit] if limit else files
     try:
         net = load_model(model, "denoise", "cpu")
-        weights_path, _ = resolve_weights(model, "denoise")
     except WeightsError as e:
         raise fail(str(e)) from None
 
-    with Progress(console=console, transient=True) as progress:
-        bar = progress.add_task(f"eval denoise on {data.name}", total=len(files))
+    with progress_bar(f"eval denoise on {data.name}", "", transient=True) as progress:
+        bar = progress.add_task("eval", total=len(files))
         result = run_denoise_benchmark(
             files, sigmas, net, chosen, variant_list, on_image=lambda _: progress.advance(bar)
         )
@@ -122,5 +120,5 @@ def eval_denoise(
             for s in sigmas
             if result.mean("ours (blind)", s, "float") is not None
         }
-        record_metrics(weights_path, metrics)
-        console.print(f"recorded {len(metrics)} metrics in {weights_path}")
+        record_metrics(net.weights_path, metrics)
+        console.print(f"recorded {len(metrics)} metrics in {net.weights_path}")
