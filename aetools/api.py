@@ -9,6 +9,7 @@ Models are loaded once per (name, device) and kept.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,36 @@ def denoise_image(
     return image.with_pixels(np.clip(out, 0.0, 1.0))
 
 
+def upscale_image(
+    image: ImageData,
+    scale: int = 2,
+    model: str | Path | torch.nn.Module | None = None,
+    device: str | torch.device | None = None,
+    tile: int | None = None,
+) -> ImageData:
+    """Super-resolve by `scale` (2, 3 or 4): output exactly scale x the input size. Grey stays grey; alpha
+    is upscaled (bicubic) and kept; dpi is multiplied by the scale so the print size stays the same."""
+    from aetools.data.io import MAX_PIXELS, ImageError
+    from aetools.tasks.superres import upscale_alpha, upscale_pixels
+
+    net = get_model(model, "superres", device)
+    if scale not in net.config.scales:
+        raise ValueError(f"this model upscales by {', '.join(map(str, net.config.scales))}, not {scale}")
+    h, w = image.pixels.shape[:2]
+    if h * w * scale * scale > MAX_PIXELS:
+        raise ImageError(
+            "",  # the caller knows the file; the CLI names it
+            f"the x{scale} output would be {w * scale}x{h * scale} ({h * w * scale * scale / 1e6:.0f} MP), above"
+            f" the {MAX_PIXELS / 1e6:.0f} MP limit (AETOOLS_MAX_PIXELS)",
+        )
+    out = upscale_pixels(net, image.pixels, scale, tile=tile)
+    alpha = None if image.alpha is None else upscale_alpha(image.alpha, scale)
+    result = image.with_pixels(np.clip(out, 0.0, 1.0), alpha)
+    if image.dpi:
+        result = replace(result, dpi=(image.dpi[0] * scale, image.dpi[1] * scale))
+    return result
+
+
 # --------------------------------------------------------------- what users hand us, and back again
 
 
@@ -95,3 +126,9 @@ def denoise(image: Any, sigma: float | None = None, model: Any = None, device: A
     """Denoise a PIL image, numpy array or file path; returns the same kind (a path gives a PIL image)."""
     data, back = _to_image_data(image)
     return back(denoise_image(data, sigma=sigma, model=model, device=device, tile=tile))
+
+
+def upscale(image: Any, scale: int = 2, model: Any = None, device: Any = None, tile: int | None = None):
+    """Upscale a PIL image, numpy array or file path by 2, 3 or 4; returns the same kind."""
+    data, back = _to_image_data(image)
+    return back(upscale_image(data, scale=scale, model=model, device=device, tile=tile))

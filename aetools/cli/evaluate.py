@@ -122,3 +122,87 @@ def eval_denoise(
         }
         record_metrics(net.weights_path, metrics)
         console.print(f"recorded {len(metrics)} metrics in {net.weights_path}")
+
+
+@eval_app.command("superres", context_settings=MULTI, no_args_is_help=True)
+def eval_superres(
+    ctx: typer.Context,
+    data: Path = typer.Option(..., "--data", "-d", help="Folder of HR benchmark images (e.g. eval/set5)."),
+    scale: list[int] = typer.Option([2, 3, 4], "--scale", help="Scales, e.g. --scale 2 3 4."),
+    model: str = typer.Option(None, "--model", "-m", help="Shipped model name or .safetensors path."),
+    limit: int = typer.Option(0, help="Use only the first N images (0: all)."),
+    cost: bool = typer.Option(True, "--cost/--no-cost", help="Also time ours beside a VDSR-shaped network."),
+    fmt: str = typer.Option("table", "--format", help="table or markdown."),
+    record: bool = typer.Option(False, "--record", help="Store the Y-PSNR/SSIM means in the weights' metadata."),
+) -> None:
+    """Super-resolution, standard protocol: Y-PSNR / SSIM (BT.601, border shaved), ours beside bicubic and
+    Lanczos."""
+    import torch
+
+    from aetools.bench.superres import PUBLISHED, measure_cost, photo_seconds, run_superres_benchmark
+    from aetools.data.datasets import list_images
+    from aetools.weights import WeightsError, load_model, record_metrics
+
+    scales = parse_numbers(scale, ctx.args, "--scale", int)
+    if any(s not in (2, 3, 4) for s in scales):
+        raise fail("--scale: choose from 2, 3, 4")
+    if fmt not in ("table", "markdown"):
+        raise fail("--format: table or markdown")
+    files = list_images([data], recursive=False) if data.is_dir() else []
+    if not files:
+        raise fail(f"{data}: no images found")
+    files = files[:limit] if limit else files
+    try:
+        net = load_model(model, "superres", "cpu")
+    except WeightsError as e:
+        raise fail(str(e)) from None
+    missing = [s for s in scales if s not in net.config.scales]
+    if missing:
+        raise fail(f"--scale: this model upscales by {', '.join(map(str, net.config.scales))} only")
+
+    with progress_bar(f"eval superres on {data.name}", "", transient=True) as progress:
+        bar = progress.add_task("eval", total=len(files))
+        result = run_superres_benchmark(files, scales, net, on_image=lambda _: progress.advance(bar))
+
+    methods = list(dict.fromkeys(m for m, _ in result.scores))
+    header = ["method"] + [f"x{s} PSNR / SSIM" for s in scales]
+    rows = []
+    for m in methods:
+        cells = [result.mean(m, s) for s in scales]
+        rows.append([m] + ["-" if c is None else f"{c[0]:.2f} / {c[1]:.4f}" for c in cells])
+    for name, numbers in PUBLISHED.items():
+        table = numbers.get(data.name.lower())
+        if table:
+            rows.append([f"{name}, published"] + [f"{table[s]:.2f}" if s in table else "" for s in scales])
+    render(f"Super-resolution Y-PSNR (dB) / SSIM on {data.name}, {len(files)} images", header, rows, fmt)
+
+    if cost:
+        cost_rows = measure_cost(net, scales)
+        reference = cost_rows[-1].output_megapixels_per_s
+        render(
+            f"CPU cost (480x480 output, {torch.get_num_threads()} torch threads)",
+            ["network", "params", "output MP/s", "vs VDSR-shaped"],
+            [
+                [
+                    r.name,
+                    f"{r.params / 1e6:.2f} M",
+                    f"{r.output_megapixels_per_s:.3f}",
+                    f"{r.output_megapixels_per_s / reference:.1f}x",
+                ]
+                for r in cost_rows
+            ],
+            fmt,
+        )
+        if 4 in net.config.scales:
+            seconds = photo_seconds(net)
+            typer.echo(f"640x480 photo upscaled x4 (2560x1920): {seconds:.2f} s (median of 3, after a warm-up)\n")
+
+    if record:
+        metrics = {}
+        for s in scales:
+            mean = result.mean("ours", s)
+            if mean:
+                metrics[f"{data.name}_x{s}_y_psnr"] = round(mean[0], 2)
+                metrics[f"{data.name}_x{s}_y_ssim"] = round(mean[1], 4)
+        record_metrics(net.weights_path, metrics)
+        console.print(f"recorded {len(metrics)} metrics in {net.weights_path}")

@@ -1,4 +1,4 @@
-"""The image-task contract, shared by every image command (denoise now; upscale, colorize, inpaint next):
+"""The image-task contract, shared by every image command (denoise, upscale; colorize, inpaint next):
 
     aetools <task> INPUT... [-o OUTPUT] [--model NAME|PATH] [--device D] [--tile N] [--overwrite] [-r]
 
@@ -111,7 +111,7 @@ def run_image_task(
                 save_image(result, dst, overwrite=overwrite)
                 written += 1
             except ImageError as e:
-                failures.append((e.path, e.reason))
+                failures.append((e.path or str(src), e.reason))
             except (RuntimeError, ValueError, MemoryError) as e:  # e.g. out of memory on a huge image
                 reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
                 failures.append((str(src), f"failed: {reason} (try a smaller --tile)"))
@@ -182,4 +182,40 @@ def denoise(
         overwrite,
         recursive,
         lambda image: denoise_image(image, sigma=sigma, model=net, tile=tile),
+    )
+
+
+@app.command(no_args_is_help=True)
+def upscale(
+    inputs: Inputs,
+    output: Output = None,
+    scale: Annotated[int, typer.Option("--scale", "-s", help="Upscaling factor: 2, 3 or 4.")] = 2,
+    model: ModelOpt = None,
+    device: DeviceOpt = "auto",
+    tile: TileOpt = None,
+    overwrite: OverwriteOpt = False,
+    recursive: RecursiveOpt = False,
+    seed: SeedOpt = None,
+) -> None:
+    """Upscale photos x2, x3 or x4 (super-resolution); grey stays grey, alpha is kept.
+
+    --model upscale-real is trained for camera and web photos (blur, noise, JPEG); the default model
+    for clean, bicubic-downscaled images (the benchmark's).
+    """
+    from aetools.api import upscale_image
+
+    if scale not in (2, 3, 4):
+        raise fail(f"--scale {scale}: choose 2, 3 or 4")
+    dev = prepare(device, seed)
+    net = load_task_model(model, "superres", dev)
+    if scale not in net.config.scales:
+        raise fail(f"--scale {scale}: this model upscales by {', '.join(map(str, net.config.scales))} only")
+    run_image_task(
+        "upscale",
+        inputs,
+        output,
+        f"x{scale}",
+        overwrite,
+        recursive,
+        lambda image: upscale_image(image, scale=scale, model=net, tile=tile),
     )

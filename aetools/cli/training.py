@@ -10,9 +10,10 @@ from aetools.cli import app
 from aetools.cli.console import console, fail, progress_bar
 
 
-@app.command(no_args_is_help=True)
+@app.command(no_args_is_help=True, context_settings={"allow_extra_args": True, "ignore_unknown_options": False})
 def train(
-    task: str = typer.Argument(..., help="Task to train: denoise."),
+    ctx: typer.Context,
+    task: str = typer.Argument(..., help="Task to train: denoise, superres."),
     data: list[Path] = typer.Option(..., "--data", "-d", help="Image folder(s) or files (recursive)."),
     out: Path = typer.Option(..., "--out", "-o", help="Where to write the trained .safetensors."),
     steps: int = typer.Option(None, help="Optimiser steps (task default if omitted)."),
@@ -29,6 +30,8 @@ def train(
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
     amp: bool = typer.Option(True, "--amp/--no-amp", help="Mixed precision on CUDA."),
     seed: int = typer.Option(0, help="Seed for the initial weights and the data stream."),
+    scale: list[int] = typer.Option(None, "--scale", help="superres: scale(s) to train (default: 2 3 4)."),
+    degradation: str = typer.Option(None, help="superres: bicubic (the benchmark's) or real (blur, noise, JPEG)."),
 ) -> None:
     """Train a task's model on your images; Ctrl-C writes a checkpoint, --resume continues it.
 
@@ -36,8 +39,9 @@ def train(
     """
     import os
 
+    from aetools.cli.console import parse_numbers
     from aetools.inference import DeviceError
-    from aetools.tasks import list_tasks
+    from aetools.tasks import get_task, list_tasks
     from aetools.train.trainer import TrainConfig, TrainError
     from aetools.train.trainer import train as run_training
     from aetools.weights import WeightsError
@@ -50,11 +54,26 @@ def train(
             model["widths"] = tuple(int(w) for w in widths.split(","))
         except ValueError:
             raise fail(f"--widths {widths!r}: expected comma-separated integers such as 32,64,128") from None
+    options: dict = {}
+    scales = parse_numbers(scale, ctx.args, "--scale", int) if scale else []
+    if ctx.args and not scales:
+        raise fail(f"unexpected argument {ctx.args[0]!r}")
+    for flag, key, value in (("--scale", "scales", tuple(scales)), ("--degradation", "degradation", degradation)):
+        if not value:
+            continue
+        if key not in get_task(task).options:
+            raise fail(f"{flag} does not apply to task {task!r}")
+        options[key] = value
+    if "scales" in options:
+        if any(s not in (2, 3, 4) for s in options["scales"]):
+            raise fail(f"--scale {' '.join(map(str, scales))}: choose from 2, 3, 4")
+        model["scales"] = options["scales"] = tuple(sorted(set(options["scales"])))
     config = TrainConfig(
         task=task,
         data=[str(p) for p in data],
         out=str(out),
         model=model,
+        options=options,
         steps=steps,
         batch_size=batch_size,
         crop=crop,

@@ -1,5 +1,6 @@
 """Task heads: small modules on top of the shared backbone. Importing this package registers them."""
 
 from aetools.heads.denoise import DenoiseConfig, DenoiseNet
+from aetools.heads.superres import SuperResConfig, SuperResNet
 
-__all__ = ["DenoiseConfig", "DenoiseNet"]
+__all__ = ["DenoiseConfig", "DenoiseNet", "SuperResConfig", "SuperResNet"]

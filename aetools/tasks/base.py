@@ -48,6 +48,9 @@ class Task:
     model_defaults: config overrides for the default model.
     train: the trainer's defaults for this task.
     val_degrade: like degrade but deterministic settings for validation (defaults to degrade).
+    options: task-specific training options and their defaults (superres: scales, degradation);
+        `aetools train` records them in the weights.
+    make_degrade: options -> (degrade, val_degrade), for tasks whose degradation depends on options.
     """
 
     name: str
@@ -59,6 +62,18 @@ class Task:
     train: TrainDefaults = field(default_factory=TrainDefaults)
     val_degrade: Callable[[torch.Tensor, torch.Generator], Batch] | None = None
     description: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+    make_degrade: Callable[[dict[str, Any]], tuple[Callable, Callable]] | None = None
+
+    def degradations(self, options: dict[str, Any] | None = None) -> tuple[dict[str, Any], Callable, Callable]:
+        """-> (the options in force, training degrade, validation degrade). Unknown options: ValueError."""
+        unknown = set(options or {}) - set(self.options)
+        if unknown:
+            raise ValueError(f"task {self.name!r} has no option {', '.join(sorted(unknown))}")
+        merged = {**self.options, **(options or {})}
+        if self.make_degrade is not None:
+            return (merged, *self.make_degrade(merged))
+        return merged, self.degrade, self.val_degrade or self.degrade
 
 
 _TASKS: dict[str, Task] = {}

@@ -13,6 +13,7 @@ The trainer never prints: it calls `on_progress(TrainProgress)`; the CLI draws t
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -41,6 +42,7 @@ class TrainConfig:
     data: image files or folders (searched recursively).
     out: where the final weights go; the checkpoint sits beside it as <out>.ckpt.safetensors.
     model: config overrides for the task's architecture, e.g. {"widths": (16, 32)}.
+    options: the task's training options (`Task.options`), e.g. {"scales": (4,)} for superres.
     init: start from these weights (fine-tuning) instead of a random initialisation.
     val_data: validation images; default: `val_images` files held out of `data`.
     workers: DataLoader processes preparing batches ahead (0 = in the training process).
@@ -50,6 +52,7 @@ class TrainConfig:
     data: list[str]
     out: str
     model: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
     steps: int | None = None
     batch_size: int | None = None
     crop: int | None = None
@@ -165,6 +168,10 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
         if not dist.is_initialized():
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     is_main = rank == 0
+    try:
+        options, degrade, val_degrade = task.degradations(config.options)
+    except ValueError as e:
+        raise TrainError(str(e)) from None
 
     # ----- data
     files = list_images(config.data)
@@ -174,8 +181,8 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
         train_files, val_files = files, list_images(config.val_data)
     else:
         train_files, val_files = split_validation(files, config.val_images or d.val_images, seed=config.seed)
-    dataset = StepBatches(train_files, crop, batch_size, task.degrade, task.channels, config.seed, rank, steps)
-    val = validation_batches(val_files, d.val_crop, task.val_degrade or task.degrade, task.channels) if is_main else []
+    dataset = StepBatches(train_files, crop, batch_size, degrade, task.channels, config.seed, rank, steps)
+    val = validation_batches(val_files, d.val_crop, val_degrade, task.channels) if is_main else []
 
     # ----- model, optimizer
     torch.manual_seed(config.seed)  # identical initial weights on every rank
@@ -193,13 +200,17 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
     scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
 
     ckpt_path = config.checkpoint_path()
-    start, state = 0, {"seconds": 0.0, "val_psnr": None}
+    options_record = json.loads(json.dumps(options))  # as JSON gives it back (tuples -> lists)
+    start, state = 0, {"seconds": 0.0, "val_psnr": None, "options": options_record}
     if config.resume:
         if not ckpt_path.exists():
             raise TrainError(f"--resume: no checkpoint at {ckpt_path}")
         header = read_checkpoint_header(ckpt_path)
         if header["task"] != task.name or header["arch"] != model.arch or header["config"] != model_config_dict(model):
             raise TrainError(f"{ckpt_path}: checkpoint is for another task or model size; remove it or change --out")
+        saved_options = header["state"].get("options", options_record)
+        if saved_options != options_record:
+            raise TrainError(f"{ckpt_path}: checkpoint was trained with options {saved_options}, not {options_record}")
         header = load_checkpoint(ckpt_path, model, optimizer, scaler)
         start, state = header["step"], {**state, **header["state"]}
     elif is_main and ckpt_path.exists():
@@ -208,7 +219,10 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
     train_model = model
     if world > 1:
         train_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
+            model,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            # e.g. superres: a step trains one scale's tail, the others get no gradient
+            find_unused_parameters=getattr(model, "has_unused_parameters", False),
         )
 
     loader = torch.utils.data.DataLoader(
@@ -294,6 +308,7 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
             "crop": crop,
             "lr": peak_lr,
             "seed": config.seed,
+            "options": options_record,
             "seconds": round(state["seconds"], 1),
             "device": device.type,
             "processes": world,

@@ -1,0 +1,171 @@
+"""`aetools eval superres`: the standard single-image super-resolution protocol, ours beside bicubic and
+Lanczos in the same run.
+
+Protocol (as in SRCNN/VDSR/EDSR evaluations, so published Set5/Set14 numbers compare):
+  HR = the 8-bit PNG, cropped to a multiple of the scale ("modcrop")
+  LR = bicubic downscale of HR (Pillow BICUBIC, antialiased: the kernel of MATLAB's imresize), 8 bits
+  SR = the method's output, rounded to 8 bits
+  PSNR and SSIM on the luma channel Y of ITU-R BT.601 (16-235; skimage.color.rgb2ycbcr), after shaving
+  `scale` pixels from each border; SSIM with an 11x11 Gaussian window, sigma 1.5 (Wang et al. 2004).
+Grey images (Set14's bridge) are replicated to RGB, whose Y is the grey level mapped to 16-235.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+PUBLISHED = {  # Y-PSNR (dB) published for the standard protocol: {method: {dataset: {scale: psnr}}}
+    "bicubic": {"set5": {2: 33.66, 3: 30.39, 4: 28.42}, "set14": {2: 30.24, 3: 27.55, 4: 26.00}},
+    "FSRCNN (Dong et al. 2016)": {"set5": {2: 37.00, 3: 33.16, 4: 30.71}, "set14": {2: 32.63, 3: 29.43, 4: 27.59}},
+    "VDSR (Kim et al. 2016)": {"set5": {2: 37.53, 3: 33.66, 4: 31.35}, "set14": {2: 33.03, 3: 29.77, 4: 28.01}},
+}
+
+
+def y_channel(rgb: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 -> BT.601 luma Y in [16, 235] as float64."""
+    from skimage.color import rgb2ycbcr
+
+    return rgb2ycbcr(rgb)[..., 0]
+
+
+def y_psnr_ssim(truth: np.ndarray, output: np.ndarray, shave: int) -> tuple[float, float]:
+    """PSNR (dB) and SSIM of two (H, W, 3) uint8 images on Y, `shave` pixels cut from each border."""
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    a, b = y_channel(truth), y_channel(output)
+    if shave:
+        a, b = a[shave:-shave, shave:-shave], b[shave:-shave, shave:-shave]
+    psnr = peak_signal_noise_ratio(a, b, data_range=255)
+    ssim = structural_similarity(a, b, data_range=255, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+    return float(psnr), float(ssim)
+
+
+def resize_upscale(lr: np.ndarray, scale: int, method: int) -> np.ndarray:
+    h, w = lr.shape[:2]
+    return np.asarray(Image.fromarray(lr).resize((w * scale, h * scale), method))
+
+
+BASELINES: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {
+    "bicubic": lambda lr, s: resize_upscale(lr, s, Image.BICUBIC),
+    "Lanczos": lambda lr, s: resize_upscale(lr, s, Image.LANCZOS),
+}
+
+
+@dataclass
+class SuperResBenchmark:
+    """scores[(method, scale)] = list of per-image (psnr, ssim)."""
+
+    dataset: str
+    images: int
+    scores: dict[tuple[str, int], list[tuple[float, float]]] = field(default_factory=dict)
+
+    def mean(self, method: str, scale: int) -> tuple[float, float] | None:
+        values = self.scores.get((method, scale))
+        if not values:
+            return None
+        return float(np.mean([v[0] for v in values])), float(np.mean([v[1] for v in values]))
+
+
+def run_superres_benchmark(
+    files: list[Path],
+    scales: Iterable[int],
+    model: torch.nn.Module,
+    on_image: Callable[[str], None] | None = None,
+) -> SuperResBenchmark:
+    from aetools.data.io import load_image
+    from aetools.tasks.superres import bicubic_downscale, crop_to_multiple, to_uint8, upscale_pixels
+
+    result = SuperResBenchmark(dataset=str(files[0].parent) if files else "", images=len(files))
+    methods: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {
+        "ours": lambda lr, s: to_uint8(upscale_pixels(model, lr.astype(np.float32) / 255, s, tile=0)),
+        **BASELINES,
+    }
+    for path in files:
+        image = to_uint8(load_image(path).pixels)
+        if image.shape[2] == 1:
+            image = np.repeat(image, 3, axis=2)
+        for scale in scales:
+            hr = crop_to_multiple(image, scale)
+            lr = bicubic_downscale(hr, scale)
+            for name, fn in methods.items():
+                result.scores.setdefault((name, scale), []).append(y_psnr_ssim(hr, fn(lr, scale), shave=scale))
+        if on_image:
+            on_image(path.name)
+    return result
+
+
+def vdsr_shaped(channels: int = 3, depth: int = 20, width: int = 64) -> torch.nn.Module:
+    """VDSR (Kim et al. 2016): 20 3x3 conv layers of 64 channels with ReLUs, run on the bicubic-upscaled
+    image (so on every output pixel), plus the input (residual learning)."""
+    from torch import nn
+
+    layers: list[nn.Module] = [nn.Conv2d(channels, width, 3, padding=1), nn.ReLU(inplace=True)]
+    for _ in range(depth - 2):
+        layers += [nn.Conv2d(width, width, 3, padding=1), nn.ReLU(inplace=True)]
+    layers.append(nn.Conv2d(width, channels, 3, padding=1))
+    return nn.Sequential(*layers).eval()
+
+
+@dataclass
+class CostRow:
+    name: str
+    params: int
+    output_megapixels_per_s: float
+
+
+def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+@torch.inference_mode()
+def measure_cost(
+    model: torch.nn.Module, scales: Iterable[int], output_side: int = 480, repeats: int = 3
+) -> list[CostRow]:
+    """CPU output-megapixels/s of ours at each scale and of a VDSR-shaped net (scale-independent: it runs
+    on the bicubic-upscaled image), on the same output size, in the same run."""
+    import torch.nn.functional as F
+
+    from aetools.weights import count_parameters
+
+    model = model.cpu().eval()
+    rows = []
+    megapixels = output_side * output_side / 1e6
+    for s in scales:
+        lr = torch.rand(1, 3, output_side // s, output_side // s)
+        seconds = _median_seconds(lambda lr=lr, s=s: model(lr, s), repeats)
+        rows.append(CostRow(f"ours x{s}", count_parameters(model), megapixels / seconds))
+    vdsr = vdsr_shaped()
+    lr = torch.rand(1, 3, output_side // 2, output_side // 2)
+
+    def run_vdsr() -> torch.Tensor:
+        up = F.interpolate(lr, scale_factor=2, mode="bicubic", align_corners=False)
+        return up + vdsr(up)
+
+    rows.append(
+        CostRow("VDSR-shaped (20 conv, 64 ch)", count_parameters(vdsr), megapixels / _median_seconds(run_vdsr, repeats))
+    )
+    return rows
+
+
+def photo_seconds(
+    model: torch.nn.Module, size: tuple[int, int] = (640, 480), scale: int = 4, repeats: int = 3
+) -> float:
+    """Median wall time of `upscale_pixels` on a width x height photo (the whole image-level operation)."""
+    from aetools.tasks.superres import upscale_pixels
+
+    pixels = np.random.default_rng(0).random((size[1], size[0], 3), dtype=np.float32)
+    return _median_seconds(lambda: upscale_pixels(model.cpu().eval(), pixels, scale), repeats)

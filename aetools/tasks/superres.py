@@ -1,0 +1,157 @@
+"""Super-resolution: how a training pair is made, the loss, and the image-level operation.
+
+Training pairs (the "bicubic" degradation, the benchmark's): an HR crop, downscaled by Pillow's antialiased
+BICUBIC resize and rounded to 8 bits, exactly as `aetools eval superres` makes its LR inputs. Each step
+draws one scale for its whole batch; every scale sees the same LR patch size (48 px, as EDSR), so the
+HR crop is 48 * scale and a step costs the same whatever the scale.
+
+The "real" degradation, for photos that were never bicubic-downscaled (phone pictures, web images), adds
+what real LR images carry (in the spirit of Real-ESRGAN, much milder): a slight Gaussian blur before the
+downscale, then sensor-like noise and JPEG compression at random strengths.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageFilter
+
+from aetools.tasks.base import Batch, Task, TrainDefaults, register_task
+
+LR_PATCH = 48
+DEGRADATIONS = ("bicubic", "real")
+
+
+def to_uint8(x: np.ndarray) -> np.ndarray:
+    return (np.clip(x, 0, 1) * 255).round().astype(np.uint8)
+
+
+def bicubic_downscale(hr: np.ndarray, scale: int) -> np.ndarray:
+    """hr (H, W, C) uint8 with H, W multiples of `scale` -> (H/scale, W/scale, C) uint8, Pillow BICUBIC
+    (antialiased): the LR image of the benchmark protocol."""
+    h, w, c = hr.shape
+    size = (w // scale, h // scale)
+    if c == 1:
+        return np.asarray(Image.fromarray(hr[..., 0]).resize(size, Image.BICUBIC))[..., None]
+    return np.asarray(Image.fromarray(hr).resize(size, Image.BICUBIC))
+
+
+def crop_to_multiple(hr: np.ndarray, scale: int) -> np.ndarray:
+    """The protocol's "modcrop": drop the bottom/right rows and columns that do not divide by `scale`."""
+    h, w = hr.shape[:2]
+    return hr[: h - h % scale, : w - w % scale]
+
+
+def real_photo_lr(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
+    """hr (H, W, 3) uint8 -> an LR image with mild blur, noise and JPEG at random strengths."""
+    image = Image.fromarray(hr)
+    if rng.random() < 0.7:
+        image = image.filter(ImageFilter.GaussianBlur(radius=float(rng.uniform(0.2, 0.8 * scale / 2))))
+    image = image.resize((hr.shape[1] // scale, hr.shape[0] // scale), Image.BICUBIC)
+    lr = np.asarray(image).astype(np.float32)
+    if rng.random() < 0.5:
+        sigma = rng.uniform(0, 8)  # 0-255 scale
+        grey_noise = rng.random() < 0.4  # luminance-only noise, as many phones leave it
+        shape = lr.shape[:2] + ((1,) if grey_noise else (3,))
+        lr = lr + rng.normal(0, sigma, shape)
+    lr = lr.clip(0, 255).round().astype(np.uint8)
+    if rng.random() < 0.6:
+        buffer = io.BytesIO()
+        Image.fromarray(lr).save(buffer, "JPEG", quality=int(rng.integers(40, 96)))
+        lr = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
+    return lr
+
+
+@dataclass
+class SuperResDegradation:
+    """clean HR crops (B, 3, H, W) in [0, 1] -> Batch(inputs={lr, scale}, target=hr) for one drawn scale.
+
+    A class rather than a closure so that DataLoader worker processes can pickle it.
+    """
+
+    scales: tuple[int, ...] = (2, 3, 4)
+    degradation: str = "bicubic"
+    lr_patch: int | None = LR_PATCH  # None: keep the whole (modcropped) crop (validation)
+    fixed_scale: int | None = None
+
+    def __call__(self, clean: torch.Tensor, generator: torch.Generator) -> Batch:
+        if self.fixed_scale is not None:
+            scale = self.fixed_scale
+        else:
+            scale = self.scales[int(torch.randint(len(self.scales), (1,), generator=generator))]
+        hr = clean
+        if self.lr_patch is not None:
+            side = min(self.lr_patch * scale, hr.shape[-1] // scale * scale, hr.shape[-2] // scale * scale)
+            hr = hr[..., :side, :side]
+        hr8 = [crop_to_multiple(to_uint8(x.permute(1, 2, 0).numpy()), scale) for x in hr]
+        rng = np.random.default_rng(int(torch.randint(2**62, (1,), generator=generator)))
+        if self.degradation == "real":
+            lr8 = [real_photo_lr(x, scale, rng) for x in hr8]
+        else:
+            lr8 = [bicubic_downscale(x, scale) for x in hr8]
+        to_tensor = lambda xs: torch.from_numpy(np.stack(xs)).permute(0, 3, 1, 2).float() / 255  # noqa: E731
+        return Batch({"lr": to_tensor(lr8), "scale": torch.tensor([scale])}, to_tensor(hr8))
+
+
+def make_superres_degrade(options: dict[str, Any]):
+    """Task options -> (training degrade, validation degrade). Validation: the smallest scale, bicubic."""
+    scales = tuple(int(s) for s in options["scales"])
+    degradation = options["degradation"]
+    if degradation not in DEGRADATIONS:
+        raise ValueError(f"degradation {degradation!r}: choose from {', '.join(DEGRADATIONS)}")
+    if not scales or any(s not in (2, 3, 4) for s in scales):
+        raise ValueError(f"scales {scales}: choose from 2, 3, 4")
+    return (
+        SuperResDegradation(scales, degradation),
+        SuperResDegradation(scales, "bicubic", lr_patch=None, fixed_scale=min(scales)),
+    )
+
+
+TASK = register_task(
+    Task(
+        name="superres",
+        arch="superres-unet",
+        degrade=SuperResDegradation(),
+        loss=F.l1_loss,  # L1, as EDSR: sharper than L2 and the usual choice for PSNR-oriented SR
+        train=TrainDefaults(crop=LR_PATCH * 4, batch_size=16, steps=20_000, lr=5e-4, val_images=16, val_crop=240),
+        val_degrade=SuperResDegradation(lr_patch=None, fixed_scale=2),
+        options={"scales": (2, 3, 4), "degradation": "bicubic"},
+        make_degrade=make_superres_degrade,
+        description="super-resolution x2/x3/x4 (one network, a tail per scale)",
+    )
+)
+
+
+def upscale_pixels(
+    model: torch.nn.Module,
+    pixels: np.ndarray,
+    scale: int,
+    tile: int | None = None,
+    device: torch.device | None = None,
+) -> np.ndarray:
+    """pixels (H, W, C) float in [0, 1], C = 1 or 3 -> (scale*H, scale*W, C) float32 (not clipped).
+
+    Grey images go through the colour network as three equal channels and come back averaged.
+    """
+    from aetools.inference import run_model
+
+    x = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32)).permute(2, 0, 1)[None]
+    grey = x.shape[1] == 1
+    if grey:
+        x = x.expand(-1, 3, -1, -1)
+    y = run_model(model, x, extra={"scale": torch.tensor([scale])}, tile=tile, device=device, scale=scale)
+    if grey:
+        y = y.mean(dim=1, keepdim=True)
+    return y[0].permute(1, 2, 0).numpy()
+
+
+def upscale_alpha(alpha: np.ndarray, scale: int) -> np.ndarray:
+    """(H, W) float alpha -> (scale*H, scale*W), Pillow bicubic on float32 ("F" mode), clipped to [0, 1]."""
+    h, w = alpha.shape
+    image = Image.fromarray(np.ascontiguousarray(alpha, dtype=np.float32), mode="F")
+    return np.clip(np.asarray(image.resize((w * scale, h * scale), Image.BICUBIC)), 0.0, 1.0)
