@@ -9,9 +9,10 @@ from aetools.nn.unet import BackboneConfig, SkipAutoencoder
 def test_every_registered_model_builds_and_keeps_size(arch):
     model = create_model(arch).eval()
     x = torch.rand(1, 3, 37, 53)  # odd sizes: padded to the stride and cropped back
+    scale = model.config.scales[0] if hasattr(model.config, "scales") else 1  # superres: its default scale
     with torch.no_grad():
         y = model(x)
-    assert y.shape == x.shape
+    assert y.shape == (1, 3, 37 * scale, 53 * scale)
 
 
 @pytest.mark.parametrize("size", [(1, 1), (5, 9), (16, 16), (33, 18)])
@@ -37,6 +38,19 @@ def test_receptive_radius_bounds_the_true_dependency():
     x = torch.rand(1, 3, size, size, requires_grad=True)
     c = size // 2
     model(x)[0, :, c, c].sum().backward()
+    ys, xs = torch.nonzero(x.grad.abs().sum(dim=(0, 1)), as_tuple=True)
+    reach = max((ys - c).abs().max().item(), (xs - c).abs().max().item())
+    assert 0 < reach <= model.receptive_radius()
+
+
+def test_superres_receptive_radius_bounds_the_true_dependency():
+    """The same bound for the SR head, in LR pixels: tail conv and the bicubic skip included."""
+    torch.manual_seed(0)
+    model = create_model("superres-unet", widths=(4, 8, 16), blocks=1, bottleneck_blocks=1)
+    size = 2 * model.receptive_radius() + 32
+    x = torch.rand(1, 3, size, size, requires_grad=True)
+    c = size // 2
+    model(x, 3)[0, :, 3 * c + 1, 3 * c + 1].sum().backward()
     ys, xs = torch.nonzero(x.grad.abs().sum(dim=(0, 1)), as_tuple=True)
     reach = max((ys - c).abs().max().item(), (xs - c).abs().max().item())
     assert 0 < reach <= model.receptive_radius()

@@ -77,24 +77,30 @@ class SuperResBenchmark:
 def run_superres_benchmark(
     files: list[Path],
     scales: Iterable[int],
-    model: torch.nn.Module,
+    models: dict[str, torch.nn.Module],
+    degradation: str = "bicubic",
     on_image: Callable[[str], None] | None = None,
 ) -> SuperResBenchmark:
+    """models: {row label: network}. degradation "real" replaces the protocol's LR with the real-photo
+    degradation (blur, noise, JPEG), seeded per image: not a published protocol, a check of the variant."""
     from aetools.data.io import load_image
-    from aetools.tasks.superres import bicubic_downscale, crop_to_multiple, to_uint8, upscale_pixels
+    from aetools.tasks.superres import bicubic_downscale, crop_to_multiple, real_photo_lr, to_uint8, upscale_pixels
+
+    def network(model: torch.nn.Module) -> Callable[[np.ndarray, int], np.ndarray]:
+        return lambda lr, s: to_uint8(upscale_pixels(model, lr.astype(np.float32) / 255, s, tile=0))
 
     result = SuperResBenchmark(dataset=str(files[0].parent) if files else "", images=len(files))
-    methods: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {
-        "ours": lambda lr, s: to_uint8(upscale_pixels(model, lr.astype(np.float32) / 255, s, tile=0)),
-        **BASELINES,
-    }
-    for path in files:
+    methods = {**{label: network(m) for label, m in models.items()}, **BASELINES}
+    for index, path in enumerate(files):
         image = to_uint8(load_image(path).pixels)
         if image.shape[2] == 1:
             image = np.repeat(image, 3, axis=2)
         for scale in scales:
             hr = crop_to_multiple(image, scale)
-            lr = bicubic_downscale(hr, scale)
+            if degradation == "real":
+                lr = real_photo_lr(hr, scale, np.random.default_rng([index, scale]))
+            else:
+                lr = bicubic_downscale(hr, scale)
             for name, fn in methods.items():
                 result.scores.setdefault((name, scale), []).append(y_psnr_ssim(hr, fn(lr, scale), shave=scale))
         if on_image:

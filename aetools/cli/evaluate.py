@@ -129,7 +129,10 @@ def eval_superres(
     ctx: typer.Context,
     data: Path = typer.Option(..., "--data", "-d", help="Folder of HR benchmark images (e.g. eval/set5)."),
     scale: list[int] = typer.Option([2, 3, 4], "--scale", help="Scales, e.g. --scale 2 3 4."),
-    model: str = typer.Option(None, "--model", "-m", help="Shipped model name or .safetensors path."),
+    model: list[str] = typer.Option(None, "--model", "-m", help="Shipped model name or path; repeat to compare."),
+    degradation: str = typer.Option(
+        "bicubic", help="bicubic (the published protocol) or real (blur, noise, JPEG: a check of upscale-real)."
+    ),
     limit: int = typer.Option(0, help="Use only the first N images (0: all)."),
     cost: bool = typer.Option(True, "--cost/--no-cost", help="Also time ours beside a VDSR-shaped network."),
     fmt: str = typer.Option("table", "--format", help="table or markdown."),
@@ -152,17 +155,24 @@ def eval_superres(
     if not files:
         raise fail(f"{data}: no images found")
     files = files[:limit] if limit else files
-    try:
-        net = load_model(model, "superres", "cpu")
-    except WeightsError as e:
-        raise fail(str(e)) from None
-    missing = [s for s in scales if s not in net.config.scales]
-    if missing:
-        raise fail(f"--scale: this model upscales by {', '.join(map(str, net.config.scales))} only")
+    if degradation not in ("bicubic", "real"):
+        raise fail("--degradation: bicubic or real")
+    names = model or [None]
+    if record and len(names) > 1:
+        raise fail("--record: give a single --model")
+    nets = {}
+    for name in names:
+        try:
+            net = load_model(name, "superres", "cpu")
+        except WeightsError as e:
+            raise fail(str(e)) from None
+        if any(s not in net.config.scales for s in scales):
+            raise fail(f"--scale: {net.weights_path.name} upscales by {', '.join(map(str, net.config.scales))} only")
+        nets["ours" if len(names) == 1 else f"ours: {name}"] = net
 
     with progress_bar(f"eval superres on {data.name}", "", transient=True) as progress:
         bar = progress.add_task("eval", total=len(files))
-        result = run_superres_benchmark(files, scales, net, on_image=lambda _: progress.advance(bar))
+        result = run_superres_benchmark(files, scales, nets, degradation, on_image=lambda _: progress.advance(bar))
 
     methods = list(dict.fromkeys(m for m, _ in result.scores))
     header = ["method"] + [f"x{s} PSNR / SSIM" for s in scales]
@@ -172,10 +182,12 @@ def eval_superres(
         rows.append([m] + ["-" if c is None else f"{c[0]:.2f} / {c[1]:.4f}" for c in cells])
     for name, numbers in PUBLISHED.items():
         table = numbers.get(data.name.lower())
-        if table:
+        if table and degradation == "bicubic":
             rows.append([f"{name}, published"] + [f"{table[s]:.2f}" if s in table else "" for s in scales])
-    render(f"Super-resolution Y-PSNR (dB) / SSIM on {data.name}, {len(files)} images", header, rows, fmt)
+    what = "" if degradation == "bicubic" else ", LR with real-photo degradation (blur, noise, JPEG)"
+    render(f"Super-resolution Y-PSNR (dB) / SSIM on {data.name}, {len(files)} images{what}", header, rows, fmt)
 
+    net = next(iter(nets.values()))
     if cost:
         cost_rows = measure_cost(net, scales)
         reference = cost_rows[-1].output_megapixels_per_s
@@ -200,7 +212,7 @@ def eval_superres(
     if record:
         metrics = {}
         for s in scales:
-            mean = result.mean("ours", s)
+            mean = result.mean("ours", s) if degradation == "bicubic" else None
             if mean:
                 metrics[f"{data.name}_x{s}_y_psnr"] = round(mean[0], 2)
                 metrics[f"{data.name}_x{s}_y_ssim"] = round(mean[1], 4)
