@@ -6,16 +6,18 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 SCRIPT = textwrap.dedent(
     """
     import hashlib, json, os, sys
     import torch
     from aetools.train.trainer import TrainConfig, train
 
-    folder, out, report = sys.argv[1:4]
+    folder, out, report, task, crop = sys.argv[1:6]
     torch.set_num_threads(1)
-    config = TrainConfig(task="denoise", data=[folder], out=out, model={"widths": (8, 16)}, steps=4,
-                         batch_size=2, crop=32, val_images=1, val_every=1000, device="cpu", warmup=1)
+    config = TrainConfig(task=task, data=[folder], out=out, model={"widths": (8, 16)}, steps=4,
+                         batch_size=2, crop=int(crop), val_images=1, val_every=1000, device="cpu", warmup=1)
     result = train(config)
     import torch.distributed as dist
     digest = hashlib.sha256()
@@ -28,7 +30,11 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def test_two_processes_keep_identical_replicas(train_folder, tmp_path):
+@pytest.mark.parametrize(
+    "task, crop",
+    [("denoise", 32), ("superres", 64)],  # superres: ranks may train different scales' tails in one step
+)
+def test_two_processes_keep_identical_replicas(train_folder, tmp_path, task, crop):
     script = tmp_path / "ddp_train.py"
     script.write_text(SCRIPT)
     report = tmp_path / "report"
@@ -43,6 +49,8 @@ def test_two_processes_keep_identical_replicas(train_folder, tmp_path):
         str(train_folder),
         str(tmp_path / "ddp.safetensors"),
         str(report),
+        task,
+        str(crop),
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, capture_output=True, timeout=240, env=env)

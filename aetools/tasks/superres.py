@@ -99,7 +99,8 @@ class SuperResDegradation:
 
 
 def make_superres_degrade(options: dict[str, Any]):
-    """Task options -> (training degrade, validation degrade). Validation: the smallest scale, bicubic."""
+    """Task options -> (training degrade, validation degrade). Validation: the smallest scale, the same
+    degradation (seeded per image by the trainer)."""
     scales = tuple(int(s) for s in options["scales"])
     degradation = options["degradation"]
     if degradation not in DEGRADATIONS:
@@ -108,7 +109,7 @@ def make_superres_degrade(options: dict[str, Any]):
         raise ValueError(f"scales {scales}: choose from 2, 3, 4")
     return (
         SuperResDegradation(scales, degradation),
-        SuperResDegradation(scales, "bicubic", lr_patch=None, fixed_scale=min(scales)),
+        SuperResDegradation(scales, degradation, lr_patch=None, fixed_scale=min(scales)),
     )
 
 
