@@ -130,3 +130,22 @@ def test_sigint_writes_a_checkpoint_and_resume_finishes(train_folder, tmp_path):
     )
     assert done.returncode == 0, done.stderr.decode()
     assert load_model(out, "denoise").weights_header["training"]["steps"] == stopped_at + 3
+
+
+def test_init_fine_tunes_from_fp16_weights_of_any_size(train_folder, tmp_path):
+    """--init takes the network's size from the file (no --widths needed), fp16 shipped files included,
+    and the fine-tuned weights record where they started."""
+    from aetools.weights import read_weights, save_weights
+
+    first = tmp_path / "first.safetensors"
+    train(config(train_folder, first, steps=2))
+    model = load_model(first, "denoise")
+    half = tmp_path / "half.safetensors"
+    save_weights(model, half, "denoise", model.weights_header["training"], dtype=torch.float16)
+    tuned = tmp_path / "tuned.safetensors"
+    result = train(config(train_folder, tuned, steps=2, model={}, init=str(half)))
+    assert result.out == tuned
+    _, header = read_weights(tuned)
+    assert header["config"]["widths"] == [8, 16] and header["training"]["init"]["file"] == "half.safetensors"
+    with pytest.raises(TrainError, match="another size"):
+        train(config(train_folder, tmp_path / "x.safetensors", steps=1, model={"widths": (8, 32)}, init=str(half)))

@@ -186,14 +186,20 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
 
     # ----- model, optimizer
     torch.manual_seed(config.seed)  # identical initial weights on every rank
-    model = create_model(task.arch, **{**task.model_defaults, **config.model})
-    init_record = None
+    init_record, base = None, task.model_defaults
     if config.init:
         tensors, header = read_weights(config.init)
+        if header["arch"] != task.arch:
+            raise TrainError(
+                f"{config.init}: --init weights are a {header['arch']}, task {task.name} trains a {task.arch}"
+            )
+        base = header["config"]  # fine-tuning keeps the initial network's size unless overridden
+    model = create_model(task.arch, **{**base, **config.model})
+    if config.init:
         init_record = {"file": Path(config.init).name, "training": header.get("training", {})}
-        if header["arch"] != model.arch or header["config"] != model_config_dict(model):
-            raise TrainError(f"{config.init}: --init weights are a different architecture or size")
-        model.load_state_dict(tensors)
+        if header["config"] != model_config_dict(model):
+            raise TrainError(f"{config.init}: --init weights have another size than the options ask for")
+        model.load_state_dict({k: v.float() for k, v in tensors.items()})
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=peak_lr)
     use_scaler = device.type == "cuda" and config.amp and not torch.cuda.is_bf16_supported()
