@@ -184,3 +184,17 @@ def test_train_superres_single_scale_records_options(train_folder, tmp_path):
     assert header["config"]["scales"] == [4] and header["training"]["options"]["scales"] == [4]
     r = run("train", "denoise", "--data", train_folder, "--out", tmp_path / "d.safetensors", "--scale", "2")
     assert r.exit_code == 2 and "does not apply" in r.output
+
+
+def test_self_ensemble_is_equivariant_to_flips_and_turns(tiny_sr):
+    """Averaging over the 8 dihedral transforms makes the output commute with them (a plain net does not)."""
+    from aetools.tasks.superres import upscale_pixels
+
+    x = np.random.default_rng(1).random((12, 20, 3), dtype=np.float32)
+    y = upscale_pixels(tiny_sr, x, 2, ensemble=True)
+    assert y.shape == (24, 40, 3)
+    flipped = upscale_pixels(tiny_sr, x[:, ::-1], 2, ensemble=True)
+    turned = upscale_pixels(tiny_sr, np.rot90(x), 2, ensemble=True)
+    assert np.abs(flipped - y[:, ::-1]).max() < 1e-5 and np.abs(turned - np.rot90(y)).max() < 1e-5
+    plain = upscale_pixels(tiny_sr, x, 2)
+    assert np.abs(upscale_pixels(tiny_sr, x[:, ::-1], 2) - plain[:, ::-1]).max() > 1e-4

@@ -80,17 +80,21 @@ def run_superres_benchmark(
     models: dict[str, torch.nn.Module],
     degradation: str = "bicubic",
     on_image: Callable[[str], None] | None = None,
+    ensemble: bool = False,
 ) -> SuperResBenchmark:
     """models: {row label: network}. degradation "real" replaces the protocol's LR with the real-photo
     degradation (blur, noise, JPEG), seeded per image: not a published protocol, a check of the variant."""
     from aetools.data.io import load_image
     from aetools.tasks.superres import bicubic_downscale, crop_to_multiple, real_photo_lr, to_uint8, upscale_pixels
 
-    def network(model: torch.nn.Module) -> Callable[[np.ndarray, int], np.ndarray]:
-        return lambda lr, s: to_uint8(upscale_pixels(model, lr.astype(np.float32) / 255, s, tile=0))
+    def network(model: torch.nn.Module, ensemble: bool = False) -> Callable[[np.ndarray, int], np.ndarray]:
+        return lambda lr, s: to_uint8(upscale_pixels(model, lr.astype(np.float32) / 255, s, tile=0, ensemble=ensemble))
 
     result = SuperResBenchmark(dataset=str(files[0].parent) if files else "", images=len(files))
-    methods = {**{label: network(m) for label, m in models.items()}, **BASELINES}
+    methods = {label: network(m) for label, m in models.items()}
+    if ensemble:
+        methods.update({f"{label} + self-ensemble (8x time)": network(m, True) for label, m in models.items()})
+    methods.update(BASELINES)
     for index, path in enumerate(files):
         image = to_uint8(load_image(path).pixels)
         if image.shape[2] == 1:

@@ -134,6 +134,7 @@ def eval_superres(
         "bicubic", help="bicubic (the published protocol) or real (blur, noise, JPEG: a check of upscale-real)."
     ),
     limit: int = typer.Option(0, help="Use only the first N images (0: all)."),
+    ensemble: bool = typer.Option(False, "--ensemble", help="Also score ours with the 8-fold self-ensemble."),
     cost: bool = typer.Option(True, "--cost/--no-cost", help="Also time ours beside a VDSR-shaped network."),
     fmt: str = typer.Option("table", "--format", help="table or markdown."),
     record: bool = typer.Option(False, "--record", help="Store the Y-PSNR/SSIM means in the weights' metadata."),
@@ -172,7 +173,9 @@ def eval_superres(
 
     with progress_bar(f"eval superres on {data.name}", "", transient=True) as progress:
         bar = progress.add_task("eval", total=len(files))
-        result = run_superres_benchmark(files, scales, nets, degradation, on_image=lambda _: progress.advance(bar))
+        result = run_superres_benchmark(
+            files, scales, nets, degradation, on_image=lambda _: progress.advance(bar), ensemble=ensemble
+        )
 
     methods = list(dict.fromkeys(m for m, _ in result.scores))
     header = ["method"] + [f"x{s} PSNR / SSIM" for s in scales]
