@@ -202,8 +202,7 @@ def upscale(
 ) -> None:
     """Upscale photos x2, x3 or x4 (super-resolution); grey stays grey, alpha is kept.
 
-    --model upscale-real is trained for camera and web photos (blur, noise, JPEG); the default model
-    for clean, bicubic-downscaled images (the benchmark's).
+    For camera and web photos (blur, noise, JPEG) try --model upscale-real.
     """
     from aetools.api import upscale_image
 
