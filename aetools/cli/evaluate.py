@@ -215,9 +215,10 @@ def eval_superres(
     if record:
         metrics = {}
         for s in scales:
-            mean = result.mean("ours", s) if degradation == "bicubic" else None
+            mean = result.mean("ours", s)
+            key = data.name if degradation == "bicubic" else f"{data.name}_real"
             if mean:
-                metrics[f"{data.name}_x{s}_y_psnr"] = round(mean[0], 2)
-                metrics[f"{data.name}_x{s}_y_ssim"] = round(mean[1], 4)
+                metrics[f"{key}_x{s}_y_psnr"] = round(mean[0], 2)
+                metrics[f"{key}_x{s}_y_ssim"] = round(mean[1], 4)
         record_metrics(net.weights_path, metrics)
         console.print(f"recorded {len(metrics)} metrics in {net.weights_path}")
