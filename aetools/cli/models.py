@@ -15,7 +15,7 @@ def _metric_summary(metrics: dict) -> str:
     parts = []
     for key, value in metrics.items():
         if isinstance(value, float):
-            parts.append(f"{key} {value:.4g}")
+            parts.append(f"{key} {value:.4f}" if abs(value) < 1 else f"{key} {value:.2f}")  # SSIM / dB
         elif isinstance(value, (int, str)):
             parts.append(f"{key} {value}")
     return ", ".join(parts) or "-"
