@@ -198,3 +198,16 @@ def test_self_ensemble_is_equivariant_to_flips_and_turns(tiny_sr):
     assert np.abs(flipped - y[:, ::-1]).max() < 1e-5 and np.abs(turned - np.rot90(y)).max() < 1e-5
     plain = upscale_pixels(tiny_sr, x, 2)
     assert np.abs(upscale_pixels(tiny_sr, x[:, ::-1], 2) - plain[:, ::-1]).max() > 1e-4
+
+
+def test_train_superres_as_the_issue_types_it(train_folder, tmp_path, monkeypatch):
+    """`aetools train superres --scale 4 --data DIR --resume`: no --out needed (./superres.safetensors)."""
+    monkeypatch.chdir(tmp_path)
+    args = ["--data", train_folder, "--steps", "2", "--batch-size", "2", "--crop", "64", "--widths", "8,16"]
+    r = run("train", "superres", "--scale", "4", *args, "--checkpoint-every", "1")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "superres.safetensors").exists()
+    r = run("train", "superres", "--scale", "4", *args[:2], "--steps", "3", *args[4:], "--resume")
+    assert r.exit_code == 0, r.output
+    r = run("train", "superres", *args, "--resume")  # the checkpoint is an x4-only network
+    assert r.exit_code == 2 and "another task or model size" in r.output

@@ -15,7 +15,9 @@ def train(
     ctx: typer.Context,
     task: str = typer.Argument(..., help="Task to train: denoise, superres."),
     data: list[Path] = typer.Option(..., "--data", "-d", help="Image folder(s) or files (recursive)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Where to write the trained .safetensors."),
+    out: Path = typer.Option(
+        None, "--out", "-o", help="Where to write the trained .safetensors (default: ./TASK.safetensors)."
+    ),
     steps: int = typer.Option(None, help="Optimiser steps (task default if omitted)."),
     batch_size: int = typer.Option(None, "--batch-size", "-b", help="Crops per step, per process."),
     crop: int = typer.Option(None, help="Training crop side in pixels."),
@@ -68,6 +70,7 @@ def train(
         if any(s not in (2, 3, 4) for s in options["scales"]):
             raise fail(f"--scale {' '.join(map(str, scales))}: choose from 2, 3, 4")
         model["scales"] = options["scales"] = tuple(sorted(set(options["scales"])))
+    out = out or Path(f"{task}.safetensors")
     config = TrainConfig(
         task=task,
         data=[str(p) for p in data],
