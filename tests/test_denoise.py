@@ -6,7 +6,8 @@ from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio
 
 import aetools
-from aetools.bench.denoise import add_noise, to_uint8
+from aetools.bench.denoise import add_noise
+from aetools.data.io import to_uint8
 from tests.conftest import photo
 
 

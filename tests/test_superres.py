@@ -75,7 +75,8 @@ def test_tiled_equals_untiled(tiny_sr):
 
 def test_training_pairs_follow_the_benchmark_protocol():
     """The training LR is the benchmark's LR: Pillow bicubic of the 8-bit HR crop, with an LR patch of 48."""
-    from aetools.tasks.superres import SuperResDegradation, bicubic_downscale, to_uint8
+    from aetools.data.io import to_uint8
+    from aetools.tasks.superres import SuperResDegradation, bicubic_downscale
 
     hr = torch.from_numpy(photo(192).copy()).permute(2, 0, 1)[None].float() / 255
     for scale in (2, 3, 4):
@@ -112,7 +113,8 @@ def test_y_psnr_matches_the_published_bicubic_protocol():
 
 def test_shipped_x2_model_beats_bicubic_by_2db():
     from aetools.bench.superres import BASELINES, y_psnr_ssim
-    from aetools.tasks.superres import bicubic_downscale, to_uint8, upscale_pixels
+    from aetools.data.io import to_uint8
+    from aetools.tasks.superres import bicubic_downscale, upscale_pixels
     from aetools.weights import load_model
 
     model = load_model(None, "superres")

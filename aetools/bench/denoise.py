@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from aetools.data.io import to_uint8
+
 PUBLISHED = {  # CBSD68, PSNR (dB) at sigma 15 / 25 / 50, float protocol
     "CDnCNN-B (Zhang et al. 2017)": {15: 33.89, 25: 31.23, 50: 27.92},
     "CBM3D (Dabov et al. 2007)": {15: 33.52, 25: 30.71, 50: 27.38},
@@ -83,10 +85,6 @@ def add_noise(clean: np.ndarray, sigma: float, clip: bool) -> np.ndarray:
     if clip:
         noisy = np.round(np.clip(noisy, 0, 1) * 255) / 255
     return noisy.astype(np.float32)
-
-
-def to_uint8(x: np.ndarray) -> np.ndarray:
-    return (np.clip(x, 0, 1) * 255).round().astype(np.uint8)
 
 
 @dataclass

@@ -84,8 +84,8 @@ def run_superres_benchmark(
 ) -> SuperResBenchmark:
     """models: {row label: network}. degradation "real" replaces the protocol's LR with the real-photo
     degradation (blur, noise, JPEG), seeded per image: not a published protocol, a check of the variant."""
-    from aetools.data.io import load_image
-    from aetools.tasks.superres import bicubic_downscale, crop_to_multiple, real_photo_lr, to_uint8, upscale_pixels
+    from aetools.data.io import load_image, to_uint8
+    from aetools.tasks.superres import bicubic_downscale, crop_to_multiple, real_photo_lr, upscale_pixels
 
     def network(model: torch.nn.Module, ensemble: bool = False) -> Callable[[np.ndarray, int], np.ndarray]:
         return lambda lr, s: to_uint8(upscale_pixels(model, lr.astype(np.float32) / 255, s, tile=0, ensemble=ensemble))

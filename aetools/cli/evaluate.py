@@ -15,6 +15,18 @@ app.add_typer(eval_app, name="eval")
 MULTI = {"allow_extra_args": True, "ignore_unknown_options": False}
 
 
+def benchmark_files(data: Path, limit: int, fmt: str) -> list[Path]:
+    """The checks every `eval` command starts with: --format, and the benchmark folder's images (first N)."""
+    from aetools.data.datasets import list_images
+
+    if fmt not in ("table", "markdown"):
+        raise fail("--format: table or markdown")
+    files = list_images([data], recursive=False) if data.is_dir() else []
+    if not files:
+        raise fail(f"{data}: no images found")
+    return files[:limit] if limit else files
+
+
 def render(title: str, header: list[str], rows: list[list[str]], fmt: str) -> None:
     """A result table as a rich table, or as GitHub markdown for the README."""
     if fmt == "markdown":  # plain text, never wrapped to the terminal's width
@@ -57,7 +69,6 @@ def eval_denoise(
         measure_cost,
         run_denoise_benchmark,
     )
-    from aetools.data.datasets import list_images
     from aetools.weights import WeightsError, load_model, record_metrics
 
     sigmas = parse_numbers(sigma, ctx.args, "--sigma")
@@ -70,12 +81,7 @@ def eval_denoise(
     variant_list = [v.strip() for v in variants.split(",") if v.strip()]
     if not set(variant_list) <= {"float", "8-bit"}:
         raise fail("--variants: choose from float, 8-bit")
-    if fmt not in ("table", "markdown"):
-        raise fail("--format: table or markdown")
-    files = list_images([data], recursive=False) if data.is_dir() else []
-    if not files:
-        raise fail(f"{data}: no images found")
-    files = files[:limit] if limit else files
+    files = benchmark_files(data, limit, fmt)
     try:
         net = load_model(model, "denoise", "cpu")
     except WeightsError as e:
@@ -144,18 +150,12 @@ def eval_superres(
     import torch
 
     from aetools.bench.superres import PUBLISHED, measure_cost, photo_seconds, run_superres_benchmark
-    from aetools.data.datasets import list_images
     from aetools.weights import WeightsError, load_model, record_metrics
 
     scales = parse_numbers(scale, ctx.args, "--scale", int)
     if any(s not in (2, 3, 4) for s in scales):
         raise fail("--scale: choose from 2, 3, 4")
-    if fmt not in ("table", "markdown"):
-        raise fail("--format: table or markdown")
-    files = list_images([data], recursive=False) if data.is_dir() else []
-    if not files:
-        raise fail(f"{data}: no images found")
-    files = files[:limit] if limit else files
+    files = benchmark_files(data, limit, fmt)
     if degradation not in ("bicubic", "real"):
         raise fail("--degradation: bicubic or real")
     names = model or [None]

@@ -191,6 +191,11 @@ def image_from_pil(img: Image.Image) -> ImageData:
 # ------------------------------------------------------------------------------------------- writing
 
 
+def to_uint8(x: np.ndarray) -> np.ndarray:
+    """Float pixels in [0, 1] -> uint8, clipped and rounded as a saved 8-bit file would be."""
+    return (np.clip(x, 0, 1) * 255).round().astype(np.uint8)
+
+
 def format_for_path(path: str | Path, fallback: str | None = None) -> str:
     ext = Path(path).suffix.lower()
     fmt = Image.registered_extensions().get(ext)

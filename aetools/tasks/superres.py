@@ -21,14 +21,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageFilter
 
+from aetools.data.io import to_uint8
 from aetools.tasks.base import Batch, Task, TrainDefaults, register_task
 
 LR_PATCH = 48
 DEGRADATIONS = ("bicubic", "real")
-
-
-def to_uint8(x: np.ndarray) -> np.ndarray:
-    return (np.clip(x, 0, 1) * 255).round().astype(np.uint8)
 
 
 def bicubic_downscale(hr: np.ndarray, scale: int) -> np.ndarray:
