@@ -85,6 +85,27 @@ def upscale_image(
     return result
 
 
+def colorize_image(
+    image: ImageData,
+    strength: float = 1.0,
+    model: str | Path | torch.nn.Module | None = None,
+    device: str | torch.device | None = None,
+) -> ImageData:
+    """Colour a grey photo: the output is RGB whose lightness (CIE L) is the input's, at full resolution.
+    Colour or tinted (sepia) inputs are desaturated first. strength: 0 = grey, 1 = the model's colours.
+    Alpha is kept. A grey input's ICC profile (a grey profile) is dropped: it does not describe RGB."""
+    from aetools.tasks.colorize import colorize_pixels
+
+    if not 0.0 <= strength <= 1.0:
+        raise ValueError(f"strength {strength}: expected a value from 0 to 1")
+    net = get_model(model, "colorize", device)
+    out = colorize_pixels(net, image.pixels, strength=strength)
+    result = image.with_pixels(out.astype(np.float32))
+    if image.is_grey:
+        result = replace(result, icc_profile=None)
+    return result
+
+
 # --------------------------------------------------------------- what users hand us, and back again
 
 
@@ -112,7 +133,7 @@ def _to_image_data(image: Any) -> tuple[ImageData, Any]:
 
         def back(d: ImageData) -> np.ndarray:
             out = d.pixels if d.alpha is None else np.concatenate([d.pixels, d.alpha[..., None]], axis=2)
-            if image.ndim == 2:
+            if image.ndim == 2 and out.shape[2] == 1:
                 out = out[..., 0]
             if scale == 1.0:
                 return out.astype(image.dtype)
@@ -134,3 +155,9 @@ def upscale(
     """Upscale a PIL image, numpy array or file path by 2, 3 or 4; returns the same kind."""
     data, back = _to_image_data(image)
     return back(upscale_image(data, scale=scale, model=model, device=device, tile=tile, ensemble=ensemble))
+
+
+def colorize(image: Any, strength: float = 1.0, model: Any = None, device: Any = None):
+    """Colour a grey PIL image, numpy array or file path; returns the same kind, RGB (RGBA with alpha)."""
+    data, back = _to_image_data(image)
+    return back(colorize_image(data, strength=strength, model=model, device=device))

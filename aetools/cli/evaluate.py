@@ -222,3 +222,84 @@ def eval_superres(
                 metrics[f"{key}_x{s}_y_ssim"] = round(mean[1], 4)
         record_metrics(net.weights_path, metrics)
         console.print(f"recorded {len(metrics)} metrics in {net.weights_path}")
+
+
+@eval_app.command("colorize", context_settings=MULTI, no_args_is_help=True)
+def eval_colorize(
+    ctx: typer.Context,
+    data: Path = typer.Option(..., "--data", "-d", help="Folder of colour benchmark photos (e.g. eval/kodak24)."),
+    model: str = typer.Option(None, "--model", "-m", help="Shipped model name or .safetensors path."),
+    work_size: list[int] = typer.Option(
+        None, "--work-size", help="Network input long side(s), e.g. --work-size 256 384 768 (default: the model's)."
+    ),
+    temperature: float = typer.Option(None, "--temperature", help="Annealed-mean T (default: the model's)."),
+    calibration: float = typer.Option(None, "--calibration", help="Rebalancing undone, 0-1 (default: the model's)."),
+    limit: int = typer.Option(0, help="Use only the first N images (0: all)."),
+    cost: bool = typer.Option(True, "--cost/--no-cost", help="Also time a 768x512 photo end to end."),
+    fmt: str = typer.Option("table", "--format", help="table or markdown."),
+    record: bool = typer.Option(False, "--record", help="Store ours' means in the weights' metadata."),
+) -> None:
+    """Automatic colorization from L: RGB PSNR, colourfulness and lightness error, ours beside the grey and
+    mean-colour baselines."""
+    import torch
+
+    from aetools.bench.colorize import photo_seconds, run_colorize_benchmark
+    from aetools.weights import WeightsError, count_parameters, load_model, record_metrics
+
+    sizes = parse_numbers(work_size, ctx.args, "--work-size", int)
+    if any(s < 16 for s in sizes):
+        raise fail("--work-size: at least 16 pixels")
+    files = benchmark_files(data, limit, fmt)
+    try:
+        net = load_model(model, "colorize", "cpu")
+    except WeightsError as e:
+        raise fail(str(e)) from None
+    if record and (sizes or temperature is not None or calibration is not None):
+        raise fail("--record: measure the model as shipped (no --work-size, --temperature or --calibration)")
+    readout = {"temperature": temperature, "calibration": calibration}
+    methods = {"ours": (net, {**readout, "work_size": None})}
+    if sizes:
+        methods = {f"ours, work size {s}": (net, {**readout, "work_size": s}) for s in sizes}
+
+    with progress_bar(f"eval colorize on {data.name}", "", transient=True) as progress:
+        bar = progress.add_task("eval", total=len(files))
+        result = run_colorize_benchmark(files, methods, on_image=lambda _: progress.advance(bar))
+
+    config = net.config
+    t = config.temperature if temperature is None else temperature
+    c = config.calibration if calibration is None else calibration
+    rows = []
+    for name in result.scores:
+        s = result.summary(name)
+        rows.append(
+            [
+                name,
+                f"{s['psnr']:.2f}",
+                f"{s['colourfulness_ratio']:.2f}",
+                f"{s['washed_out_share'] * 100:.0f}%",
+                f"{s['delta_l']:.2f}",
+            ]
+        )
+    render(
+        f"Colorization on {data.name}, {len(files)} images (input: L of the photo; readout T={t:g}, "
+        f"calibration {c:g}; default work size {config.work_size})",
+        ["method", "PSNR (RGB, dB)", "colourfulness / truth", "below 0.3 of truth", "mean |ΔL| (grey levels)"],
+        rows,
+        fmt,
+    )
+    if cost:
+        seconds = photo_seconds(net)
+        typer.echo(
+            f"768x512 photo, end to end (L in, RGB out): {seconds:.2f} s on {torch.get_num_threads()} torch threads"
+            f" (median of 3, after a warm-up); {count_parameters(net) / 1e6:.2f} M parameters\n"
+        )
+    if record:
+        s = result.summary("ours")
+        metrics = {
+            f"{data.name}_psnr": round(s["psnr"], 2),
+            f"{data.name}_colourfulness_ratio": round(s["colourfulness_ratio"], 3),
+            f"{data.name}_washed_out_share": round(s["washed_out_share"], 3),
+            f"{data.name}_delta_l": round(s["delta_l"], 3),
+        }
+        record_metrics(net.weights_path, metrics)
+        console.print(f"recorded {len(metrics)} metrics in {net.weights_path}")

@@ -1,4 +1,4 @@
-"""The image-task contract, shared by every image command (denoise, upscale; colorize, inpaint next):
+"""The image-task contract, shared by every image command (denoise, upscale, colorize; inpaint next):
 
     aetools <task> INPUT... [-o OUTPUT] [--model NAME|PATH] [--device D] [--tile N] [--overwrite] [-r]
 
@@ -220,4 +220,36 @@ def upscale(
         overwrite,
         recursive,
         lambda image: upscale_image(image, scale=scale, model=net, tile=tile, ensemble=ensemble),
+    )
+
+
+@app.command(no_args_is_help=True)
+def colorize(
+    inputs: Inputs,
+    output: Output = None,
+    strength: Annotated[
+        float, typer.Option("--strength", min=0.0, max=1.0, help="0 = grey, 1 = the model's colours; between: a blend.")
+    ] = 1.0,
+    model: ModelOpt = None,
+    device: DeviceOpt = "auto",
+    overwrite: OverwriteOpt = False,
+    recursive: RecursiveOpt = False,
+    seed: SeedOpt = None,
+) -> None:
+    """Colour grey photos; the output's lightness is the input's, at full resolution.
+
+    Colour and tinted (sepia, blue-cast) scans are desaturated first. Output is RGB; alpha is kept.
+    """
+    from aetools.api import colorize_image
+
+    dev = prepare(device, seed)
+    net = load_task_model(model, "colorize", dev)
+    run_image_task(
+        "colorize",
+        inputs,
+        output,
+        "color",
+        overwrite,
+        recursive,
+        lambda image: colorize_image(image, strength=strength, model=net),
     )

@@ -13,7 +13,7 @@ from aetools.cli.console import console, fail, progress_bar
 @app.command(no_args_is_help=True, context_settings={"allow_extra_args": True, "ignore_unknown_options": False})
 def train(
     ctx: typer.Context,
-    task: str = typer.Argument(..., help="Task to train: denoise, superres."),
+    task: str = typer.Argument(..., help="Task to train: colorize, denoise, superres."),
     data: list[Path] = typer.Option(..., "--data", "-d", help="Image folder(s) or files (recursive)."),
     out: Path = typer.Option(
         None, "--out", "-o", help="Where to write the trained .safetensors (default: ./TASK.safetensors)."

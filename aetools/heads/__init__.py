@@ -1,6 +1,7 @@
 """Task heads: small modules on top of the shared backbone. Importing this package registers them."""
 
+from aetools.heads.colorize import ColorizeConfig, ColorizeNet
 from aetools.heads.denoise import DenoiseConfig, DenoiseNet
 from aetools.heads.superres import SuperResConfig, SuperResNet
 
-__all__ = ["DenoiseConfig", "DenoiseNet", "SuperResConfig", "SuperResNet"]
+__all__ = ["ColorizeConfig", "ColorizeNet", "DenoiseConfig", "DenoiseNet", "SuperResConfig", "SuperResNet"]

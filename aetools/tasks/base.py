@@ -17,13 +17,16 @@ import torch
 
 @dataclass
 class Batch:
-    """inputs: keyword arguments of the model's forward; target: what its output should be."""
+    """inputs: keyword arguments of the model's forward; target: what the loss compares its output with;
+    reference: the clean image, for tasks whose target is not one (colorize: target = ab bins' source)."""
 
     inputs: dict[str, torch.Tensor]
     target: torch.Tensor
+    reference: torch.Tensor | None = None
 
     def to(self, device: torch.device) -> Batch:
-        return Batch({k: v.to(device, non_blocking=True) for k, v in self.inputs.items()}, self.target.to(device))
+        inputs = {k: v.to(device, non_blocking=True) for k, v in self.inputs.items()}
+        return Batch(inputs, self.target.to(device), self.reference)
 
 
 @dataclass
@@ -51,6 +54,8 @@ class Task:
     options: task-specific training options and their defaults (superres: scales, degradation);
         `aetools train` records them in the weights.
     make_degrade: options -> (degrade, val_degrade), for tasks whose degradation depends on options.
+    validation_pair: (model output, Batch) -> (predicted image, true image) for the validation PSNR, for
+        tasks whose output is not an image (default: (output, batch.target)).
     """
 
     name: str
@@ -64,6 +69,7 @@ class Task:
     description: str = ""
     options: dict[str, Any] = field(default_factory=dict)
     make_degrade: Callable[[dict[str, Any]], tuple[Callable, Callable]] | None = None
+    validation_pair: Callable[[torch.Tensor, Batch], tuple[torch.Tensor, torch.Tensor]] | None = None
 
     def degradations(self, options: dict[str, Any] | None = None) -> tuple[dict[str, Any], Callable, Callable]:
         """-> (the options in force, training degrade, validation degrade). Unknown options: ValueError."""

@@ -251,7 +251,10 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
             return None
         model.eval()
         with torch.no_grad(), autocast_for(device, config.amp):
-            scores = [psnr(model(**b.to(device).inputs).float(), b.target) for b in val]
+            scores = []
+            for b in val:
+                output = model(**b.to(device).inputs).float()
+                scores.append(psnr(*(task.validation_pair(output, b) if task.validation_pair else (output, b.target))))
         model.train()
         return float(np.mean(scores))
 

@@ -1,0 +1,97 @@
+"""Colorization head: the shared backbone sees the lightness L, the head predicts a distribution over
+quantised ab colours (Zhang, Isola & Efros 2016) at half the working resolution.
+
+    grey (B, 1, H, W)  L / 100
+      pixel_unshuffle(2): each 2x2 block to 4 channels     -> (B, 4, H/2, W/2)     lossless, 4x cheaper
+      backbone encode                                      -> bottleneck (B, wL, H/16, W/16) + skips
+      + global context: mean over the image -> MLP         -> added to every bottleneck pixel
+      backbone decode                                      -> (B, w0, H/2, W/2)
+      3x3 conv, ReLU, 1x1 conv                             -> logits (B, Q, H/2, W/2)
+
+Colour is a low-frequency signal (the eye takes its detail from L), so the network works at half the
+resolution of its input, without discarding any of L's detail: space-to-depth keeps all of it.
+
+Why classes, not regression: the colour of a shirt is multimodal (red or blue, rarely their brown mean);
+L2 regression predicts that mean and washes everything out. A distribution keeps the modes, and the
+readout picks between mode and mean (the "annealed mean", `annealed_mean`).
+
+The global-context branch (as in Iizuka et al. 2016's fusion layer) tells every pixel what the whole
+scene is (beach, forest, indoor) at the cost of one matrix product; it is why the network runs on the whole
+image at a working resolution rather than on tiles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from aetools.nn.blocks import conv3x3
+from aetools.nn.registry import register_model
+from aetools.nn.unet import BackboneConfig, SkipAutoencoder, pad_to_multiple
+
+ANNEALED_MEAN_T = 0.38  # Zhang et al.'s temperature: between the mode (T -> 0) and the mean (T = 1)
+
+
+@dataclass
+class ColorizeConfig:
+    """Args:
+    widths, blocks, bottleneck_blocks: the backbone's (see `BackboneConfig`).
+    bins: number of ab classes (`aetools.tasks.colorize_bins`).
+    work_size: the long side (px) the image is resized to for the network; ab is upsampled back.
+    temperature, calibration: the readout (`aetools.tasks.colorize.ab_from_logits`), chosen after training
+        on held-out training photos.
+    """
+
+    widths: tuple[int, ...] = (32, 64, 128, 256)
+    blocks: int = 1
+    bottleneck_blocks: int = 2
+    bins: int = 261
+    work_size: int = 384
+    temperature: float = ANNEALED_MEAN_T
+    calibration: float = 0.0
+
+
+@register_model("colorize-unet", ColorizeConfig)
+class ColorizeNet(nn.Module):
+    def __init__(self, config: ColorizeConfig):
+        super().__init__()
+        from aetools.tasks.colorize_bins import load_prior
+
+        self.config = config
+        self.backbone = SkipAutoencoder(BackboneConfig(4, config.widths, config.blocks, config.bottleneck_blocks))
+        top = config.widths[-1]
+        self.context = nn.Sequential(nn.Linear(top, top), nn.ReLU(inplace=True), nn.Linear(top, top))
+        w0 = self.backbone.out_channels
+        hidden = max(64, w0)
+        self.head = nn.Sequential(conv3x3(w0, hidden), nn.ReLU(inplace=True), nn.Conv2d(hidden, config.bins, 1))
+        bins, _ = load_prior()
+        if len(bins) != config.bins:
+            bins = torch.zeros(config.bins, 2).numpy()  # replaced by the weights file's own centres
+        self.register_buffer("ab_bins", torch.as_tensor(bins, dtype=torch.float32))  # (Q, 2), saved
+
+    @property
+    def stride(self) -> int:
+        return self.backbone.stride * 2  # logits are at half resolution
+
+    def forward(self, grey: torch.Tensor) -> torch.Tensor:
+        """grey (B, 1, H, W): L / 100 in [0, 1] -> logits (B, Q, ceil(H/2), ceil(W/2))."""
+        h, w = grey.shape[-2:]
+        x = F.pixel_unshuffle(pad_to_multiple(grey - 0.5, self.stride), 2)
+        bottleneck, skips = self.backbone.encode(x)
+        bottleneck = bottleneck + self.context(bottleneck.mean(dim=(2, 3)))[..., None, None]
+        features = self.backbone.decode(bottleneck, skips)
+        return self.head(features)[..., : (h + 1) // 2, : (w + 1) // 2]
+
+    def annealed_mean(self, logits: torch.Tensor, temperature: float = ANNEALED_MEAN_T) -> torch.Tensor:
+        return annealed_mean(logits, self.ab_bins.to(logits.device), temperature)
+
+
+def annealed_mean(logits: torch.Tensor, bins: torch.Tensor, temperature: float = ANNEALED_MEAN_T) -> torch.Tensor:
+    """logits (B, Q, h, w), bin centres (Q, 2) -> ab (B, 2, h, w): the mean of the distribution sharpened to
+    temperature T, f_T(z) ∝ exp(log z / T) (Zhang et al. eq. 5). T = 1 is the mean (desaturated), T -> 0
+    the mode (vivid but patchy); 0.38 is the paper's compromise."""
+    probs = torch.softmax(logits.float() / temperature, dim=1)  # softmax(logits / T) = z^(1/T), normalised
+    return torch.einsum("bqhw,qc->bchw", probs, bins)
