@@ -32,7 +32,11 @@ SCRIPT = textwrap.dedent(
 
 @pytest.mark.parametrize(
     "task, crop",
-    [("denoise", 32), ("superres", 64)],  # superres: ranks may train different scales' tails in one step
+    [
+        ("denoise", 32),
+        ("superres", 64),
+        ("colorize", 32),
+    ],  # superres: ranks may train different scales' tails in one step
 )
 def test_two_processes_keep_identical_replicas(train_folder, tmp_path, task, crop):
     script = tmp_path / "ddp_train.py"

@@ -110,14 +110,16 @@ def run_colorize_benchmark(
     return result
 
 
-def photo_seconds(model: torch.nn.Module, size: tuple[int, int] = (512, 768), repeats: int = 3) -> float:
-    """Median wall time to colour a `size` (H, W) photo end to end (L in, RGB out), after a warm-up."""
-    rng = np.random.default_rng(0)
-    lightness = (rng.random(size) * 100).astype(np.float32)
+def photo_seconds(model: torch.nn.Module, path: Path, repeats: int = 3) -> tuple[float, tuple[int, int]]:
+    """Median wall time to colour the photo at `path` end to end (its L in, RGB out), after a warm-up
+    -> (seconds, (width, height))."""
+    data = load_image(path)
+    pixels = data.pixels if data.pixels.shape[2] == 3 else np.repeat(data.pixels, 3, axis=2)
+    lightness = rgb_to_lab(pixels)[..., 0]
     colorize_lightness(model, lightness)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         colorize_lightness(model, lightness)
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(times), data.size

@@ -288,10 +288,10 @@ def eval_colorize(
         fmt,
     )
     if cost:
-        seconds = photo_seconds(net)
+        seconds, (w, h) = photo_seconds(net, files[0])
         typer.echo(
-            f"768x512 photo, end to end (L in, RGB out): {seconds:.2f} s on {torch.get_num_threads()} torch threads"
-            f" (median of 3, after a warm-up); {count_parameters(net) / 1e6:.2f} M parameters\n"
+            f"{files[0].name} ({w}x{h}), end to end (L in, RGB out): {seconds:.2f} s on {torch.get_num_threads()}"
+            f" torch threads (median of 3, after a warm-up); {count_parameters(net) / 1e6:.2f} M parameters\n"
         )
     if record:
         s = result.summary("ours")
