@@ -4,8 +4,8 @@ photos its training held out, never on a benchmark set, and optionally write the
     python examples/tune_colorize_readout.py runs/colorize.safetensors --data ../shared/data/photos [--write]
 
 The held-out photos are the trainer's own validation split (same files, same seed). Rule: the highest mean
-RGB PSNR among readouts whose colourfulness is at least `--min-colour` (0.8) of the truth's on those
-photos: the issue asks for 0.7 on the benchmark; the margin covers the move from one set to another.
+RGB PSNR among readouts whose colourfulness is at least `--min-colour` (0.7) of the truth's on those
+photos. More vivid readouts exist (see the table it prints); they cost PSNR.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def main() -> None:
     parser.add_argument("weights")
     parser.add_argument("--data", nargs="+", required=True, help="the training data, as given to `aetools train`")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--min-colour", type=float, default=0.8)
+    parser.add_argument("--min-colour", type=float, default=0.7)
     parser.add_argument("--write", action="store_true", help="store the chosen T and calibration in the weights")
     args = parser.parse_args()
 
@@ -39,9 +39,9 @@ def main() -> None:
     model = load_model(args.weights, "colorize")
     _, held_out = split_validation(list_images(args.data), get_task("colorize").train.val_images, seed=args.seed)
     temperatures = [0.2, 0.3, 0.38, 0.5, 0.7, 1.0]
-    calibrations = [0.0, 0.25, 0.5, 0.75, 1.0]
+    calibrations = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0]
     scores = {key: ([], []) for key in itertools.product(temperatures, calibrations)}
-    truth_colour = []
+    truth_colour, grey_psnr = [], []
     for path in held_out:
         truth = to_uint8(load_image(path).pixels)
         if truth.shape[2] != 3:
@@ -50,13 +50,16 @@ def main() -> None:
         with torch.inference_mode(), autocast_for(torch.device("cpu")):
             logits = model(torch.from_numpy(L / 100.0)[None, None].float()).float()
         truth_colour.append(colourfulness(truth))
+        grey = to_uint8(lab_to_rgb_keeping_l(np.stack([L, 0 * L, 0 * L], axis=-1)))
+        grey_psnr.append(peak_signal_noise_ratio(truth, grey, data_range=255))
         for (t, c), (psnrs, colours) in scores.items():
             ab = ab_from_logits(logits, L.shape, t, c)[0].permute(1, 2, 0).numpy()
             out = to_uint8(lab_to_rgb_keeping_l(np.concatenate([L[..., None], ab], axis=-1)))
             psnrs.append(peak_signal_noise_ratio(truth, out, data_range=255))
             colours.append(colourfulness(out))
 
-    print(f"readout on {len(truth_colour)} held-out training photos: PSNR (dB) / colourfulness vs truth\n")
+    print(f"readout on {len(truth_colour)} held-out training photos: PSNR (dB) / colourfulness vs truth")
+    print(f"(the grey input scores {np.mean(grey_psnr):.2f} dB on them)\n")
     print("| T \\ calibration | " + " | ".join(f"{c:g}" for c in calibrations) + " |")
     print("|---|" + "---|" * len(calibrations))
     best, best_psnr = None, -1.0
