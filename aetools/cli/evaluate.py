@@ -283,7 +283,7 @@ def eval_colorize(
     render(
         f"Colorization on {data.name}, {len(files)} images (input: L of the photo; readout T={t:g}, "
         f"calibration {c:g}; default work size {config.work_size})",
-        ["method", "PSNR (RGB, dB)", "colourfulness / truth", "below 0.3 of truth", "mean |ΔL| (grey levels)"],
+        ["method", "PSNR (RGB, dB)", "colourfulness / truth", "below 0.3 of truth", "mean abs ΔL (grey levels)"],
         rows,
         fmt,
     )
