@@ -16,12 +16,11 @@ import itertools
 import numpy as np
 import torch
 
-from aetools.bench.colorize import colourfulness
+from aetools.bench.colorize import colourfulness, score
 from aetools.data.datasets import list_images, split_validation
 from aetools.data.io import load_image, to_uint8
-from aetools.inference import autocast_for
 from aetools.tasks.base import get_task
-from aetools.tasks.colorize import ab_from_logits, lab_to_rgb_keeping_l, rgb_to_lab
+from aetools.tasks.colorize import ab_from_logits, colorize_logits, lab_to_rgb_keeping_l, rgb_to_lab
 from aetools.weights import load_model, read_weights, save_weights
 
 
@@ -34,8 +33,6 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help="store the chosen T and calibration in the weights")
     args = parser.parse_args()
 
-    from skimage.metrics import peak_signal_noise_ratio
-
     model = load_model(args.weights, "colorize")
     _, held_out = split_validation(list_images(args.data), get_task("colorize").train.val_images, seed=args.seed)
     temperatures = [0.2, 0.3, 0.38, 0.5, 0.7, 1.0]
@@ -47,16 +44,14 @@ def main() -> None:
         if truth.shape[2] != 3:
             continue
         L = rgb_to_lab(truth / 255.0)[..., 0]
-        with torch.inference_mode(), autocast_for(torch.device("cpu")):
-            logits = model(torch.from_numpy(L / 100.0)[None, None].float()).float()
+        logits = colorize_logits(model, L)  # the network pass, once; the readouts are cheap
         truth_colour.append(colourfulness(truth))
-        grey = to_uint8(lab_to_rgb_keeping_l(np.stack([L, 0 * L, 0 * L], axis=-1)))
-        grey_psnr.append(peak_signal_noise_ratio(truth, grey, data_range=255))
+        grey_psnr.append(score(truth, L, lab_to_rgb_keeping_l(np.stack([L, 0 * L, 0 * L], axis=-1))).psnr)
         for (t, c), (psnrs, colours) in scores.items():
-            ab = ab_from_logits(logits, L.shape, t, c)[0].permute(1, 2, 0).numpy()
-            out = to_uint8(lab_to_rgb_keeping_l(np.concatenate([L[..., None], ab], axis=-1)))
-            psnrs.append(peak_signal_noise_ratio(truth, out, data_range=255))
-            colours.append(colourfulness(out))
+            ab = ab_from_logits(logits, model.ab_bins, L.shape, t, c)[0].permute(1, 2, 0).numpy()
+            result = score(truth, L, lab_to_rgb_keeping_l(np.concatenate([L[..., None], ab], axis=-1)))
+            psnrs.append(result.psnr)
+            colours.append(result.colourfulness)
 
     print(f"readout on {len(truth_colour)} held-out training photos: PSNR (dB) / colourfulness vs truth")
     print(f"(the grey input scores {np.mean(grey_psnr):.2f} dB on them)\n")

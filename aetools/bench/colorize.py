@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from aetools.data.io import load_image, to_uint8
-from aetools.tasks.colorize import colorize_lightness, lab_to_rgb_keeping_l, rgb_to_lab
+from aetools.tasks.colorize import colorize_lightness, lab_to_rgb_keeping_l, luminance, rgb_to_lab
 
 GREY_LEVELS_PER_L = 2.55
 
@@ -83,14 +83,16 @@ def run_colorize_benchmark(
     on_image: Callable[[Path], None] | None = None,
 ) -> ColorizeBenchmark:
     """methods: name -> (network, keyword arguments of `colorize_lightness`)."""
-    truths, lights = [], []
+    truths, lights, image_mean_ab = [], [], []
     for path in files:
         data = load_image(path)
         pixels = data.pixels if data.pixels.shape[2] == 3 else np.repeat(data.pixels, 3, axis=2)
         truth = to_uint8(pixels)
+        lab = rgb_to_lab(truth / 255.0)
         truths.append(truth)
-        lights.append(rgb_to_lab(truth / 255.0)[..., 0])
-    mean_ab = np.mean([rgb_to_lab(t / 255.0)[..., 1:].reshape(-1, 2).mean(axis=0) for t in truths], axis=0)
+        lights.append(lab[..., 0])
+        image_mean_ab.append(lab[..., 1:].reshape(-1, 2).mean(axis=0))
+    mean_ab = np.mean(image_mean_ab, axis=0)
 
     result = ColorizeBenchmark(files[0].parent.name if files else "")
     for path, truth, light in zip(files, truths, lights):
@@ -114,8 +116,7 @@ def photo_seconds(model: torch.nn.Module, path: Path, repeats: int = 3) -> tuple
     """Median wall time to colour the photo at `path` end to end (its L in, RGB out), after a warm-up
     -> (seconds, (width, height))."""
     data = load_image(path)
-    pixels = data.pixels if data.pixels.shape[2] == 3 else np.repeat(data.pixels, 3, axis=2)
-    lightness = rgb_to_lab(pixels)[..., 0]
+    lightness = luminance(data.pixels)
     colorize_lightness(model, lightness)
     times = []
     for _ in range(repeats):

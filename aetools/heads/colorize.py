@@ -85,9 +85,6 @@ class ColorizeNet(nn.Module):
         features = self.backbone.decode(bottleneck, skips)
         return self.head(features)[..., : (h + 1) // 2, : (w + 1) // 2]
 
-    def annealed_mean(self, logits: torch.Tensor, temperature: float = ANNEALED_MEAN_T) -> torch.Tensor:
-        return annealed_mean(logits, self.ab_bins.to(logits.device), temperature)
-
 
 def annealed_mean(logits: torch.Tensor, bins: torch.Tensor, temperature: float = ANNEALED_MEAN_T) -> torch.Tensor:
     """logits (B, Q, h, w), bin centres (Q, 2) -> ab (B, 2, h, w): the mean of the distribution sharpened to

@@ -105,16 +105,21 @@ def lab_to_rgb_keeping_l(lab: np.ndarray, steps: int = 8) -> np.ndarray:
 
 
 def ab_from_logits(
-    logits: torch.Tensor, size: tuple[int, int], temperature: float = ANNEALED_MEAN_T, calibration: float = 0.0
+    logits: torch.Tensor,
+    bins: torch.Tensor,
+    size: tuple[int, int],
+    temperature: float = ANNEALED_MEAN_T,
+    calibration: float = 0.0,
 ) -> torch.Tensor:
-    """logits (B, Q, h, w) -> ab (B, 2, H, W): annealed mean, bilinearly upsampled to `size`.
+    """logits (B, Q, h, w) over the bin centres `bins` (Q, 2) -> ab (B, 2, H, W): annealed mean, bilinearly
+    upsampled to `size`.
 
     calibration: trained with class rebalancing, the network's distribution is (about) w(q) p(q | L): the
     minimiser of E[-w(q) log p̂(q)] is p̂ ∝ w p. Subtracting calibration * log w(q) from the logits undoes
     a share of that: 0 = as trained (vivid), 1 = the plain posterior (closer to the mean colour, higher PSNR).
     """
-    bins, weights = _loss_tables()
     if calibration:
+        _, weights = _loss_tables()
         logits = logits - calibration * weights.log().to(logits.device)[None, :, None, None]
     ab = annealed_mean(logits, bins.to(logits.device), temperature)
     return F.interpolate(ab, size=size, mode="bilinear", align_corners=False)
@@ -123,7 +128,8 @@ def ab_from_logits(
 def colorize_validation_pair(logits: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
     """For the trainer's validation PSNR: (predicted RGB, true RGB), both (B, 3, H, W) on the CPU."""
     grey = batch.inputs["grey"].cpu()
-    ab = ab_from_logits(logits.float().cpu(), grey.shape[-2:])
+    bins, _ = _loss_tables()  # the centres every colorize network is built with
+    ab = ab_from_logits(logits.float().cpu(), bins, grey.shape[-2:])
     lab = torch.cat([grey * 100.0, ab], dim=1).permute(0, 2, 3, 1).numpy()
     from skimage import color
 
@@ -179,20 +185,28 @@ def colorize_lightness(
         the network and the predicted ab is upsampled back. L itself is never resized.
     temperature, calibration: the readout (`ab_from_logits`); default: the model's.
     """
+    config = model.config
+    logits = colorize_logits(model, lightness, work_size, device)
+    t = config.temperature if temperature is None else temperature
+    c = config.calibration if calibration is None else calibration
+    ab = ab_from_logits(logits, model.ab_bins, lightness.shape, t, c)[0].permute(1, 2, 0).numpy() * strength
+    return lab_to_rgb_keeping_l(np.concatenate([lightness[..., None], ab], axis=-1))
+
+
+def colorize_logits(
+    model: torch.nn.Module, lightness: np.ndarray, work_size: int | None = None, device: torch.device | None = None
+) -> torch.Tensor:
+    """CIE L (H, W) -> the network's logits (1, Q, h, w) on the CPU, from one global pass on L resized so its
+    long side is at most `work_size` (default: the model's)."""
     from aetools.inference import autocast_for, model_device
 
-    config = model.config
     h, w = lightness.shape
     grey = torch.from_numpy(np.asarray(lightness, dtype=np.float32) / 100.0)[None, None]
-    work_size = work_size or config.work_size
+    work_size = work_size or model.config.work_size
     if max(h, w) > work_size:
         factor = work_size / max(h, w)
         small = (max(1, round(h * factor)), max(1, round(w * factor)))
         grey = F.interpolate(grey, size=small, mode="bilinear", antialias=True, align_corners=False)
     device = device or model_device(model)
     with torch.inference_mode(), autocast_for(device):  # one global pass: the context branch sees it all
-        logits = model(grey.to(device)).float().cpu()
-    t = config.temperature if temperature is None else temperature
-    c = config.calibration if calibration is None else calibration
-    ab = ab_from_logits(logits, (h, w), t, c)[0].permute(1, 2, 0).numpy() * strength
-    return lab_to_rgb_keeping_l(np.concatenate([lightness[..., None], ab], axis=-1))
+        return model(grey.to(device)).float().cpu()
