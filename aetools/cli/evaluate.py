@@ -8,6 +8,7 @@ import typer
 
 from aetools.cli import app
 from aetools.cli.console import console, fail, out, parse_numbers, progress_bar
+from aetools.cli.images import load_task_model
 
 eval_app = typer.Typer(help="Benchmark a task's model against baselines on a public set.", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
@@ -69,7 +70,7 @@ def eval_denoise(
         measure_cost,
         run_denoise_benchmark,
     )
-    from aetools.weights import WeightsError, load_model, record_metrics
+    from aetools.weights import record_metrics
 
     sigmas = parse_numbers(sigma, ctx.args, "--sigma")
     chosen = [b.strip() for b in baselines.split(",") if b.strip()]
@@ -82,10 +83,7 @@ def eval_denoise(
     if not set(variant_list) <= {"float", "8-bit"}:
         raise fail("--variants: choose from float, 8-bit")
     files = benchmark_files(data, limit, fmt)
-    try:
-        net = load_model(model, "denoise", "cpu")
-    except WeightsError as e:
-        raise fail(str(e)) from None
+    net = load_task_model(model, "denoise", "cpu")
 
     with progress_bar(f"eval denoise on {data.name}", "", transient=True) as progress:
         bar = progress.add_task("eval", total=len(files))
@@ -150,7 +148,7 @@ def eval_superres(
     import torch
 
     from aetools.bench.superres import PUBLISHED, measure_cost, photo_seconds, run_superres_benchmark
-    from aetools.weights import WeightsError, load_model, record_metrics
+    from aetools.weights import record_metrics
 
     scales = parse_numbers(scale, ctx.args, "--scale", int)
     if any(s not in (2, 3, 4) for s in scales):
@@ -163,10 +161,7 @@ def eval_superres(
         raise fail("--record: give a single --model")
     nets = {}
     for name in names:
-        try:
-            net = load_model(name, "superres", "cpu")
-        except WeightsError as e:
-            raise fail(str(e)) from None
+        net = load_task_model(name, "superres", "cpu")
         if any(s not in net.config.scales for s in scales):
             raise fail(f"--scale: {net.weights_path.name} upscales by {', '.join(map(str, net.config.scales))} only")
         nets["ours" if len(names) == 1 else f"ours: {name}"] = net
@@ -244,16 +239,13 @@ def eval_colorize(
     import torch
 
     from aetools.bench.colorize import photo_seconds, run_colorize_benchmark
-    from aetools.weights import WeightsError, count_parameters, load_model, record_metrics
+    from aetools.weights import count_parameters, record_metrics
 
     sizes = parse_numbers(work_size, ctx.args, "--work-size", int)
     if any(s < 16 for s in sizes):
         raise fail("--work-size: at least 16 pixels")
     files = benchmark_files(data, limit, fmt)
-    try:
-        net = load_model(model, "colorize", "cpu")
-    except WeightsError as e:
-        raise fail(str(e)) from None
+    net = load_task_model(model, "colorize", "cpu")
     if record and (sizes or temperature is not None or calibration is not None):
         raise fail("--record: measure the model as shipped (no --work-size, --temperature or --calibration)")
     readout = {"temperature": temperature, "calibration": calibration}
