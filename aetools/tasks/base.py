@@ -55,7 +55,7 @@ class Task:
         `aetools train` records them in the weights.
     make_degrade: options -> (degrade, val_degrade), for tasks whose degradation depends on options.
     validation_pair: (model output, Batch) -> (predicted image, true image) for the validation PSNR, for
-        tasks whose output is not an image (default: (output, batch.target)).
+        tasks whose output is not an image (default: (output, batch.target): the output is the image).
     """
 
     name: str
@@ -69,7 +69,9 @@ class Task:
     description: str = ""
     options: dict[str, Any] = field(default_factory=dict)
     make_degrade: Callable[[dict[str, Any]], tuple[Callable, Callable]] | None = None
-    validation_pair: Callable[[torch.Tensor, Batch], tuple[torch.Tensor, torch.Tensor]] | None = None
+    validation_pair: Callable[[torch.Tensor, Batch], tuple[torch.Tensor, torch.Tensor]] = field(
+        default=lambda output, batch: (output, batch.target)  # the output is the image
+    )
 
     def degradations(self, options: dict[str, Any] | None = None) -> tuple[dict[str, Any], Callable, Callable]:
         """-> (the options in force, training degrade, validation degrade). Unknown options: ValueError."""

@@ -251,10 +251,7 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
             return None
         model.eval()
         with torch.no_grad(), autocast_for(device, config.amp):
-            scores = []
-            for b in val:
-                output = model(**b.to(device).inputs).float()
-                scores.append(psnr(*(task.validation_pair(output, b) if task.validation_pair else (output, b.target))))
+            scores = [psnr(*task.validation_pair(model(**b.to(device).inputs).float(), b)) for b in val]
         model.train()
         return float(np.mean(scores))
 
