@@ -12,6 +12,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from aetools.cli import app
+from aetools.data.io import to_uint8
 from tests.conftest import photo
 
 runner = CliRunner()
@@ -151,12 +152,8 @@ def test_input_modes(tmp_path, tiny_color_weights, mode):
         assert np.abs(out.alpha - load_image(src).alpha).max() < 1e-6
     assert out.bit_depth == (16 if mode == "I;16" else 8)
     source_l = lightness(np.asarray(load_image(src).pixels * 255, dtype=np.float32).round().astype(np.uint8))
-    out_l = lightness(to8(out.pixels))
+    out_l = lightness(to_uint8(out.pixels))
     assert np.abs(out_l - source_l).mean() * 2.55 < (1.0 if mode != "CMYK" else 1.5)
-
-
-def to8(pixels: np.ndarray) -> np.ndarray:
-    return (np.clip(pixels, 0, 1) * 255).round().astype(np.uint8)
 
 
 def test_sepia_and_colour_inputs_are_desaturated_first(tiny_color):
@@ -198,7 +195,7 @@ def test_large_photos_run_at_the_working_size(tiny_color):
     big = np.random.default_rng(0).random((300, 500, 1), dtype=np.float32)
     out = colorize_pixels(tiny_color, big)
     assert out.shape == (300, 500, 3)
-    assert np.abs(lightness(to8(out)) - lightness(to8(np.repeat(big, 3, 2)))).mean() * 2.55 < 1.0
+    assert np.abs(lightness(to_uint8(out)) - lightness(to_uint8(np.repeat(big, 3, 2)))).mean() * 2.55 < 1.0
 
 
 # -------------------------------------------------------------------------------- the shipped model
@@ -217,11 +214,11 @@ def test_shipped_model_colours_a_bundled_photo_better_than_grey():
     model = load_model(None, "colorize")
     truth = photo(256, "coffee")
     L = rgb_to_lab(truth / 255.0)[..., 0]
-    ours = to8(colorize_lightness(model, L))
-    grey = to8(lab_to_rgb_keeping_l(np.stack([L, 0 * L, 0 * L], -1)))
+    ours = to_uint8(colorize_lightness(model, L))
+    grey = to_uint8(lab_to_rgb_keeping_l(np.stack([L, 0 * L, 0 * L], -1)))
     bins, prior = load_prior()
     mean_ab = (prior[:, None] * bins).sum(0)
-    tint = to8(lab_to_rgb_keeping_l(np.stack([L, 0 * L + mean_ab[0], 0 * L + mean_ab[1]], -1)))
+    tint = to_uint8(lab_to_rgb_keeping_l(np.stack([L, 0 * L + mean_ab[0], 0 * L + mean_ab[1]], -1)))
     psnr = lambda x: peak_signal_noise_ratio(truth, x, data_range=255)  # noqa: E731
     assert psnr(ours) > psnr(grey) + 0.5, (psnr(ours), psnr(grey))
     assert colourfulness(ours) > colourfulness(tint)
