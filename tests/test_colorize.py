@@ -275,3 +275,12 @@ def test_train_colorize_and_resume(train_folder, tmp_path):
     assert header["task"] == "colorize" and header["training"]["steps"] == 3
     assert header["training"]["val_psnr"] > 10  # validation scores the RGB built from L and predicted ab
     assert tensors["ab_bins"].shape == (261, 2)  # the bin centres travel with the weights
+
+
+def test_eval_stops_with_one_line_on_a_broken_benchmark_file(tmp_path, tiny_color_weights):
+    folder = tmp_path / "bench"
+    folder.mkdir()
+    Image.fromarray(photo(32)).save(folder / "a.png")
+    (folder / "b.png").write_bytes(b"\x89PNG broken")
+    r = run("eval", "colorize", "--data", folder, "--model", tiny_color_weights, "--no-cost")
+    assert r.exit_code == 2 and "b.png" in r.output and "Traceback" not in r.output

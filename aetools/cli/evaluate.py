@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import typer
 
@@ -13,6 +15,7 @@ from aetools.cli.images import load_task_model
 eval_app = typer.Typer(help="Benchmark a task's model against baselines on a public set.", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
 
+T = TypeVar("T")
 MULTI = {"allow_extra_args": True, "ignore_unknown_options": False}
 
 
@@ -26,6 +29,19 @@ def benchmark_files(data: Path, limit: int, fmt: str) -> list[Path]:
     if not files:
         raise fail(f"{data}: no images found")
     return files[:limit] if limit else files
+
+
+def measure(title: str, files: list[Path], run: Callable[[Callable[[Path], None]], T]) -> T:
+    """Run a benchmark, `run(on_image)`, under a progress bar over `files`. A file that cannot be read is a
+    one-line error: a benchmark set with a broken file has no meaningful mean."""
+    from aetools.data.io import ImageError
+
+    with progress_bar(title, "", transient=True) as progress:
+        bar = progress.add_task("eval", total=len(files))
+        try:
+            return run(lambda _: progress.advance(bar))
+        except ImageError as e:
+            raise fail(f"{e} (benchmark stopped)") from None
 
 
 def render(title: str, header: list[str], rows: list[list[str]], fmt: str) -> None:
@@ -85,11 +101,11 @@ def eval_denoise(
     files = benchmark_files(data, limit, fmt)
     net = load_task_model(model, "denoise", "cpu")
 
-    with progress_bar(f"eval denoise on {data.name}", "", transient=True) as progress:
-        bar = progress.add_task("eval", total=len(files))
-        result = run_denoise_benchmark(
-            files, sigmas, net, chosen, variant_list, on_image=lambda _: progress.advance(bar)
-        )
+    result = measure(
+        f"eval denoise on {data.name}",
+        files,
+        lambda on_image: run_denoise_benchmark(files, sigmas, net, chosen, variant_list, on_image=on_image),
+    )
 
     methods = list(dict.fromkeys(m for m, _, _ in result.psnr))
     header = ["method"] + [f"σ={s:g} {v}" for s in sigmas for v in variant_list]
@@ -166,11 +182,11 @@ def eval_superres(
             raise fail(f"--scale: {net.weights_path.name} upscales by {', '.join(map(str, net.config.scales))} only")
         nets["ours" if len(names) == 1 else f"ours: {name}"] = net
 
-    with progress_bar(f"eval superres on {data.name}", "", transient=True) as progress:
-        bar = progress.add_task("eval", total=len(files))
-        result = run_superres_benchmark(
-            files, scales, nets, degradation, on_image=lambda _: progress.advance(bar), ensemble=ensemble
-        )
+    result = measure(
+        f"eval superres on {data.name}",
+        files,
+        lambda on_image: run_superres_benchmark(files, scales, nets, degradation, on_image=on_image, ensemble=ensemble),
+    )
 
     methods = list(dict.fromkeys(m for m, _ in result.scores))
     header = ["method"] + [f"x{s} PSNR / SSIM" for s in scales]
@@ -253,9 +269,11 @@ def eval_colorize(
     if sizes:
         methods = {f"ours, work size {s}": (net, {**readout, "work_size": s}) for s in sizes}
 
-    with progress_bar(f"eval colorize on {data.name}", "", transient=True) as progress:
-        bar = progress.add_task("eval", total=len(files))
-        result = run_colorize_benchmark(files, methods, on_image=lambda _: progress.advance(bar))
+    result = measure(
+        f"eval colorize on {data.name}",
+        files,
+        lambda on_image: run_colorize_benchmark(files, methods, on_image=on_image),
+    )
 
     config = net.config
     t = config.temperature if temperature is None else temperature
