@@ -106,6 +106,48 @@ def colorize_image(
     return result
 
 
+def inpaint_image(
+    image: ImageData,
+    mask: np.ndarray | ImageData | None = None,
+    model: str | Path | torch.nn.Module | None = None,
+    device: str | torch.device | None = None,
+    tile: int | None = None,
+) -> ImageData:
+    """Fill holes. mask: (H, W) bool (True = hole), or a mask image (white > 127 = hole); None: the image's
+    fully transparent pixels are the holes. Pixels outside the holes come back unchanged, bit for bit; filled
+    pixels become opaque (alpha that ends up fully opaque is dropped). An empty mask returns the image
+    unchanged with an `ImageWarning`."""
+    import warnings
+
+    from aetools.data.io import ImageError, ImageWarning
+    from aetools.data.masks import mask_from_alpha, mask_from_image
+    from aetools.tasks.inpaint import inpaint_pixels
+
+    if mask is None:
+        if image.alpha is None:
+            raise ImageError("", "no mask given, and the image has no alpha channel to take the holes from")
+        holes = mask_from_alpha(image.alpha)
+    elif isinstance(mask, ImageData):
+        holes = mask_from_image(mask.pixels, mask.alpha)
+    else:
+        holes = np.asarray(mask, dtype=bool)
+    if holes.shape != image.pixels.shape[:2]:
+        (h, w), (mh, mw) = image.pixels.shape[:2], holes.shape[:2]
+        raise ImageError("", f"the mask is {mw}x{mh} but the image is {w}x{h}")
+    if not holes.any():
+        what = "has no transparent pixel" if mask is None else "is empty (no pixel above 127)"
+        warnings.warn(f"the mask {what}: nothing to fill, image returned unchanged", ImageWarning, stacklevel=2)
+        return image
+    net = get_model(model, "inpaint", device)
+    out = inpaint_pixels(net, image.pixels, holes, tile=tile)
+    alpha = image.alpha
+    if alpha is not None:
+        alpha = np.where(holes, np.float32(1), alpha)
+        if (alpha >= 1).all():
+            return replace(image, pixels=out, alpha=None)
+    return image.with_pixels(out, alpha)
+
+
 # --------------------------------------------------------------- what users hand us, and back again
 
 
@@ -161,3 +203,12 @@ def colorize(image: Any, strength: float = 1.0, model: Any = None, device: Any =
     """Colour a grey PIL image, numpy array or file path; returns the same kind, RGB (RGBA with alpha)."""
     data, back = _to_image_data(image)
     return back(colorize_image(data, strength=strength, model=model, device=device))
+
+
+def inpaint(image: Any, mask: Any = None, model: Any = None, device: Any = None, tile: int | None = None):
+    """Fill the holes of a PIL image, numpy array or file path; returns the same kind. mask: a bool array
+    (True = hole), a mask image, array or path (white = hole), or None for the image's transparent pixels."""
+    data, back = _to_image_data(image)
+    if mask is not None and not (isinstance(mask, np.ndarray) and mask.dtype == bool):
+        mask, _ = _to_image_data(mask)
+    return back(inpaint_image(data, mask=mask, model=model, device=device, tile=tile))

@@ -10,12 +10,14 @@ def test_every_registered_model_builds_and_keeps_size(arch):
     """Odd sizes are padded to the stride and cropped back: each head's output has its promised size."""
     model = create_model(arch).eval()
     if arch == "colorize-unet":  # L in, ab-bin logits out at half resolution (rounded up)
-        x, expected = torch.rand(1, 1, 37, 53), (1, model.config.bins, 19, 27)
+        inputs, expected = (torch.rand(1, 1, 37, 53),), (1, model.config.bins, 19, 27)
+    elif arch == "inpaint-unet":  # image + hole mask in
+        inputs, expected = (torch.rand(1, 3, 37, 53), torch.rand(1, 1, 37, 53) > 0.7), (1, 3, 37, 53)
     else:
         scale = model.config.scales[0] if hasattr(model.config, "scales") else 1  # superres: default scale
-        x, expected = torch.rand(1, 3, 37, 53), (1, 3, 37 * scale, 53 * scale)
+        inputs, expected = (torch.rand(1, 3, 37, 53),), (1, 3, 37 * scale, 53 * scale)
     with torch.no_grad():
-        y = model(x)
+        y = model(*inputs)
     assert y.shape == expected
 
 

@@ -313,3 +313,75 @@ def eval_colorize(
         }
         record_metrics(net.weights_path, metrics)
         console.print(f"recorded {len(metrics)} metrics in {net.weights_path}")
+
+
+@eval_app.command("inpaint", context_settings=MULTI, no_args_is_help=True)
+def eval_inpaint(
+    ctx: typer.Context,
+    data: Path = typer.Option(..., "--data", "-d", help="Folder of benchmark photos (e.g. eval/kodak24)."),
+    holes: list[float] = typer.Option(None, "--holes", help="Hole ratios, e.g. --holes 0.1 0.2 0.3 (the default)."),
+    model: str = typer.Option(None, "--model", "-m", help="Shipped model name or .safetensors path."),
+    work_size: list[int] = typer.Option(
+        None, "--work-size", help="Also ours in two passes at this work size (ablation; repeat the option for several)."
+    ),
+    limit: int = typer.Option(0, help="Use only the first N images (0: all)."),
+    fmt: str = typer.Option("table", "--format", help="table or markdown."),
+    record: bool = typer.Option(False, "--record", help="Store ours' means in the weights' metadata."),
+) -> None:
+    """Hole filling with seeded masks: PSNR and SSIM over the whole image, ours beside OpenCV Telea and
+    skimage biharmonic."""
+    import numpy as np
+    import torch
+
+    from aetools.bench.inpaint import biharmonic, ours, run_inpaint_benchmark, telea
+    from aetools.weights import count_parameters, record_metrics
+
+    ratios = parse_numbers(holes, ctx.args, "--holes", float) or [0.1, 0.2, 0.3]
+    if any(not 0 < r < 1 for r in ratios):
+        raise fail("--holes: ratios between 0 and 1, e.g. 0.2")
+    sizes = parse_numbers(work_size, [], "--work-size", int)
+    if any(s < 32 for s in sizes):
+        raise fail("--work-size: at least 32 pixels")
+    try:
+        import cv2  # noqa: F401
+    except ImportError:
+        raise fail("the Telea baseline needs OpenCV: pip install opencv-python-headless") from None
+    files = benchmark_files(data, limit, fmt)
+    net = load_task_model(model, "inpaint", "cpu")
+    methods = {"OpenCV Telea": telea, "skimage biharmonic": biharmonic, "ours": ours(net)}
+    methods |= {f"ours, two passes at work size {s}": ours(net, s) for s in sizes}
+
+    result = measure(
+        f"eval inpaint on {data.name}",
+        files,
+        lambda on_image: run_inpaint_benchmark(files, methods, ratios, on_image=on_image),
+    )
+
+    rows = []
+    for name in methods:
+        row = [name]
+        for r in ratios:
+            row += [f"{result.mean(name, r, 'psnr'):.2f}", f"{result.mean(name, r, 'ssim'):.4f}"]
+        seconds = np.mean([result.mean(name, r, "seconds") for r in ratios])
+        rows.append(row + [f"{seconds:.2f}", str(result.outside_change(name))])
+    header = ["method"]
+    for r in ratios:
+        header += [f"PSNR {r:.0%}", f"SSIM {r:.0%}"]
+    render(
+        f"Inpainting on {data.name}, {len(files)} images, seeded masks (benchmark_mask), scores over the whole image",
+        header + ["s / image", "max change outside holes"],
+        rows,
+        fmt,
+    )
+    typer.echo(
+        f"times: mean per image over the hole ratios, on {torch.get_num_threads()} torch threads;"
+        f" ours has {count_parameters(net) / 1e6:.2f} M parameters\n"
+    )
+    if record:
+        metrics = {
+            f"{data.name}_holes{r:.0%}_{what}": round(result.mean("ours", r, what), 4)
+            for r in ratios
+            for what in ("psnr", "ssim")
+        }
+        record_metrics(net.weights_path, metrics)
+        console.print(f"recorded {len(metrics)} metrics in {net.weights_path}")

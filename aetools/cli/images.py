@@ -1,4 +1,4 @@
-"""The image-task contract, shared by every image command (denoise, upscale, colorize; inpaint next):
+"""The image-task contract, shared by every image command (denoise, upscale, colorize, inpaint):
 
     aetools <task> INPUT... [-o OUTPUT] [--model NAME|PATH] [--device D] [--tile N] [--overwrite] [-r]
 
@@ -6,11 +6,14 @@
 - One input file and `-o FILE`: writes FILE. Otherwise -o is a folder (created if needed) holding
   <stem><ext> per input. Without -o: beside the input as <stem>_<suffix><ext>.
 - Never writes over an input; an existing output is refused unless --overwrite; writes are atomic.
-- A bad file is reported with its path and reason and skipped; exit code 1 if any failed.
+- A bad file is reported with its path and reason and skipped; exit code 1 if any failed. Warnings about
+  a file (an `ImageWarning`, e.g. an empty mask) are printed after the summary, one line each.
+- Tasks that promise untouched pixels (inpaint) write lossy inputs (JPEG, WebP) as PNG by default.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,8 +45,12 @@ class Plan:
     failures: list[tuple[str, str]] = field(default_factory=list)
 
 
-def plan_outputs(inputs: list[Path], output: Path | None, suffix: str, recursive: bool) -> Plan:
-    """Pair every input image with its output path, following the contract above."""
+LOSSY_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".webp"})
+
+
+def plan_outputs(inputs: list[Path], output: Path | None, suffix: str, recursive: bool, lossless: bool = False) -> Plan:
+    """Pair every input image with its output path, following the contract above. lossless: lossy inputs
+    get a .png output (unless -o names the output file)."""
     from aetools.data.datasets import list_images
 
     plan = Plan()
@@ -66,12 +73,13 @@ def plan_outputs(inputs: list[Path], output: Path | None, suffix: str, recursive
     input_paths = {p.resolve() for p, _ in sources}
     taken: set[Path] = set()
     for src, rel in sources:
+        ext = ".png" if lossless and src.suffix.lower() in LOSSY_EXTENSIONS else src.suffix
         if file_output:
             dst = output
         elif output is not None:
-            dst = output / rel
+            dst = output / rel.with_suffix(ext)
         else:
-            dst = src.with_name(f"{src.stem}_{suffix}{src.suffix}")
+            dst = src.with_name(f"{src.stem}_{suffix}{ext}")
         resolved = dst.resolve()
         if resolved in input_paths:
             plan.failures.append((str(src), f"output {dst} would overwrite an input; choose another -o"))
@@ -91,13 +99,15 @@ def run_image_task(
     overwrite: bool,
     recursive: bool,
     process: Callable,
+    lossless: bool = False,
 ) -> None:
     """Load, process and atomically save every input, with a progress bar and a summary; exit 1 if any
-    file failed. `process(ImageData) -> ImageData` does the task."""
-    from aetools.data.io import ImageError, load_image, save_image
+    file failed. `process(ImageData, source path) -> ImageData` does the task."""
+    from aetools.data.io import ImageError, ImageWarning, load_image, save_image
 
-    plan = plan_outputs(inputs, output, suffix, recursive)
+    plan = plan_outputs(inputs, output, suffix, recursive, lossless)
     failures = list(plan.failures)
+    notes: list[tuple[str, str]] = []
     written = 0
     with progress_bar(name, "{task.fields[file]}", transient=True) as progress:
         bar = progress.add_task(name, total=len(plan.jobs), file="")
@@ -106,7 +116,14 @@ def run_image_task(
             try:
                 if dst.exists() and not overwrite:
                     raise ImageError(dst, "output exists (use --overwrite to replace it)")
-                result = process(load_image(src))
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always", ImageWarning)
+                    result = process(load_image(src), src)
+                for w in caught:
+                    if issubclass(w.category, ImageWarning):
+                        notes.append((str(src), str(w.message)))
+                    else:  # not ours to report per file: shown as Python would have
+                        warnings.showwarning(w.message, w.category, w.filename, w.lineno)
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 save_image(result, dst, overwrite=overwrite)
                 written += 1
@@ -121,6 +138,8 @@ def run_image_task(
         console.print(f"wrote {plan.jobs[0][1]}")
     else:
         console.print(f"{name}: {written} written, {len(failures)} failed")
+    for path, note in notes:
+        console.print(f"[yellow]warning[/] {path}: {note}", soft_wrap=True)
     for path, reason in failures:
         console.print(f"[red]failed[/] {path}: {reason}", soft_wrap=True)
     if failures:
@@ -181,7 +200,7 @@ def denoise(
         "denoised",
         overwrite,
         recursive,
-        lambda image: denoise_image(image, sigma=sigma, model=net, tile=tile),
+        lambda image, _: denoise_image(image, sigma=sigma, model=net, tile=tile),
     )
 
 
@@ -219,7 +238,7 @@ def upscale(
         f"x{scale}",
         overwrite,
         recursive,
-        lambda image: upscale_image(image, scale=scale, model=net, tile=tile, ensemble=ensemble),
+        lambda image, _: upscale_image(image, scale=scale, model=net, tile=tile, ensemble=ensemble),
     )
 
 
@@ -251,5 +270,86 @@ def colorize(
         "color",
         overwrite,
         recursive,
-        lambda image: colorize_image(image, strength=strength, model=net),
+        lambda image, _: colorize_image(image, strength=strength, model=net),
     )
+
+
+@app.command(no_args_is_help=True)
+def inpaint(
+    inputs: Inputs,
+    output: Output = None,
+    mask: Annotated[
+        Path | None,
+        typer.Option(
+            "--mask",
+            "-k",
+            help="Mask image (white = fill; the same size as the photo) for every input, or a folder of masks"
+            " matched to the inputs by file name stem. Default: the inputs' fully transparent pixels.",
+        ),
+    ] = None,
+    model: ModelOpt = None,
+    device: DeviceOpt = "auto",
+    tile: TileOpt = None,
+    overwrite: OverwriteOpt = False,
+    recursive: RecursiveOpt = False,
+    seed: SeedOpt = None,
+) -> None:
+    """Fill holes in photos: the white pixels of a mask, or the transparent pixels of a cut-out.
+
+    Pixels outside the holes are kept exactly; JPEG and WebP inputs are therefore written as PNG
+    (name an output file with -o to choose another format).
+    """
+    from aetools.api import inpaint_image
+
+    if mask is not None and not mask.exists():
+        raise fail(f"--mask {mask}: no such file or folder")
+    masks = MaskFinder(mask)
+    dev = prepare(device, seed)
+    net = load_task_model(model, "inpaint", dev)
+    run_image_task(
+        "inpaint",
+        inputs,
+        output,
+        "filled",
+        overwrite,
+        recursive,
+        lambda image, src: inpaint_image(image, mask=masks.mask_for(src, image), model=net, tile=tile),
+        lossless=True,
+    )
+
+
+class MaskFinder:
+    """--mask as given: None (use transparency), one mask file for every input, or a folder of masks found
+    by the input's file stem. Masks are loaded once each; a problem is an ImageError naming the mask."""
+
+    def __init__(self, mask: Path | None):
+        from aetools.data.datasets import list_images
+
+        self.mask = mask
+        self.by_stem: dict[str, list[Path]] = {}
+        if mask is not None and mask.is_dir():
+            for path in list_images([mask], recursive=True):
+                self.by_stem.setdefault(path.stem, []).append(path)
+        self.loaded: dict[Path, object] = {}
+
+    def mask_for(self, src: Path, image):
+        """-> the mask ImageData for input `src` (loaded as `image`), or None (the input's transparency)."""
+        from aetools.data.io import ImageError, load_image
+
+        if self.mask is None:
+            return None
+        path = self.mask
+        if self.mask.is_dir():
+            found = self.by_stem.get(src.stem, [])
+            if not found:
+                raise ImageError(src, f"no mask named {src.stem}.* in {self.mask}")
+            if len(found) > 1:
+                raise ImageError(src, f"several masks named {src.stem}.* in {self.mask}: {', '.join(map(str, found))}")
+            path = found[0]
+        if path not in self.loaded:
+            self.loaded = {path: load_image(path)}  # keep one: a folder of masks is used once each
+        mask = self.loaded[path]
+        if mask.size != image.size:
+            (mw, mh), (w, h) = mask.size, image.size
+            raise ImageError(src, f"the mask {path} is {mw}x{mh} but the image is {w}x{h}")
+        return mask

@@ -72,6 +72,11 @@ class ImageError(Exception):
         self.reason = reason
 
 
+class ImageWarning(UserWarning):
+    """Something about an input worth telling its user that does not stop the job (e.g. an empty mask).
+    The CLI prints it as one line naming the file."""
+
+
 @dataclass
 class ImageData:
     """pixels: (H, W, C) float32 in [0, 1], C = 1 (grey) or 3 (RGB). alpha: (H, W) float32 or None."""

@@ -5,7 +5,8 @@ Convolution"): a random walk of a few vertices, each segment drawn with a thick 
 the rectangular holes of object removal. Training draws a ratio per mask from a range (10-50%);
 `aetools eval inpaint` uses fixed seeds and exact ratios (10, 20, 30%), so every method sees the same holes.
 
-A mask is (H, W) bool, True = missing (to be filled).
+A mask is (H, W) bool, True = missing (to be filled). Users give one as an image (white = fill, see
+`mask_from_image`) or as the fully transparent pixels of an image with alpha (`mask_from_alpha`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 RATIO_TOLERANCE = 0.01  # a mask asked for ratio r covers r ± 1% of the image
+MASK_THRESHOLD = 127 / 255  # a mask image's pixels brighter than 127 (of 255) are holes
 
 
 def _stroke(draw: ImageDraw.ImageDraw, height: int, width: int, scale: float, rng: np.random.Generator) -> None:
@@ -91,3 +93,19 @@ def benchmark_mask(height: int, width: int, ratio: float, index: int, seed: int 
     """The fixed mask of benchmark image number `index` at `ratio`: the same for every method and run."""
     rng = np.random.default_rng([seed, index, round(ratio * 1000)])
     return random_mask(height, width, ratio, rng)
+
+
+def mask_from_image(pixels: np.ndarray, alpha: np.ndarray | None = None) -> np.ndarray:
+    """A mask image's pixels (H, W, C) in [0, 1] -> (H, W) bool: True where white (> 127 of 255). Colour
+    masks are read as grey (ITU-R 601 luma, as Pillow's convert("L")); where the mask image has alpha,
+    transparent pixels are no hole (strokes painted on a transparent layer)."""
+    grey = pixels[..., 0] if pixels.shape[2] == 1 else pixels @ np.array([0.299, 0.587, 0.114], np.float32)
+    mask = grey > MASK_THRESHOLD
+    if alpha is not None:
+        mask &= alpha > MASK_THRESHOLD
+    return mask
+
+
+def mask_from_alpha(alpha: np.ndarray) -> np.ndarray:
+    """An image's alpha (H, W) in [0, 1] -> (H, W) bool: True where fully transparent."""
+    return alpha <= 0

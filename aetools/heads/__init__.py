@@ -2,6 +2,16 @@
 
 from aetools.heads.colorize import ColorizeConfig, ColorizeNet
 from aetools.heads.denoise import DenoiseConfig, DenoiseNet
+from aetools.heads.inpaint import InpaintConfig, InpaintNet
 from aetools.heads.superres import SuperResConfig, SuperResNet
 
-__all__ = ["ColorizeConfig", "ColorizeNet", "DenoiseConfig", "DenoiseNet", "SuperResConfig", "SuperResNet"]
+__all__ = [
+    "ColorizeConfig",
+    "ColorizeNet",
+    "DenoiseConfig",
+    "DenoiseNet",
+    "InpaintConfig",
+    "InpaintNet",
+    "SuperResConfig",
+    "SuperResNet",
+]

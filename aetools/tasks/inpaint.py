@@ -1,0 +1,136 @@
+"""Inpainting: how a training pair is made, the loss, and the image-level operation.
+
+Training pairs: a photo crop and a hole mask drawn on the fly by `aetools.data.masks.random_mask`
+(free-form strokes and boxes, 10-50% of the crop), seeded from the step's generator so `--resume` replays
+the same holes. The network returns the crop with only the holes painted, so the L1 loss on its output
+counts hole pixels only; it is averaged over each image's hole pixels, so that a pixel weighs the same in
+a thin stroke and in a big box. The training target carries the mask as a fourth channel for that.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from aetools.data.masks import random_mask
+from aetools.tasks.base import Batch, Task, TrainDefaults, register_task
+
+TRAIN_HOLE_RATIOS = (0.1, 0.5)
+VALIDATION_HOLE_RATIO = 0.2
+
+
+def _masks(shape: torch.Size, ratio: float | tuple[float, float], generator: torch.Generator) -> torch.Tensor:
+    """(B, 1, H, W) float masks, 1 = hole, one seeded random mask per image."""
+    b, _, h, w = shape
+    seeds = torch.randint(2**62, (b,), generator=generator).tolist()
+    masks = [random_mask(h, w, ratio, np.random.default_rng(s)) for s in seeds]
+    return torch.from_numpy(np.stack(masks)[:, None].astype(np.float32))
+
+
+def _pair(clean: torch.Tensor, mask: torch.Tensor) -> Batch:
+    """-> Batch(inputs={image: clean with holes blanked, mask}, target=(clean, mask) as 4 channels)."""
+    return Batch({"image": clean * (1 - mask), "mask": mask}, torch.cat([clean, mask], dim=1))
+
+
+def degrade_for_inpaint(clean: torch.Tensor, generator: torch.Generator) -> Batch:
+    """clean (B, 3, H, W) -> a training pair with holes covering 10-50% of each crop."""
+    return _pair(clean, _masks(clean.shape, TRAIN_HOLE_RATIOS, generator))
+
+
+def degrade_for_inpaint_validation(clean: torch.Tensor, generator: torch.Generator) -> Batch:
+    return _pair(clean, _masks(clean.shape, VALIDATION_HOLE_RATIO, generator))
+
+
+def inpaint_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """output (B, 3, H, W); target (B, 4, H, W) = clean + mask -> mean L1 over each image's hole pixels."""
+    clean, mask = target[:, :3], target[:, 3:]
+    per_image = ((output - clean).abs() * mask).sum(dim=(1, 2, 3)) / (3 * mask.sum(dim=(1, 2, 3))).clamp_min(1)
+    return per_image.mean()
+
+
+TASK = register_task(
+    Task(
+        name="inpaint",
+        arch="inpaint-unet",
+        degrade=degrade_for_inpaint,
+        loss=inpaint_loss,
+        train=TrainDefaults(crop=256, batch_size=8, steps=10_000, lr=1e-3, val_crop=256),
+        val_degrade=degrade_for_inpaint_validation,
+        validation_pair=lambda output, batch: (output, batch.target[:, :3]),  # PSNR over the whole image
+        description="fill holes given a mask (free-form strokes and boxes, 10-50% of the image)",
+    )
+)
+
+
+# ------------------------------------------------------------------------------------------ inference
+
+REFINE_BAND = 48  # px: in a two-pass fill, hole pixels this close to a known pixel are painted at full size
+
+
+def inpaint_pixels(
+    model: torch.nn.Module,
+    pixels: np.ndarray,
+    mask: np.ndarray,
+    tile: int | None = None,
+    device: torch.device | None = None,
+    work_size: int | None = None,
+) -> np.ndarray:
+    """pixels (H, W, C) float in [0, 1], C = 1 or 3; mask (H, W) bool, True = hole -> (H, W, C) float32,
+    equal to `pixels` (bit for bit) outside the mask. work_size: default the model's.
+
+    Only the holes' bounding box plus the network's receptive radius is processed. A region whose long side
+    exceeds the model's `work_size` is filled in two passes: the whole region at work size (big holes get
+    their content from the whole scene), then full resolution for the band of each hole within
+    `REFINE_BAND` px of known pixels, with the upsampled first pass standing in as known pixels deeper in.
+    """
+    from scipy.ndimage import distance_transform_edt
+
+    out = np.array(pixels, dtype=np.float32, copy=True)
+    if not mask.any():
+        return out
+    rgb = np.repeat(out, 3, axis=2) if out.shape[2] == 1 else out
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    context = model.receptive_radius()
+    y0, y1 = max(0, rows[0] - context), min(mask.shape[0], rows[-1] + 1 + context)
+    x0, x1 = max(0, cols[0] - context), min(mask.shape[1], cols[-1] + 1 + context)
+    image = torch.from_numpy(np.ascontiguousarray(rgb[y0:y1, x0:x1])).permute(2, 0, 1)[None]
+    hole = torch.from_numpy(mask[y0:y1, x0:x1])[None, None].float()
+
+    work = work_size or model.config.work_size
+    if max(image.shape[-2:]) > work:
+        f = work / max(image.shape[-2:])
+        size = (max(1, round(image.shape[-2] * f)), max(1, round(image.shape[-1] * f)))
+        small = F.interpolate(image, size=size, mode="bilinear", antialias=True, align_corners=False)
+        small_hole = (F.interpolate(hole, size=size, mode="area") > 0).float()  # any hole pixel -> hole
+        coarse = _paint(model, small, small_hole, tile=0, device=device)
+        coarse = F.interpolate(coarse, size=image.shape[-2:], mode="bilinear", align_corners=False)
+        deep = torch.from_numpy(distance_transform_edt(hole[0, 0].numpy()) > REFINE_BAND)[None, None]
+        image = torch.where(deep, coarse, image)
+        hole = hole * ~deep
+    painted = _paint(model, image, hole, tile=tile, device=device)[0].permute(1, 2, 0).numpy()
+    if out.shape[2] == 1:
+        painted = painted.mean(axis=2, keepdims=True)
+    region = out[y0:y1, x0:x1]
+    region[mask[y0:y1, x0:x1]] = painted[mask[y0:y1, x0:x1]]
+    return out
+
+
+@torch.inference_mode()
+def _paint(
+    model: torch.nn.Module, image: torch.Tensor, hole: torch.Tensor, tile: int | None, device: torch.device | None
+) -> torch.Tensor:
+    """One pass of the network, tiled when asked or large: (1, 3, H, W), (1, 1, H, W) -> (1, 3, H, W) CPU."""
+    from aetools.inference import AUTO_TILE, AUTO_TILE_PIXELS, autocast_for, model_device
+    from aetools.tiling import run_tiled
+
+    device = device or model_device(model)
+    if tile is None:
+        tile = AUTO_TILE if image.shape[-2] * image.shape[-1] > AUTO_TILE_PIXELS else 0
+
+    def fn(piece: torch.Tensor) -> torch.Tensor:
+        piece = piece.to(device)
+        with autocast_for(device):
+            return model(piece[:, :3], piece[:, 3:]).float().cpu()
+
+    return run_tiled(fn, torch.cat([image, hole], dim=1), tile, margin=model.receptive_radius(), multiple=model.stride)
