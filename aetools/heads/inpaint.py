@@ -36,14 +36,17 @@ from aetools.nn.unet import BackboneConfig, SkipAutoencoder, pad_to_multiple
 class InpaintConfig:
     """Args:
     widths, blocks, bottleneck_blocks: the backbone's (see `BackboneConfig`); it runs at half resolution.
-    work_size: photos whose long side is larger are filled in two passes (`aetools.tasks.inpaint`): a
-        whole-image pass at this size for the content of big holes, then full-resolution tiles.
+    work_size: regions (holes + context) whose long side is larger are filled in two passes
+        (`aetools.tasks.inpaint.inpaint_pixels`): a whole-region pass at this size for the content of big
+        holes, then full resolution near the holes' edges. 512 px is the scale of the training photos
+        (~500 px long side, holes drawn on 256 px crops): at it, a photo's holes look like the ones the
+        network learned to fill.
     """
 
     widths: tuple[int, ...] = (32, 64, 128, 160, 192)
     blocks: int = 1
     bottleneck_blocks: int = 2
-    work_size: int = 1024
+    work_size: int = 512
 
 
 @register_model("inpaint-unet", InpaintConfig)
