@@ -78,6 +78,21 @@ def test_two_pass_fill_of_a_large_region_keeps_known_pixels(tiny_inpaint):
     assert not np.allclose(out[mask], one_pass[mask])  # the two-pass route was taken
 
 
+def test_self_ensemble_averages_the_eight_turned_fills(tiny_inpaint):
+    from aetools.inference import self_ensemble
+    from aetools.tasks.inpaint import inpaint_pixels
+
+    pixels = photo(48).astype(np.float32) / 255
+    mask = box_mask(48, 48)
+    out = inpaint_pixels(tiny_inpaint, pixels, mask, ensemble=True)
+    assert np.array_equal(out[~mask], pixels[~mask])
+    x = torch.from_numpy(pixels).permute(2, 0, 1)[None]
+    m = torch.from_numpy(mask)[None, None].float()
+    with torch.no_grad():
+        expected = self_ensemble(lambda t: tiny_inpaint(t[:, :3], t[:, 3:]), torch.cat([x, m], 1))
+    np.testing.assert_allclose(out[mask], expected[0].permute(1, 2, 0).numpy()[mask], atol=1e-5)
+
+
 def test_only_the_holes_neighbourhood_is_processed(tiny_inpaint):
     """A small hole in a big photo: the network runs on the hole's box plus its receptive radius, and the
     result there equals running it on that crop alone."""

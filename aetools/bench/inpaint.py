@@ -46,8 +46,13 @@ def biharmonic(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return to_uint8(inpaint_biharmonic(image / 255.0, mask, channel_axis=-1))
 
 
-def ours(model: torch.nn.Module, work_size: int | None = None) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    return lambda image, mask: to_uint8(inpaint_pixels(model, image / np.float32(255), mask, work_size=work_size))
+def ours(
+    model: torch.nn.Module, work_size: int | None = None, ensemble: bool = False
+) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    def fill(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        return to_uint8(inpaint_pixels(model, image / np.float32(255), mask, work_size=work_size, ensemble=ensemble))
+
+    return fill
 
 
 @dataclass

@@ -324,6 +324,7 @@ def eval_inpaint(
     work_size: list[int] = typer.Option(
         None, "--work-size", help="Also ours in two passes at this work size (ablation; repeat the option for several)."
     ),
+    ensemble: bool = typer.Option(False, "--ensemble", help="Also score ours with the 8-fold self-ensemble."),
     limit: int = typer.Option(0, help="Use only the first N images (0: all)."),
     fmt: str = typer.Option("table", "--format", help="table or markdown."),
     record: bool = typer.Option(False, "--record", help="Store ours' means in the weights' metadata."),
@@ -349,7 +350,9 @@ def eval_inpaint(
     files = benchmark_files(data, limit, fmt)
     net = load_task_model(model, "inpaint", "cpu")
     methods = {"OpenCV Telea": telea, "skimage biharmonic": biharmonic, "ours": ours(net)}
-    methods |= {f"ours, two passes at work size {s}": ours(net, s) for s in sizes}
+    methods |= {f"ours, work size {s}": ours(net, s) for s in sizes}
+    if ensemble:
+        methods["ours + self-ensemble (8x time)"] = ours(net, ensemble=True)
 
     result = measure(
         f"eval inpaint on {data.name}",

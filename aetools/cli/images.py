@@ -287,6 +287,7 @@ def inpaint(
             " matched to the inputs by file name stem. Default: the inputs' fully transparent pixels.",
         ),
     ] = None,
+    ensemble: Annotated[bool, typer.Option("--ensemble", help="Average the 8 flips/rotations: 8x slower.")] = False,
     model: ModelOpt = None,
     device: DeviceOpt = "auto",
     tile: TileOpt = None,
@@ -313,7 +314,9 @@ def inpaint(
         "filled",
         overwrite,
         recursive,
-        lambda image, src: inpaint_image(image, mask=masks.mask_for(src, image), model=net, tile=tile),
+        lambda image, src: inpaint_image(
+            image, mask=masks.mask_for(src, image), model=net, tile=tile, ensemble=ensemble
+        ),
         lossless=True,
     )
 

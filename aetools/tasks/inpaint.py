@@ -75,9 +75,11 @@ def inpaint_pixels(
     tile: int | None = None,
     device: torch.device | None = None,
     work_size: int | None = None,
+    ensemble: bool = False,
 ) -> np.ndarray:
     """pixels (H, W, C) float in [0, 1], C = 1 or 3; mask (H, W) bool, True = hole -> (H, W, C) float32,
-    equal to `pixels` (bit for bit) outside the mask. work_size: default the model's.
+    equal to `pixels` (bit for bit) outside the mask. work_size: default the model's. ensemble: average
+    the fills of the 8 flips/rotations (8x the time).
 
     Only the holes' bounding box plus the network's receptive radius is processed. A region whose long side
     exceeds the model's `work_size` is filled in two passes: the whole region at work size (big holes get
@@ -103,12 +105,12 @@ def inpaint_pixels(
         size = (max(1, round(image.shape[-2] * f)), max(1, round(image.shape[-1] * f)))
         small = F.interpolate(image, size=size, mode="bilinear", antialias=True, align_corners=False)
         small_hole = (F.interpolate(hole, size=size, mode="area") > 0).float()  # any hole pixel -> hole
-        coarse = _paint(model, small, small_hole, tile=0, device=device)
+        coarse = _paint(model, small, small_hole, tile=0, device=device, ensemble=ensemble)
         coarse = F.interpolate(coarse, size=image.shape[-2:], mode="bilinear", align_corners=False)
         deep = torch.from_numpy(distance_transform_edt(hole[0, 0].numpy()) > REFINE_BAND)[None, None]
         image = torch.where(deep, coarse, image)
         hole = hole * ~deep
-    painted = _paint(model, image, hole, tile=tile, device=device)[0].permute(1, 2, 0).numpy()
+    painted = _paint(model, image, hole, tile=tile, device=device, ensemble=ensemble)[0].permute(1, 2, 0).numpy()
     if out.shape[2] == 1:
         painted = painted.mean(axis=2, keepdims=True)
     region = out[y0:y1, x0:x1]
@@ -118,10 +120,15 @@ def inpaint_pixels(
 
 @torch.inference_mode()
 def _paint(
-    model: torch.nn.Module, image: torch.Tensor, hole: torch.Tensor, tile: int | None, device: torch.device | None
+    model: torch.nn.Module,
+    image: torch.Tensor,
+    hole: torch.Tensor,
+    tile: int | None,
+    device: torch.device | None,
+    ensemble: bool = False,
 ) -> torch.Tensor:
     """One pass of the network, tiled when asked or large: (1, 3, H, W), (1, 1, H, W) -> (1, 3, H, W) CPU."""
-    from aetools.inference import AUTO_TILE, AUTO_TILE_PIXELS, autocast_for, model_device
+    from aetools.inference import AUTO_TILE, AUTO_TILE_PIXELS, autocast_for, model_device, self_ensemble
     from aetools.tiling import run_tiled
 
     device = device or model_device(model)
@@ -133,4 +140,8 @@ def _paint(
         with autocast_for(device):
             return model(piece[:, :3], piece[:, 3:]).float().cpu()
 
-    return run_tiled(fn, torch.cat([image, hole], dim=1), tile, margin=model.receptive_radius(), multiple=model.stride)
+    def tiled(x: torch.Tensor) -> torch.Tensor:
+        return run_tiled(fn, x, tile, margin=model.receptive_radius(), multiple=model.stride)
+
+    x = torch.cat([image, hole], dim=1)
+    return self_ensemble(tiled, x) if ensemble else tiled(x)

@@ -139,23 +139,18 @@ def upscale_pixels(
     ensemble: average the outputs for the 8 flips/rotations of the input ("self-ensemble", Lim et al.
     2017, EDSR+): usually a little more PSNR, for 8x the time.
     """
-    from aetools.inference import run_model
+    from aetools.inference import run_model, self_ensemble
 
     x = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32)).permute(2, 0, 1)[None]
     grey = x.shape[1] == 1
     if grey:
         x = x.expand(-1, 3, -1, -1)
     extra = {"scale": torch.tensor([scale])}
-    if not ensemble:
-        y = run_model(model, x, extra=extra, tile=tile, device=device, scale=scale)
-    else:
-        y = 0
-        for flip in (False, True):
-            for turns in range(4):
-                t = torch.rot90(x.flip(-1) if flip else x, turns, (-2, -1))
-                out = run_model(model, t, extra=extra, tile=tile, device=device, scale=scale)
-                out = torch.rot90(out, -turns, (-2, -1))
-                y = y + (out.flip(-1) if flip else out) / 8
+
+    def run(t: torch.Tensor) -> torch.Tensor:
+        return run_model(model, t, extra=extra, tile=tile, device=device, scale=scale)
+
+    y = self_ensemble(run, x) if ensemble else run(x)
     if grey:
         y = y.mean(dim=1, keepdim=True)
     return y[0].permute(1, 2, 0).numpy()
