@@ -305,3 +305,15 @@ def test_eval_inpaint_prints_ours_beside_baselines(tmp_path, tiny_inpaint_weight
     for text in ["| OpenCV Telea |", "| skimage biharmonic |", "| ours |", "PSNR 10%", "SSIM 30%"]:
         assert text in r.output
     assert r.output.count("| 0 |") == 3  # no method changes a known pixel
+
+
+def test_cli_masks_inside_the_photo_folder_are_not_filled(tmp_path, tiny_inpaint_weights):
+    photos = tmp_path / "photos"
+    (photos / "masks").mkdir(parents=True)
+    Image.fromarray(photo(32)).save(photos / "a.png")
+    Image.fromarray(box_mask(32, 32).astype(np.uint8) * 255).save(photos / "masks" / "a.png")
+    r = run(
+        "inpaint", photos, "-r", "--mask", photos / "masks", "-o", tmp_path / "out", "--model", tiny_inpaint_weights
+    )
+    assert r.exit_code == 0, r.output
+    assert [p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.png")] == ["a.png"]

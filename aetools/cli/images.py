@@ -48,16 +48,28 @@ class Plan:
 LOSSY_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".webp"})
 
 
-def plan_outputs(inputs: list[Path], output: Path | None, suffix: str, recursive: bool, lossless: bool = False) -> Plan:
+def plan_outputs(
+    inputs: list[Path],
+    output: Path | None,
+    suffix: str,
+    recursive: bool,
+    lossless: bool = False,
+    exclude: Path | None = None,
+) -> Plan:
     """Pair every input image with its output path, following the contract above. lossless: lossy inputs
-    get a .png output (unless -o names the output file)."""
+    get a .png output (unless -o names the output file). exclude: a file, or a folder's files, found in an
+    input folder but not to be processed (inpaint's masks)."""
     from aetools.data.datasets import list_images
 
     plan = Plan()
     sources: list[tuple[Path, Path]] = []  # (file, path relative to the output folder)
     for item in inputs:
         if item.is_dir():
-            found = [p for p in list_images([item], recursive) if not p.stem.endswith(f"_{suffix}")]
+            found = [
+                p
+                for p in list_images([item], recursive)
+                if not p.stem.endswith(f"_{suffix}") and not (exclude and p.resolve().is_relative_to(exclude.resolve()))
+            ]
             if not found:
                 plan.failures.append(
                     (str(item), "no images in this folder" + ("" if recursive else " (use -r for sub-folders)"))
@@ -100,12 +112,13 @@ def run_image_task(
     recursive: bool,
     process: Callable,
     lossless: bool = False,
+    exclude: Path | None = None,
 ) -> None:
     """Load, process and atomically save every input, with a progress bar and a summary; exit 1 if any
     file failed. `process(ImageData, source path) -> ImageData` does the task."""
     from aetools.data.io import ImageError, ImageWarning, load_image, save_image
 
-    plan = plan_outputs(inputs, output, suffix, recursive, lossless)
+    plan = plan_outputs(inputs, output, suffix, recursive, lossless, exclude)
     failures = list(plan.failures)
     notes: list[tuple[str, str]] = []
     written = 0
@@ -318,6 +331,7 @@ def inpaint(
             image, mask=masks.mask_for(src, image), model=net, tile=tile, ensemble=ensemble
         ),
         lossless=True,
+        exclude=mask,  # masks kept inside the photo folder are not photos to fill
     )
 
 
