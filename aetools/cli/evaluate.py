@@ -382,7 +382,7 @@ def eval_inpaint(
     )
     if record:
         metrics = {
-            f"{data.name}_holes{r:.0%}_{what}": round(result.mean("ours", r, what), 4)
+            f"{data.name}_holes{round(r * 100)}_{what}": round(result.mean("ours", r, what), 4)
             for r in ratios
             for what in ("psnr", "ssim")
         }
