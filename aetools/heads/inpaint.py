@@ -39,7 +39,7 @@ class InpaintConfig:
     work_size: regions (holes + context) whose long side is larger are filled in two passes
         (`aetools.tasks.inpaint.inpaint_pixels`): a whole-region pass at this size for the content of big
         holes, then full resolution near the holes' edges. 512 px is the scale of the training photos
-        (~500 px long side, holes drawn on 256 px crops): at it, a photo's holes look like the ones the
+        (400-481 px long side, holes drawn on 256 px crops): at it, a photo's holes look like the ones the
         network learned to fill.
     """
 
