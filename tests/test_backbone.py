@@ -13,11 +13,16 @@ def test_every_registered_model_builds_and_keeps_size(arch):
         inputs, expected = (torch.rand(1, 1, 37, 53),), (1, model.config.bins, 19, 27)
     elif arch == "inpaint-unet":  # image + hole mask in
         inputs, expected = (torch.rand(1, 3, 37, 53), torch.rand(1, 1, 37, 53) > 0.7), (1, 3, 37, 53)
+    elif arch == "hash-unet":  # any image in; its code and a size x size reconstruction out
+        inputs, expected = (torch.rand(1, 3, 37, 53),), (1, 3, model.config.size, model.config.size)
     else:
         scale = model.config.scales[0] if hasattr(model.config, "scales") else 1  # superres: default scale
         inputs, expected = (torch.rand(1, 3, 37, 53),), (1, 3, 37 * scale, 53 * scale)
     with torch.no_grad():
         y = model(*inputs)
+    if arch == "hash-unet":
+        assert y.logits.shape == (1, model.config.bits)
+        y = y.recon
     assert y.shape == expected
 
 

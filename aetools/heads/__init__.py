@@ -2,6 +2,7 @@
 
 from aetools.heads.colorize import ColorizeConfig, ColorizeNet
 from aetools.heads.denoise import DenoiseConfig, DenoiseNet
+from aetools.heads.hash import HashConfig, HashNet
 from aetools.heads.inpaint import InpaintConfig, InpaintNet
 from aetools.heads.superres import SuperResConfig, SuperResNet
 
@@ -10,6 +11,8 @@ __all__ = [
     "ColorizeNet",
     "DenoiseConfig",
     "DenoiseNet",
+    "HashConfig",
+    "HashNet",
     "InpaintConfig",
     "InpaintNet",
     "SuperResConfig",

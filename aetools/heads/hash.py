@@ -1,0 +1,105 @@
+"""Semantic-hashing head: the shared backbone's encoder squeezed to a few dozen sigmoid units, whose
+thresholded values are an image's binary code; a decoder rebuilds the image from the code alone.
+
+    image (B, 3, H, W) in [0, 1], resized to size x size (the whole image: a code describes all of it)
+      backbone encode                                  -> bottleneck (B, wL, s, s), s = size / stride
+      mean over positions, MLP                         -> logits (B, bits)
+      training: + N(0, noise^2), sigmoid               -> code units in (0, 1), pushed to 0 or 1
+      inference: logits > 0 (sigmoid > 0.5)            -> bits (B, bits) bool
+    decoder (the autoencoder objective):
+      code -> linear -> (B, wL, s, s) -> backbone decode with zero skips -> 3x3 conv -> (B, 3, size, size)
+
+Why noise (Salakhutdinov & Hinton 2009, "Semantic hashing"): a unit whose input is near 0 outputs ~0.5
+plus whatever the noise makes of it, which the decoder cannot use. Units that carry information learn to
+sit far from 0, where noise of a few units barely moves the sigmoid, so at inference rounding them to 0/1
+loses little. The decoder gets no skip connections: every bit of what it rebuilds must pass through the
+code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from aetools.nn.blocks import conv3x3
+from aetools.nn.registry import register_model
+from aetools.nn.unet import BackboneConfig, SkipAutoencoder
+
+
+@dataclass
+class HashConfig:
+    """Args:
+    widths, blocks, bottleneck_blocks: the backbone's (see `BackboneConfig`).
+    bits: code length: 32, 64, 128 or 256 (a multiple of 8, packed into bytes for faiss).
+    size: images are resized to size x size before encoding.
+    noise: standard deviation of the Gaussian noise added to the logits in training.
+    """
+
+    widths: tuple[int, ...] = (32, 64, 128, 256)
+    blocks: int = 1
+    bottleneck_blocks: int = 1
+    bits: int = 64
+    size: int = 64
+    noise: float = 4.0
+
+
+@dataclass
+class HashOutput:
+    """recon (B, 3, size, size): the image rebuilt from the (noisy) code; logits (B, bits): the code units'
+    inputs, noise-free; units (B, bits): sigmoid of the noisy logits, what the decoder saw."""
+
+    recon: torch.Tensor
+    logits: torch.Tensor
+    units: torch.Tensor
+
+
+@register_model("hash-unet", HashConfig)
+class HashNet(nn.Module):
+    def __init__(self, config: HashConfig):
+        super().__init__()
+        if config.bits % 8:
+            raise ValueError(f"bits {config.bits}: expected a multiple of 8")
+        self.config = config
+        self.backbone = SkipAutoencoder(BackboneConfig(3, config.widths, config.blocks, config.bottleneck_blocks))
+        if config.size % self.backbone.stride:
+            raise ValueError(f"size {config.size}: expected a multiple of {self.backbone.stride}")
+        top, side = config.widths[-1], config.size // self.backbone.stride
+        self.to_code = nn.Sequential(nn.Linear(top, top), nn.ReLU(inplace=True), nn.Linear(top, config.bits))
+        self.from_code = nn.Linear(config.bits, top * side * side)
+        self.head = conv3x3(self.backbone.out_channels, 3)
+
+    def resize(self, image: torch.Tensor) -> torch.Tensor:
+        size = (self.config.size, self.config.size)
+        if image.shape[-2:] == size:
+            return image
+        return F.interpolate(image, size=size, mode="bilinear", antialias=True, align_corners=False)
+
+    def code_logits(self, image: torch.Tensor) -> torch.Tensor:
+        """image (B, 3, H, W) in [0, 1] -> logits (B, bits); a bit is set where its logit is > 0."""
+        bottleneck, _ = self.backbone.encode(self.resize(image) - 0.5)
+        return self.to_code(bottleneck.mean(dim=(2, 3)))
+
+    def decode(self, units: torch.Tensor) -> torch.Tensor:
+        """code units (B, bits) in [0, 1] -> image (B, 3, size, size), through no skip connection."""
+        b, w, side = units.shape[0], self.config.widths, self.config.size // self.backbone.stride
+        h = self.from_code(units).view(b, w[-1], side, side)
+        skips = [h.new_zeros(b, w[i], side << (len(w) - 1 - i), side << (len(w) - 1 - i)) for i in range(len(w) - 1)]
+        return self.head(self.backbone.decode(h, skips)) + 0.5
+
+    def forward(self, image: torch.Tensor, noise: float | None = None) -> HashOutput:
+        """noise: this step's standard deviation (default `config.noise`). Start training without noise and
+        ramp it in: full noise on a fresh network drives the units to saturate before they carry anything,
+        and the code collapses to a constant (Salakhutdinov & Hinton add it only when fine-tuning)."""
+        logits = self.code_logits(image)
+        std = self.config.noise if noise is None else noise
+        noisy = logits + std * torch.randn_like(logits) if self.training else logits
+        units = torch.sigmoid(noisy)
+        return HashOutput(self.decode(units), logits, units)
+
+    @torch.no_grad()
+    def codes(self, image: torch.Tensor) -> torch.Tensor:
+        """image (B, 3, H, W) in [0, 1] -> (B, bits) bool, the binary codes."""
+        return self.code_logits(image) > 0
