@@ -26,17 +26,36 @@ def photo(size: int = 128, name: str = "astronaut") -> np.ndarray:
     return np.asarray(img.resize((size, size), Image.LANCZOS).convert("RGB"))
 
 
+def run(*args):
+    """Invoke the CLI in-process; arguments may be paths or numbers."""
+    from typer.testing import CliRunner
+
+    from aetools.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def tiny_model(arch: str, **config) -> torch.nn.Module:
+    """A small randomly initialised (seed 0) model of a registered architecture, in eval mode."""
+    from aetools.nn.registry import create_model
+
+    torch.manual_seed(0)
+    return create_model(arch, **config).eval()
+
+
+def save_tiny(model: torch.nn.Module, task: str, path: Path) -> Path:
+    """Save a test model as an aetools weights file -> path."""
+    from aetools.weights import save_weights
+
+    save_weights(model, path, task, {"data": "random init for tests"})
+    return path
+
+
 @pytest.fixture
 def tiny_weights(tmp_path: Path) -> Path:
     """A randomly initialised small denoiser saved as an aetools weights file."""
-    from aetools.nn.registry import create_model
-    from aetools.weights import save_weights
-
-    torch.manual_seed(0)
-    model = create_model("denoise-unet", widths=(8, 16, 32), blocks=1, bottleneck_blocks=1)
-    path = tmp_path / "tiny.safetensors"
-    save_weights(model, path, "denoise", {"data": "random init for tests"})
-    return path
+    model = tiny_model("denoise-unet", widths=(8, 16, 32), blocks=1, bottleneck_blocks=1)
+    return save_tiny(model, "denoise", tmp_path / "tiny.safetensors")
 
 
 @pytest.fixture

@@ -9,16 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
-from aetools.cli import app
-from tests.conftest import photo
-
-runner = CliRunner()
-
-
-def run(*args: str):
-    return runner.invoke(app, [str(a) for a in args])
+from tests.conftest import photo, run
 
 
 @pytest.fixture

@@ -9,25 +9,14 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from typer.testing import CliRunner
 
-from aetools.cli import app
 from aetools.data.io import to_uint8
-from tests.conftest import photo
-
-runner = CliRunner()
-
-
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args])
+from tests.conftest import photo, run, save_tiny, tiny_model
 
 
 @pytest.fixture
 def tiny_color():
-    from aetools.nn.registry import create_model
-
-    torch.manual_seed(0)
-    model = create_model("colorize-unet", widths=(8, 16), blocks=1, bottleneck_blocks=1, work_size=64).eval()
+    model = tiny_model("colorize-unet", widths=(8, 16), blocks=1, bottleneck_blocks=1, work_size=64)
     with torch.no_grad():  # a head biased to a vivid bin, so the tiny net paints real colour
         model.head[-1].bias.copy_(torch.where(model.ab_bins.norm(dim=1) > 60, 5.0, 0.0))
     return model
@@ -35,11 +24,7 @@ def tiny_color():
 
 @pytest.fixture
 def tiny_color_weights(tiny_color, tmp_path: Path) -> Path:
-    from aetools.weights import save_weights
-
-    path = tmp_path / "tiny_color.safetensors"
-    save_weights(tiny_color, path, "colorize", {"data": "random init for tests"})
-    return path
+    return save_tiny(tiny_color, "colorize", tmp_path / "tiny_color.safetensors")
 
 
 def lightness(rgb: np.ndarray) -> np.ndarray:

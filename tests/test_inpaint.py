@@ -9,34 +9,19 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from typer.testing import CliRunner
 
-from aetools.cli import app
 from aetools.data.masks import benchmark_mask
-from tests.conftest import photo
-
-runner = CliRunner()
-
-
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args])
+from tests.conftest import photo, run, save_tiny, tiny_model
 
 
 @pytest.fixture
 def tiny_inpaint():
-    from aetools.nn.registry import create_model
-
-    torch.manual_seed(0)
-    return create_model("inpaint-unet", widths=(8, 16, 32), blocks=1, bottleneck_blocks=1).eval()
+    return tiny_model("inpaint-unet", widths=(8, 16, 32), blocks=1, bottleneck_blocks=1)
 
 
 @pytest.fixture
 def tiny_inpaint_weights(tiny_inpaint, tmp_path: Path) -> Path:
-    from aetools.weights import save_weights
-
-    path = tmp_path / "tiny_inpaint.safetensors"
-    save_weights(tiny_inpaint, path, "inpaint", {"data": "random init for tests"})
-    return path
+    return save_tiny(tiny_inpaint, "inpaint", tmp_path / "tiny_inpaint.safetensors")
 
 
 def box_mask(h: int, w: int) -> np.ndarray:

@@ -8,33 +8,18 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from typer.testing import CliRunner
 
-from aetools.cli import app
-from tests.conftest import photo
-
-runner = CliRunner()
-
-
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args])
+from tests.conftest import photo, run, save_tiny, tiny_model
 
 
 @pytest.fixture
 def tiny_sr():
-    from aetools.nn.registry import create_model
-
-    torch.manual_seed(0)
-    return create_model("superres-unet", widths=(8, 16, 32), blocks=1, bottleneck_blocks=1).eval()
+    return tiny_model("superres-unet", widths=(8, 16, 32), blocks=1, bottleneck_blocks=1)
 
 
 @pytest.fixture
 def tiny_sr_weights(tiny_sr, tmp_path: Path) -> Path:
-    from aetools.weights import save_weights
-
-    path = tmp_path / "tiny_sr.safetensors"
-    save_weights(tiny_sr, path, "superres", {"data": "random init for tests"})
-    return path
+    return save_tiny(tiny_sr, "superres", tmp_path / "tiny_sr.safetensors")
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
