@@ -60,10 +60,13 @@ def run_model(
     tile: int | None = None,
     device: torch.device | None = None,
     scale: int = 1,
+    split: int | None = None,
 ) -> torch.Tensor:
     """x (1, C, H, W) on any device -> model(x, **extra) as float32 on the CPU, tiled when asked or large.
 
-    `tile=None` tiles automatically above AUTO_TILE_PIXELS; `tile=0` never tiles.
+    `tile=None` tiles automatically above AUTO_TILE_PIXELS; `tile=0` never tiles. split: x's channels from
+    `split` on are a second per-pixel input (inpainting's mask), cut into the same tiles and passed as the
+    model's second argument: model(x[:, :split], x[:, split:], **extra).
     """
     device = device or model_device(model)
     extra = {k: v.to(device) for k, v in (extra or {}).items()}
@@ -71,8 +74,10 @@ def run_model(
         tile = AUTO_TILE if x.shape[-2] * x.shape[-1] > AUTO_TILE_PIXELS else 0
 
     def fn(piece: torch.Tensor) -> torch.Tensor:
+        piece = piece.to(device)
+        inputs = (piece,) if split is None else (piece[:, :split], piece[:, split:])
         with autocast_for(device):
-            return model(piece.to(device), **extra).float().cpu()
+            return model(*inputs, **extra).float().cpu()
 
     return run_tiled(fn, x, tile, margin=model.receptive_radius(), multiple=model.stride, scale=scale)
 

@@ -124,7 +124,6 @@ def inpaint_pixels(
     return out
 
 
-@torch.inference_mode()
 def _paint(
     model: torch.nn.Module,
     image: torch.Tensor,
@@ -134,20 +133,10 @@ def _paint(
     ensemble: bool = False,
 ) -> torch.Tensor:
     """One pass of the network, tiled when asked or large: (1, 3, H, W), (1, 1, H, W) -> (1, 3, H, W) CPU."""
-    from aetools.inference import AUTO_TILE, AUTO_TILE_PIXELS, autocast_for, model_device, self_ensemble
-    from aetools.tiling import run_tiled
+    from aetools.inference import run_model, self_ensemble
 
-    device = device or model_device(model)
-    if tile is None:
-        tile = AUTO_TILE if image.shape[-2] * image.shape[-1] > AUTO_TILE_PIXELS else 0
-
-    def fn(piece: torch.Tensor) -> torch.Tensor:
-        piece = piece.to(device)
-        with autocast_for(device):
-            return model(piece[:, :3], piece[:, 3:]).float().cpu()
-
-    def tiled(x: torch.Tensor) -> torch.Tensor:
-        return run_tiled(fn, x, tile, margin=model.receptive_radius(), multiple=model.stride)
+    def run(x: torch.Tensor) -> torch.Tensor:  # image and mask travel together, tiled alike
+        return run_model(model, x, tile=tile, device=device, split=3)
 
     x = torch.cat([image, hole], dim=1)
-    return self_ensemble(tiled, x) if ensemble else tiled(x)
+    return self_ensemble(run, x) if ensemble else run(x)
