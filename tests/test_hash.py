@@ -23,17 +23,30 @@ def test_codes_are_the_signs_of_the_logits_and_deterministic(tiny_hash):
     assert torch.equal(codes, tiny_hash.codes(x))
     out = tiny_hash(x)
     assert torch.equal(codes, out.logits > 0)
-    assert torch.allclose(out.units, torch.sigmoid(out.logits))  # no noise outside training
-    assert torch.allclose(out.recon, tiny_hash.decode(out.units))  # the decoder sees only the code
+    assert torch.equal(out.units, codes.float())  # outside training the decoder gets the binary code
+    assert torch.allclose(out.recon, tiny_hash.decode(out.units))  # and nothing else
 
 
 def test_noise_is_added_before_the_sigmoid_in_training_only(tiny_hash):
     x = torch.rand(2, 3, 16, 16)
     tiny_hash.train()
-    a, b = tiny_hash(x), tiny_hash(x)
+    a, b = tiny_hash(x, noise=4.0), tiny_hash(x, noise=4.0)
     assert torch.equal(a.logits, b.logits) and not torch.allclose(a.units, b.units)
     tiny_hash.eval()
     assert torch.equal(tiny_hash(x).units, tiny_hash(x).units)
+
+
+def test_the_noise_schedule_counts_training_steps_and_is_saved():
+    model = create_model("hash-unet", widths=(8, 16), bits=16, size=16, noise=4.0, noise_warmup=2, noise_ramp=4)
+    model.train()
+    stds = []
+    for _ in range(8):
+        stds.append(model.noise_std())
+        model(torch.rand(2, 3, 16, 16))
+    assert stds == [0.0, 0.0, 0.0, 1.0, 2.0, 3.0, 4.0, 4.0]
+    model.eval()
+    model(torch.rand(2, 3, 16, 16))  # inference does not advance the clock
+    assert int(model.state_dict()["trained_steps"]) == 8
 
 
 def train_tiny(noise: float, steps: int = 300) -> tuple[float, float]:
@@ -52,8 +65,8 @@ def train_tiny(noise: float, steps: int = 300) -> tuple[float, float]:
         optimizer.step()
     model.eval()
     with torch.no_grad():
-        soft = torch.nn.functional.mse_loss(model(images).recon, images).item()
-        hard = torch.nn.functional.mse_loss(model.decode(model.codes(images).float()), images).item()
+        soft = torch.nn.functional.mse_loss(model.decode(torch.sigmoid(model.code_logits(images))), images).item()
+        hard = torch.nn.functional.mse_loss(model(images).recon, images).item()
     return soft, hard
 
 

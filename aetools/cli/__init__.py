@@ -32,7 +32,7 @@ def _root(
     """Autoencoders that do jobs on images."""
 
 
-from aetools.cli import evaluate, images, models, training  # noqa: E402,F401  (registers the commands)
+from aetools.cli import evaluate, hashing, images, models, training  # noqa: E402,F401  (registers the commands)
 
 
 def main() -> None:

@@ -388,3 +388,159 @@ def eval_inpaint(
         }
         record_metrics(net.weights_path, metrics)
         console.print(f"recorded {len(metrics)} metrics in {net.weights_path}")
+
+
+@eval_app.command("hash", no_args_is_help=True)
+def eval_hash(
+    eval_root: Path = typer.Option(
+        ..., "--eval", help="Folder holding kodak24/ and cbsd68/ (near-duplicate originals)."
+    ),
+    photos: Path = typer.Option(None, "--photos", help="Folder of photos to draw the distractors from."),
+    cifar: Path = typer.Option(None, "--cifar", help="Folder holding CIFAR-10's test.tar and train.tar."),
+    model: str = typer.Option(None, "--model", "-m", help="Near-duplicate model: shipped name or .safetensors path."),
+    cifar_model: list[str] = typer.Option(
+        None, "--cifar-model", help="Model(s) scored on CIFAR-10 (default: hash-cifar and the near-duplicate one)."
+    ),
+    distractors: int = typer.Option(1000, help="Distractor photos in the near-duplicate database."),
+    parts: list[str] = typer.Option(None, "--part", help="near-dup, semantic, speed (default: all three)."),
+    fmt: str = typer.Option("table", "--format", help="table or markdown."),
+    record: bool = typer.Option(False, "--record", help="Store ours' scores in the weights' metadata."),
+) -> None:
+    """Binary codes for search: near-duplicate Recall@1 per edit beside imagehash pHash/dHash; CIFAR-10
+    mAP@1000 beside LSH and ITQ; indexing and query speed."""
+    import re
+    import tempfile
+
+    import numpy as np
+    import torch
+
+    from aetools.bench import hash as bench
+    from aetools.weights import WeightsError, load_model, read_manifest, record_metrics
+
+    if fmt not in ("table", "markdown"):
+        raise fail("--format: table or markdown")
+    parts = parts or ["near-dup", "semantic", "speed"]
+    if set(parts) - {"near-dup", "semantic", "speed"}:
+        raise fail("--part: near-dup, semantic or speed")
+    try:
+        import imagehash  # noqa: F401
+    except ImportError:
+        raise fail("the baselines need imagehash: pip install imagehash") from None
+    net = load_task_model(model, "hash", "cpu")
+    threads = torch.get_num_threads()
+    metrics: dict[Path, dict[str, float]] = {}  # weights file -> its measured scores
+
+    if "near-dup" in parts or "speed" in parts:
+        if photos is None:
+            raise fail("--photos: the folder the distractors (and the speed test's files) come from")
+        originals, others = bench.near_duplicate_database(eval_root, photos, distractors)
+        if not originals:
+            raise fail(f"{eval_root}: no kodak24/ or cbsd68/ images")
+
+    if "near-dup" in parts:
+        hashers = {
+            "pHash (imagehash)": bench.imagehash_hasher("phash"),
+            "dHash (imagehash)": bench.imagehash_hasher("dhash"),
+            f"ours ({net.config.bits} bits)": bench.model_hasher(net),
+        }
+        with progress_bar("eval hash: near-duplicates", "", transient=True) as progress:
+            bar = progress.add_task("near-dup", total=len(hashers))
+            result = bench.run_near_duplicate(hashers, originals, others, lambda: progress.advance(bar))
+        edits = list(bench.BENCHMARK_EDITS)
+        rows = []
+        for name, recall in result.recall.items():
+            photometric = [recall[e] for e in edits if bench.BENCHMARK_EDITS[e][1] == "photometric"]
+            geometric = [recall[e] for e in edits if bench.BENCHMARK_EDITS[e][1] == "geometric"]
+            rows.append(
+                [name]
+                + [f"{100 * recall[e]:.1f}" for e in edits]
+                + [f"{100 * np.mean(photometric):.1f}", f"{100 * np.mean(geometric):.1f}"]
+            )
+        render(
+            f"Near-duplicate Recall@1 (%): {result.queries} originals (Kodak24 + CBSD68) among {result.database}"
+            f" images ({result.database - result.queries} distractors), one query per original and edit",
+            ["method", *edits, "photometric mean", "geometric mean"],
+            rows,
+            fmt,
+        )
+        ours_name = f"ours ({net.config.bits} bits)"
+        typer.echo(
+            "median Hamming distance from an edited query to its original: "
+            + "; ".join(
+                f"{name}: " + ", ".join(f"{e} {d[e]:.0f}" for e in edits) for name, d in result.distances.items()
+            )
+            + "\n"
+        )
+        for suffix, key in (("", ours_name), ("_orientations", f"{ours_name} + 8 orientations")):
+            for e in edits:
+                slug = re.sub(r"[^a-z0-9]+", "_", e.lower()).strip("_")
+                metrics.setdefault(net.weights_path, {})[f"neardup_{slug}{suffix}"] = round(result.recall[key][e], 4)
+
+    if "semantic" in parts:
+        if cifar is None:
+            raise fail("--cifar: the folder holding test.tar and train.tar")
+        names = cifar_model or [e.name for e in read_manifest() if e.name.startswith("hash-cifar")]
+        models = {}
+        try:
+            for name in names:
+                models[f"ours ({name})"] = load_model(name, "hash")
+        except WeightsError as e:
+            raise fail(str(e)) from None
+        models[f"ours ({getattr(net, 'weights_path', model)}, photos)".replace(str(Path.cwd()) + "/", "")] = net
+        latent_model = next(iter(models.values()))
+        console.print("eval hash: reading CIFAR-10 ...")
+        images, labels, is_query = bench.read_cifar(cifar)
+        with progress_bar("eval hash: CIFAR-10 mAP@1000", "", transient=True) as progress:
+            bar = progress.add_task("semantic", total=3)
+            scores = bench.run_semantic(
+                images, labels, is_query, models, latent_model, on_step=lambda: progress.advance(bar)
+            )
+        rows = [[name] + [f"{scores[name].get(b, float('nan')):.4f}" for b in (16, 32, 64)] for name in scores]
+        render(
+            f"CIFAR-10 mAP@1000: {is_query.sum()} queries, {(~is_query).sum()} database images"
+            f" (ITQ on our latent: {next(iter(models))})",
+            ["method", "16 bits", "32 bits", "64 bits"],
+            rows,
+            fmt,
+        )
+        for name, m in models.items():
+            found = {f"cifar10_map1000_{b}bits": round(v, 4) for b, v in scores[name].items()}
+            metrics.setdefault(m.weights_path, {}).update(found)
+
+    if "speed" in parts:
+        timed = others[:1000]
+        with tempfile.TemporaryDirectory() as tmp:
+            camera = bench.camera_sized_copies(originals[:24], Path(tmp) / "camera")
+            rows = []
+            for label, files in (
+                (f"{len(timed)} photos (JPEG, up to 400 px)", timed),
+                (f"{len(camera)} camera-sized JPEGs (12 MP)", camera),
+            ):
+                console.print(f"eval hash: timing {label} ...")
+                p = bench.files_per_second(bench.phash_files, files)
+                o = bench.files_per_second(bench.ours_files(net), files)
+                rows.append([label, f"{p:.0f}", f"{o:.0f}", f"{o / p:.2f}x"])
+        render(
+            "Indexing speed (files/s: read, decode, code; best of 2 passes)",
+            ["files", "pHash (imagehash, 1 process)", f"ours (hash-index pipeline, {threads} threads)", "ours / pHash"],
+            rows,
+            fmt,
+        )
+        latency = bench.query_latency()
+        rows = [[f"one query, 100,000 codes, {k}", f"{v * 1e3:.3f} ms"] for k, v in latency.items()]
+        for n in (10_000, 30_000, 100_000):
+            r = bench.radius_search_seconds(n, 6)
+            rows.append(
+                [
+                    f"dedup all pairs within 6 bits, {n:,} codes: full scan / multi-hash",
+                    f"{r['full scan']:.2f} s / {r['multi-hash']:.2f} s",
+                ]
+            )
+        memory = bench.bytes_per_image()
+        rows.append(["index on disk per image (codes + SQLite file list)", f"{memory['disk']:.0f} bytes"])
+        rows.append(["index in memory per image (loaded, file list included)", f"{memory['memory']:.0f} bytes"])
+        render("Search speed and size (synthetic random 64-bit codes)", ["measure", "value"], rows, fmt)
+    if record:
+        for path, found in metrics.items():
+            record_metrics(path, found)
+            console.print(f"recorded {len(found)} metrics in {path}")

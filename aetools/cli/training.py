@@ -13,7 +13,7 @@ from aetools.cli.console import console, fail, progress_bar
 @app.command(no_args_is_help=True, context_settings={"allow_extra_args": True, "ignore_unknown_options": False})
 def train(
     ctx: typer.Context,
-    task: str = typer.Argument(..., help="Task to train: colorize, denoise, superres."),
+    task: str = typer.Argument(..., help="Task to train: colorize, denoise, hash, inpaint, superres."),
     data: list[Path] = typer.Option(..., "--data", "-d", help="Image folder(s) or files (recursive)."),
     out: Path = typer.Option(
         None, "--out", "-o", help="Where to write the trained .safetensors (default: ./TASK.safetensors)."
@@ -34,6 +34,8 @@ def train(
     seed: int = typer.Option(0, help="Seed for the initial weights and the data stream."),
     scale: list[int] = typer.Option(None, "--scale", help="superres: scale(s) to train (default: 2 3 4)."),
     degradation: str = typer.Option(None, help="superres: bicubic (the benchmark's) or real (blur, noise, JPEG)."),
+    bits: int = typer.Option(None, help="hash: code length, 16, 32, 64 (default), 128 or 256."),
+    size: int = typer.Option(None, help="hash: the side images are resized to before encoding (default 64)."),
 ) -> None:
     """Train a task's model on your images; Ctrl-C writes a checkpoint, --resume continues it.
 
@@ -56,6 +58,14 @@ def train(
             model["widths"] = tuple(int(w) for w in widths.split(","))
         except ValueError:
             raise fail(f"--widths {widths!r}: expected comma-separated integers such as 32,64,128") from None
+    for flag, key, value in (("--bits", "bits", bits), ("--size", "size", size)):
+        if value is None:
+            continue
+        if task != "hash":
+            raise fail(f"{flag} does not apply to task {task!r}")
+        model[key] = value
+    if bits is not None and bits not in (16, 32, 64, 128, 256):
+        raise fail(f"--bits {bits}: choose from 16, 32, 64, 128, 256")
     options: dict = {}
     scales = parse_numbers(scale, ctx.args, "--scale", int) if scale else []
     if ctx.args and not scales:

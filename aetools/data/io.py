@@ -106,8 +106,12 @@ class ImageData:
 # ------------------------------------------------------------------------------------------- reading
 
 
-def load_image(path: str | Path) -> ImageData:
-    """Read any image Pillow can decode; raises ImageError with a one-line reason."""
+def load_image(path: str | Path, draft: int | None = None) -> ImageData:
+    """Read any image Pillow can decode; raises ImageError with a one-line reason.
+
+    draft: the caller only needs the image this big (short side, pixels): JPEGs are then decoded at the
+    smallest DCT scale (1/2, 1/4 or 1/8) that keeps both sides at least `draft` (Pillow's draft mode),
+    several times faster than a full decode. Other formats are decoded in full."""
     path = Path(path)
     if path.is_dir():
         raise ImageError(path, "is a folder, not an image")
@@ -116,7 +120,7 @@ def load_image(path: str | Path) -> ImageData:
             raise ImageError(path, "empty file")
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            return _load(path)
+            return _load(path, draft)
     except FileNotFoundError:
         raise ImageError(path, "no such file") from None
     except PermissionError:
@@ -129,7 +133,7 @@ def load_image(path: str | Path) -> ImageData:
         raise ImageError(path, f"corrupt or truncated image ({_one_line(e)})") from None
 
 
-def _load(path: Path) -> ImageData:
+def _load(path: Path, draft: int | None = None) -> ImageData:
     try:
         img = Image.open(path)
     except UnidentifiedImageError:
@@ -143,6 +147,8 @@ def _load(path: Path) -> ImageData:
             data = _load_tiff(path)  # Pillow would hand back the top 8 bits of each sample
             if data is not None:
                 return data
+        if draft and img.format == "JPEG":
+            img.draft(img.mode, (draft, draft))
         img.load()
         orientation = img.getexif().get(ExifTags.Base.Orientation, 1)
         data = image_from_pil(img)

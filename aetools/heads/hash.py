@@ -4,8 +4,8 @@ thresholded values are an image's binary code; a decoder rebuilds the image from
     image (B, 3, H, W) in [0, 1], resized to size x size (the whole image: a code describes all of it)
       backbone encode                                  -> bottleneck (B, wL, s, s), s = size / stride
       mean over positions, MLP                         -> logits (B, bits)
-      training: + N(0, noise^2), sigmoid               -> code units in (0, 1), pushed to 0 or 1
-      inference: logits > 0 (sigmoid > 0.5)            -> bits (B, bits) bool
+      training: + N(0, std^2), sigmoid                 -> code units in (0, 1), pushed to 0 or 1
+      inference: logits > 0 (sigmoid > 0.5)            -> bits (B, bits) bool; the decoder gets these
     decoder (the autoencoder objective):
       code -> linear -> (B, wL, s, s) -> backbone decode with zero skips -> 3x3 conv -> (B, 3, size, size)
 
@@ -14,6 +14,11 @@ plus whatever the noise makes of it, which the decoder cannot use. Units that ca
 sit far from 0, where noise of a few units barely moves the sigmoid, so at inference rounding them to 0/1
 loses little. The decoder gets no skip connections: every bit of what it rebuilds must pass through the
 code.
+
+Noise schedule: std = 0 for `noise_warmup` training steps, then a linear ramp to `noise` over `noise_ramp`
+steps. Full noise on a fresh network drives the units to saturation before they carry anything and the code
+collapses to a constant (S&H add it only when fine-tuning). The network counts its own training forward
+passes in a buffer, so the schedule is saved with the weights and a resumed run continues it exactly.
 """
 
 from __future__ import annotations
@@ -35,25 +40,32 @@ class HashConfig:
     widths, blocks, bottleneck_blocks: the backbone's (see `BackboneConfig`).
     bits: code length: 32, 64, 128 or 256 (a multiple of 8, packed into bytes for faiss).
     size: images are resized to size x size before encoding.
-    noise: standard deviation of the Gaussian noise added to the logits in training.
+    noise: standard deviation of the Gaussian noise added to the logits in training, once ramped in.
+    noise_warmup, noise_ramp: training steps without noise, then steps over which it rises to `noise`.
     """
 
-    widths: tuple[int, ...] = (32, 64, 128, 256)
+    widths: tuple[int, ...] = (16, 32, 64, 128)
     blocks: int = 1
     bottleneck_blocks: int = 1
     bits: int = 64
     size: int = 64
     noise: float = 4.0
+    noise_warmup: int = 500
+    noise_ramp: int = 1000
 
 
 @dataclass
 class HashOutput:
-    """recon (B, 3, size, size): the image rebuilt from the (noisy) code; logits (B, bits): the code units'
-    inputs, noise-free; units (B, bits): sigmoid of the noisy logits, what the decoder saw."""
+    """recon (B, 3, size, size): the image rebuilt from the code; logits (B, bits): the code units' inputs,
+    noise-free; units (B, bits): what the decoder saw: sigmoid of the noisy logits in training, the binary
+    code (0./1.) in eval mode."""
 
     recon: torch.Tensor
     logits: torch.Tensor
     units: torch.Tensor
+
+    def float(self) -> HashOutput:  # the trainer calls output.float() after autocast
+        return HashOutput(self.recon.float(), self.logits.float(), self.units.float())
 
 
 @register_model("hash-unet", HashConfig)
@@ -70,6 +82,13 @@ class HashNet(nn.Module):
         self.to_code = nn.Sequential(nn.Linear(top, top), nn.ReLU(inplace=True), nn.Linear(top, config.bits))
         self.from_code = nn.Linear(config.bits, top * side * side)
         self.head = conv3x3(self.backbone.out_channels, 3)
+        self.register_buffer("trained_steps", torch.zeros((), dtype=torch.long))  # the noise schedule's clock
+
+    def noise_std(self) -> float:
+        """This training step's noise standard deviation (the schedule in the module docstring)."""
+        c = self.config
+        ramp = (int(self.trained_steps) - c.noise_warmup) / max(1, c.noise_ramp)
+        return c.noise * min(1.0, max(0.0, ramp))
 
     def resize(self, image: torch.Tensor) -> torch.Tensor:
         size = (self.config.size, self.config.size)
@@ -77,10 +96,15 @@ class HashNet(nn.Module):
             return image
         return F.interpolate(image, size=size, mode="bilinear", antialias=True, align_corners=False)
 
+    def features(self, image: torch.Tensor) -> torch.Tensor:
+        """image (B, 3, H, W) in [0, 1] -> the pooled encoder features (B, widths[-1]), the continuous latent
+        the code is computed from."""
+        bottleneck, _ = self.backbone.encode(self.resize(image) - 0.5)
+        return bottleneck.mean(dim=(2, 3))
+
     def code_logits(self, image: torch.Tensor) -> torch.Tensor:
         """image (B, 3, H, W) in [0, 1] -> logits (B, bits); a bit is set where its logit is > 0."""
-        bottleneck, _ = self.backbone.encode(self.resize(image) - 0.5)
-        return self.to_code(bottleneck.mean(dim=(2, 3)))
+        return self.to_code(self.features(image))
 
     def decode(self, units: torch.Tensor) -> torch.Tensor:
         """code units (B, bits) in [0, 1] -> image (B, 3, size, size), through no skip connection."""
@@ -90,13 +114,16 @@ class HashNet(nn.Module):
         return self.head(self.backbone.decode(h, skips)) + 0.5
 
     def forward(self, image: torch.Tensor, noise: float | None = None) -> HashOutput:
-        """noise: this step's standard deviation (default `config.noise`). Start training without noise and
-        ramp it in: full noise on a fresh network drives the units to saturate before they carry anything,
-        and the code collapses to a constant (Salakhutdinov & Hinton add it only when fine-tuning)."""
+        """noise: the training noise's standard deviation for this call; default: the schedule's, and the
+        call counts as a training step."""
         logits = self.code_logits(image)
-        std = self.config.noise if noise is None else noise
-        noisy = logits + std * torch.randn_like(logits) if self.training else logits
-        units = torch.sigmoid(noisy)
+        if not self.training:
+            units = (logits > 0).to(logits.dtype)
+        else:
+            if noise is None:
+                noise = self.noise_std()
+                self.trained_steps += 1
+            units = torch.sigmoid(logits + noise * torch.randn_like(logits))
         return HashOutput(self.decode(units), logits, units)
 
     @torch.no_grad()

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 CURRENT = "CURRENT"
+FEW_QUERIES = 16  # up to this many queries at once: one OpenMP thread (see HashIndex.search)
 
 
 class HashIndexError(Exception):
@@ -63,10 +64,11 @@ class HashIndex:
             models are not comparable, so an index is refused by any other model.
     """
 
-    def __init__(self, bits: int, model_id: str):
+    def __init__(self, bits: int, model_id: str, settings: dict[str, str] | None = None):
         import faiss
 
         self.bits, self.model_id = bits, model_id
+        self.settings = dict(settings or {})  # how the index was built (e.g. recursive), kept in the sidecar
         self.faiss = faiss.IndexBinaryIDMap2(faiss.IndexBinaryFlat(bits))
         self.records: dict[int, FileRecord] = {}
         self.next_id = 0
@@ -98,8 +100,20 @@ class HashIndex:
 
     def search(self, codes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Packed query codes (Q, bits / 8) -> (Hamming distances (Q, k) int32, ids (Q, k) int64), nearest
-        first; -1 ids pad the rows when the index holds fewer than k codes."""
-        return self.faiss.search(np.ascontiguousarray(codes, dtype=np.uint8), k)
+        first; -1 ids pad the rows when the index holds fewer than k codes.
+
+        A few queries run on one OpenMP thread: faiss would split each over all cores, and waking the
+        threads costs far more than a scan of a million 64-bit codes (tens of ms instead of under 1 ms on a
+        small machine). Many queries are spread over the cores."""
+        import faiss
+
+        codes = np.ascontiguousarray(codes, dtype=np.uint8)
+        threads = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1 if len(codes) <= FEW_QUERIES else threads)
+        try:
+            return self.faiss.search(codes, k)
+        finally:
+            faiss.omp_set_num_threads(threads)
 
     # ---------------------------------------------------------------------------------------- disk
 
@@ -121,7 +135,7 @@ class HashIndex:
                 " mtime_ns INTEGER NOT NULL, sha256 TEXT NOT NULL)"
             )
             db.execute("CREATE INDEX files_sha256 ON files (sha256)")
-            meta = {"bits": str(self.bits), "model_id": self.model_id, "next_id": str(self.next_id)}
+            meta = {**self.settings, "bits": str(self.bits), "model_id": self.model_id, "next_id": str(self.next_id)}
             db.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
             db.executemany(
                 "INSERT INTO files VALUES (?, ?, ?, ?, ?)",
@@ -160,7 +174,12 @@ class HashIndex:
                 " use the same --model, or rebuild the index"
             )
         result = cls.__new__(cls)
-        result.bits, result.model_id, result.next_id = int(meta["bits"]), meta["model_id"], int(meta["next_id"])
+        result.bits, result.model_id, result.next_id = (
+            int(meta.pop("bits")),
+            meta.pop("model_id"),
+            int(meta.pop("next_id")),
+        )
+        result.settings = meta
         result.faiss = index  # read back as the IndexBinaryIDMap2 it was written as
         result.records = {i: FileRecord(p, s, m, h) for i, p, s, m, h in rows}
         if result.faiss.ntotal != len(result.records):

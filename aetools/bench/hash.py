@@ -1,0 +1,422 @@
+"""`aetools eval hash`: binary codes for search, ours beside the classical hashes in the same run.
+
+1. Near-duplicate retrieval (issue 6 protocol)
+   database = Kodak24 + CBSD68 (92 photos) + DISTRACTORS photos drawn (seeded) from the training folder
+   queries  = each Kodak/CBSD68 photo under each edit of `data.augment.BENCHMARK_EDITS` (JPEG q30, resize
+              0.5, blur, brightness/contrast, grey, text overlay, crop 10% and 25% (centred), pad 10%,
+              rotate 5 and 90 degrees, horizontal flip)
+   score    = Recall@1 per edit: the original is the nearest database code by Hamming distance. Ties are
+              scored as random tie-breaking would on average: 1 / (number of codes at the nearest distance)
+              when the original is among them, else 0.
+   methods  = imagehash pHash (64-bit DCT hash) and dHash (64-bit gradient hash) as the baselines, ours
+              (64 bits); each also "+ 8 orientations": the query's 4 turns x 2 mirrorings, nearest kept
+              (what `hash-search` does by default), applied to the baselines too so the gain is attributed.
+
+2. Semantic retrieval, CIFAR-10 (the unsupervised-hashing protocol)
+   queries  = 100 test images per class (the first by file name), 1,000 in all
+   database = the other 19,000 images (9,000 test + the 10,000 training images shipped)
+   score    = mAP@1000: rank the database by Hamming distance (ties in database order), AP over the top
+              1,000 with "same class" as relevant, AP = sum_i P(i) rel(i) / (relevant in the top 1,000),
+              as in HashNet's / DeepHash's evaluation code; the mean over queries
+   methods  = LSH (signs of Gaussian random projections of centred pixels, Charikar 2002), ITQ on pixels
+              (PCA to b dims, then 50 iterations of iterative quantisation, Gong & Lazebnik 2011), ITQ on
+              our continuous latent (the pooled encoder features), ours; at 16, 32 and 64 bits. PCA, ITQ and
+              our CIFAR model are fitted on the database images without labels.
+
+3. Speed and memory: files indexed per second (read + decode + code) by ours and by imagehash pHash on the
+   same files; single-query latency over 100,000 synthetic codes; dedup's all-pairs radius search by full
+   scan vs multi-hash table; bytes per indexed image.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from aetools.data.augment import BENCHMARK_EDITS, hflip, rotate90
+from aetools.index.encode import codes_of, pil_to_tensor
+from aetools.index.store import pack_codes, unpack_codes
+
+DISTRACTORS = 1000
+NEAR_DUP_SETS = ("kodak24", "cbsd68")
+QUERIES_PER_CLASS = 100
+MAP_AT = 1000
+ITQ_ITERATIONS = 50
+
+Hasher = Callable[[list[Image.Image]], np.ndarray]  # images -> packed codes (N, bytes)
+
+
+# ------------------------------------------------------------------------------------------- methods
+
+
+def imagehash_hasher(kind: str) -> Hasher:
+    """imagehash's pHash or dHash at 64 bits (hash_size 8)."""
+    import imagehash
+
+    fn = {"phash": imagehash.phash, "dhash": imagehash.dhash}[kind]
+    return lambda images: pack_codes(np.stack([fn(im).hash.ravel() for im in images]))
+
+
+def model_hasher(model: torch.nn.Module, bits: int | None = None, batch: int = 256) -> Hasher:
+    """Ours: the network's codes, or their first `bits` bits (nested codes)."""
+
+    def encode(images: list[Image.Image]) -> np.ndarray:
+        packed = [
+            codes_of(model, torch.stack([pil_to_tensor(im, model.config.size) for im in images[i : i + batch]]))
+            for i in range(0, len(images), batch)
+        ]
+        codes = np.concatenate(packed)
+        return codes if bits is None else codes[:, : bits // 8]
+
+    return encode
+
+
+def orientations_of(image: Image.Image) -> list[Image.Image]:
+    """The 8 orientations in `encode.dihedral`'s order: 4 counter-clockwise quarter turns, then the same
+    of the mirrored image."""
+    return [rotate90(im, t) if t else im for im in (image, hflip(image)) for t in range(4)]
+
+
+def hamming_matrix(queries: np.ndarray, database: np.ndarray) -> np.ndarray:
+    """Packed codes (Q, bytes), (N, bytes) -> (Q, N) Hamming distances."""
+    q, d = unpack_codes(queries).astype(np.int32), unpack_codes(database).astype(np.int32)
+    return q.sum(1, keepdims=True) + d.sum(1)[None] - 2 * q @ d.T
+
+
+# ------------------------------------------------------------------------------ 1. near-duplicates
+
+
+def load_rgb(path: Path) -> Image.Image:
+    with Image.open(path) as im:
+        return im.convert("RGB")
+
+
+def near_duplicate_database(eval_root: Path, photos: Path, distractors: int = DISTRACTORS, seed: int = 0):
+    """-> (originals: list of (path, image), distractor paths) for the near-duplicate benchmark."""
+    from aetools.data.datasets import list_images
+
+    originals = [p for name in NEAR_DUP_SETS for p in list_images([eval_root / name], recursive=False)]
+    pool = list_images([photos])
+    chosen = sorted(np.random.default_rng(seed).choice(len(pool), size=min(distractors, len(pool)), replace=False))
+    return originals, [pool[i] for i in chosen]
+
+
+def recall_at_1(distances: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """distances (Q, N), truth (Q,) database index of each query's original -> expected Recall@1 per query
+    under random tie-breaking."""
+    nearest = distances.min(axis=1, keepdims=True)
+    tied = (distances == nearest).sum(axis=1)
+    hit = distances[np.arange(len(truth)), truth] == nearest[:, 0]
+    return hit / tied
+
+
+@dataclass
+class NearDupResult:
+    recall: dict[str, dict[str, float]] = field(default_factory=dict)  # method -> edit -> Recall@1
+    distances: dict[str, dict[str, float]] = field(default_factory=dict)  # method -> edit -> median d(query, original)
+    database: int = 0
+    queries: int = 0
+
+
+def run_near_duplicate(
+    hashers: dict[str, Hasher],
+    originals: list[Path],
+    distractors: list[Path],
+    on_step: Callable[[], None] = lambda: None,
+) -> NearDupResult:
+    """Recall@1 of every method on every edit; each method also with 8 query orientations."""
+    base = [load_rgb(p) for p in originals]
+    database_images = base + [load_rgb(p) for p in distractors]
+    queries = {edit: [fn(im) for im in base] for edit, (fn, _) in BENCHMARK_EDITS.items()}
+    truth = np.arange(len(base))
+    result = NearDupResult(database=len(database_images), queries=len(base))
+    for name, hasher in hashers.items():
+        database = hasher(database_images)
+        plain, turned = {}, {}
+        median_d = {}
+        for edit, images in queries.items():
+            codes = hasher(images)
+            d = hamming_matrix(codes, database)
+            plain[edit] = float(recall_at_1(d, truth).mean())
+            median_d[edit] = float(np.median(d[truth, truth]))
+            views = hasher([v for im in images for v in orientations_of(im)])  # (Q * 8, bytes)
+            d8 = hamming_matrix(views, database).reshape(len(images), 8, -1).min(axis=1)
+            turned[edit] = float(recall_at_1(d8, truth).mean())
+        result.recall[name] = plain
+        result.recall[f"{name} + 8 orientations"] = turned
+        result.distances[name] = median_d
+        on_step()
+    return result
+
+
+# --------------------------------------------------------------------------------- 2. CIFAR-10 mAP
+
+
+def read_cifar(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """-> (images (N, 32, 32, 3) uint8, labels (N,), is_query (N,) bool) from test.tar then train.tar;
+    the queries are the first QUERIES_PER_CLASS test images of each class by member name."""
+    images, labels, query = [], [], []
+    classes: list[str] = []
+    for name in ("test.tar", "train.tar"):
+        with tarfile.open(folder / name) as tar:
+            members = sorted((m for m in tar.getmembers() if m.isfile()), key=lambda m: m.name)
+            taken: dict[str, int] = {}
+            for m in members:
+                cls = m.name.split("/")[0]
+                if cls not in classes:
+                    classes.append(cls)
+                data = tar.extractfile(m).read()
+                images.append(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")))
+                labels.append(cls)
+                taken[cls] = taken.get(cls, 0) + 1
+                query.append(name == "test.tar" and taken[cls] <= QUERIES_PER_CLASS)
+    classes.sort()
+    return np.stack(images), np.array([classes.index(c) for c in labels]), np.array(query)
+
+
+def mean_average_precision(distances: np.ndarray, query_labels: np.ndarray, db_labels: np.ndarray, at: int) -> float:
+    """mAP@at over queries, Hamming ranking with ties in database order (see the module docstring)."""
+    aps = []
+    for row, label in zip(distances, query_labels):
+        order = np.argsort(row, kind="stable")[:at]
+        relevant = (db_labels[order] == label).astype(np.float64)
+        found = relevant.sum()
+        if found == 0:
+            aps.append(0.0)
+            continue
+        precision = np.cumsum(relevant) / np.arange(1, len(relevant) + 1)
+        aps.append(float((precision * relevant).sum() / found))
+    return float(np.mean(aps))
+
+
+def lsh_codes(train: np.ndarray, data: np.ndarray, bits: int, seed: int = 0) -> np.ndarray:
+    mean = train.mean(axis=0)
+    projection = np.random.default_rng(seed).standard_normal((train.shape[1], bits))
+    return pack_codes((data - mean) @ projection > 0)
+
+
+@dataclass
+class PCA:
+    """Principal directions of the training rows, strongest first: mean (d,), basis (d, k)."""
+
+    mean: np.ndarray
+    basis: np.ndarray
+
+    @classmethod
+    def fit(cls, train: np.ndarray, k: int) -> PCA:
+        mean = train.mean(axis=0)
+        x = (train - mean).astype(np.float32)
+        values, vectors = np.linalg.eigh((x.T @ x).astype(np.float64))  # ascending
+        return cls(mean, vectors[:, ::-1][:, :k].copy())
+
+
+def itq_codes(train: np.ndarray, data: np.ndarray, bits: int, seed: int = 0, pca: PCA | None = None) -> np.ndarray:
+    """Iterative quantisation (Gong & Lazebnik 2011): PCA to `bits` dimensions, then the rotation R that
+    minimises the quantisation loss ||sign(VR) - VR||, alternating B = sign(VR) and R from the orthogonal
+    Procrustes problem (SVD of V^T B). `pca`: a fit on `train` with at least `bits` directions."""
+    pca = pca or PCA.fit(train, bits)
+    mean, basis = pca.mean, pca.basis[:, :bits]
+    v = (train - mean) @ basis
+    r, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((bits, bits)))
+    for _ in range(ITQ_ITERATIONS):
+        b = np.where(v @ r >= 0, 1.0, -1.0)
+        u, _, wt = np.linalg.svd(v.T @ b)
+        r = u @ wt
+    return pack_codes((data - mean) @ basis @ r >= 0)
+
+
+@torch.inference_mode()
+def latent_features(model: torch.nn.Module, images: np.ndarray, batch: int = 500) -> np.ndarray:
+    out = []
+    for i in range(0, len(images), batch):
+        x = torch.from_numpy(images[i : i + batch]).permute(0, 3, 1, 2).float() / 255.0
+        out.append(model.features(x).numpy())
+    return np.concatenate(out).astype(np.float64)
+
+
+@torch.inference_mode()
+def model_codes(model: torch.nn.Module, images: np.ndarray, batch: int = 500) -> np.ndarray:
+    out = []
+    for i in range(0, len(images), batch):
+        x = torch.from_numpy(images[i : i + batch]).permute(0, 3, 1, 2).float() / 255.0
+        out.append(pack_codes(model.codes(x).numpy()))
+    return np.concatenate(out)
+
+
+def run_semantic(
+    images: np.ndarray,
+    labels: np.ndarray,
+    is_query: np.ndarray,
+    models: dict[str, torch.nn.Module],
+    latent_model: torch.nn.Module | None,
+    bit_lengths: tuple[int, ...] = (16, 32, 64),
+    on_step: Callable[[], None] = lambda: None,
+) -> dict[str, dict[int, float]]:
+    """-> method -> bits -> mAP@1000. A model whose code is longer than `bits` is scored by its prefix."""
+    pixels = images.reshape(len(images), -1).astype(np.float64) / 255.0
+    db, q = ~is_query, is_query
+    scores: dict[str, dict[int, float]] = {}
+
+    def score(name: str, bits: int, codes: np.ndarray) -> None:
+        d = hamming_matrix(codes[q], codes[db])
+        scores.setdefault(name, {})[bits] = mean_average_precision(d, labels[q], labels[db], MAP_AT)
+
+    latent = latent_features(latent_model, images) if latent_model is not None else None
+    full = {name: model_codes(m, images) for name, m in models.items()}
+    pixel_pca = PCA.fit(pixels[db], max(bit_lengths))
+    latent_pca = PCA.fit(latent[db], max(bit_lengths)) if latent is not None else None
+    for bits in bit_lengths:
+        score("LSH, pixels", bits, lsh_codes(pixels[db], pixels, bits))
+        score("ITQ, pixels", bits, itq_codes(pixels[db], pixels, bits, pca=pixel_pca))
+        if latent is not None:
+            score("ITQ, our latent", bits, itq_codes(latent[db], latent, bits, pca=latent_pca))
+        for name, codes in full.items():
+            if codes.shape[1] * 8 >= bits:
+                score(name, bits, codes[:, : bits // 8])
+        on_step()
+    return scores
+
+
+# ------------------------------------------------------------------------------------- 3. speed
+
+
+def files_per_second(fn: Callable[[list[Path]], object], files: list[Path], repeats: int = 2) -> float:
+    """Best of `repeats` passes (the first pass also warms the page cache for the second)."""
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn(files)
+        best = min(best, time.perf_counter() - t)
+    return len(files) / best
+
+
+def phash_files(files: list[Path]) -> None:
+    import imagehash
+
+    for path in files:
+        with Image.open(path) as im:
+            imagehash.phash(im)
+
+
+def ours_files(model: torch.nn.Module) -> Callable[[list[Path]], None]:
+    from aetools.index.encode import encode_files
+
+    def run(files: list[Path]) -> None:
+        for item in encode_files(model, files):
+            if item.error:
+                raise RuntimeError(f"{item.path}: {item.error}")
+
+    return run
+
+
+def camera_sized_copies(sources: list[Path], folder: Path, long_side: int = 4032, quality: int = 92) -> list[Path]:
+    """JPEGs of the sources enlarged to a phone camera's 12 MP (4032 x 3024 for 4:3): decoding cost as for
+    camera originals, which no benchmark folder has."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i, src in enumerate(sources):
+        im = load_rgb(src)
+        w, h = im.size
+        factor = long_side / max(w, h)
+        path = folder / f"camera_{i:03d}.jpg"
+        im.resize((round(w * factor), round(h * factor)), Image.BICUBIC).save(path, quality=quality)
+        out.append(path)
+    return out
+
+
+def query_latency(n: int = 100_000, bits: int = 64, queries: int = 2000, seed: int = 0) -> dict[str, float]:
+    """Median seconds of one `HashIndex.search` (k = 10) over n random codes: as shipped (one OpenMP
+    thread for a single query) and with faiss's default threads."""
+    import faiss
+
+    from aetools.index.store import FileRecord, HashIndex
+
+    rng = np.random.default_rng(seed)
+    index = HashIndex(bits, "synthetic")
+    index.add([FileRecord(f"p{i}", 0, 0, "") for i in range(n)], rng.integers(0, 256, (n, bits // 8), dtype=np.uint8))
+    probes = rng.integers(0, 256, (queries, bits // 8), dtype=np.uint8)
+    result = {}
+    times = []
+    for row in probes:
+        t = time.perf_counter()
+        index.search(row[None], 10)
+        times.append(time.perf_counter() - t)
+    result["one thread"] = float(np.median(times))
+    times = []
+    for row in probes[:200]:
+        t = time.perf_counter()
+        index.faiss.search(row[None], 10)  # faiss's own threading
+        times.append(time.perf_counter() - t)
+    result[f"{faiss.omp_get_max_threads()} threads"] = float(np.median(times))
+    return result
+
+
+def radius_search_seconds(n: int, radius: int, bits: int = 64, seed: int = 0) -> dict[str, float]:
+    """Seconds for all pairs within `radius` among n random codes (plus a planted near copy of every 10th):
+    full scan vs multi-hash table, checked to find the same pairs."""
+    import faiss
+
+    from aetools.index import folder
+
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(0, 256, (n, bits // 8), dtype=np.uint8)
+    flips = rng.integers(0, bits, (n // 10, radius))
+    bits_view = unpack_codes(codes[: n // 10])
+    for row, f in zip(bits_view, flips):
+        row[f] ^= True
+    codes[n - n // 10 :] = pack_codes(bits_view)
+    result, found = {}, {}
+    for kind, limit in (("full scan", n + 1), ("multi-hash", 0)):
+        saved = folder.MULTIHASH_ABOVE
+        folder.MULTIHASH_ABOVE = limit
+        try:
+            t = time.perf_counter()
+            rows, cols = folder.pairs_within(codes, bits, radius)
+            result[kind] = time.perf_counter() - t
+        finally:
+            folder.MULTIHASH_ABOVE = saved
+        found[kind] = set(zip(rows.tolist(), cols.tolist()))
+    if found["full scan"] != found["multi-hash"]:
+        raise AssertionError("the multi-hash table and the full scan found different pairs")
+    result["pairs"] = len(found["full scan"])
+    del faiss
+    return result
+
+
+def bytes_per_image(n: int = 100_000, bits: int = 64, tmp: Path | None = None) -> dict[str, float]:
+    """Disk: the saved index (codes + SQLite list of files, 60-character paths) per image. Memory: the
+    resident-size growth from holding that index loaded (Python's file records included)."""
+    import tempfile
+
+    from aetools.index.store import FileRecord, HashIndex
+
+    def rss() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * 4096
+
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory(dir=tmp) as folder:
+        index = HashIndex(bits, "synthetic")
+        index.add(
+            [
+                FileRecord(f"/home/someone/Pictures/2026/holiday/IMG_{i:08d}.jpg", 3_000_000, 10**18, f"{i:064x}")
+                for i in range(n)
+            ],
+            rng.integers(0, 256, (n, bits // 8), dtype=np.uint8),
+        )
+        index.save(folder)
+        del index
+        disk = sum(p.stat().st_size for p in Path(folder).iterdir())
+        before = rss()
+        loaded = HashIndex.load(folder)
+        after = rss()
+        del loaded
+    return {"disk": disk / n, "memory": max(0, after - before) / n}

@@ -1,0 +1,203 @@
+"""`aetools hash-index`, `hash-search`, `dedup`: binary codes of photos in a faiss index, searched by
+Hamming distance. The work is in `aetools.index`; these commands draw progress, tables and files.
+
+    aetools hash-index FOLDER [-r] [--update] [--index DIR]     default index: FOLDER/.aetools-index/
+    aetools hash-search QUERY... [--index DIR] [-k 10] [--json]
+    aetools dedup FOLDER [--radius 6] [--html F] [--json F]
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from aetools.cli import app
+from aetools.cli.console import console, fail, out, progress_bar
+from aetools.cli.images import DeviceOpt, ModelOpt, prepare
+
+IndexOpt = Annotated[
+    Path | None, typer.Option("--index", help="Index folder (default: FOLDER/.aetools-index).", show_default=False)
+]
+RecursiveFlag = Annotated[
+    bool | None,
+    typer.Option(
+        "--recursive/--no-recursive", "-r", help="Include sub-folders (default: as the index was built, else no)."
+    ),
+]
+
+
+def _load_hash_model(model: str | None, device: str):
+    from aetools.weights import WeightsError, load_model
+
+    try:
+        return load_model(model, "hash", prepare(device, None))
+    except WeightsError as e:
+        raise fail(str(e)) from None
+
+
+def _build_index(folder: Path, index: Path | None, recursive: bool | None, update: bool, model, title: str):
+    from aetools.index.folder import index_folder
+    from aetools.index.store import HashIndexError
+
+    with progress_bar(title, "{task.fields[note]}", transient=True) as progress:
+        bar = progress.add_task(title, total=None, note="")
+
+        def on_start(n: int) -> None:
+            progress.update(bar, total=n, note=f"{n} images")
+
+        try:
+            return index_folder(model, folder, index, recursive, update, on_start, lambda: progress.advance(bar))
+        except HashIndexError as e:
+            raise fail(str(e)) from None
+
+
+def _report_failures(failures: list[tuple[str, str]]) -> None:
+    for path, reason in failures:
+        console.print(f"[red]failed[/] {path}: {reason}", soft_wrap=True)
+
+
+@app.command("hash-index", no_args_is_help=True)
+def hash_index(
+    folder: Annotated[Path, typer.Argument(help="Folder of images to index.", show_default=False)],
+    recursive: RecursiveFlag = None,
+    update: Annotated[
+        bool, typer.Option("--update", help="Only encode new and changed files, drop deleted ones.")
+    ] = False,
+    index: IndexOpt = None,
+    model: ModelOpt = None,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Index a folder's images by their binary codes (faiss + an SQLite list of files), for hash-search
+    and dedup. Exit 1 if some files could not be read (they are listed; the rest is indexed)."""
+    from aetools.index.folder import default_index_dir
+
+    net = _load_hash_model(model, device)
+    result, report = _build_index(folder, index, recursive, update, net, "hash-index")
+    where = index or default_index_dir(folder)
+    parts = [f"{report.added} added"]
+    if update:
+        parts += [
+            f"{report.changed} changed",
+            f"{report.moved} moved",
+            f"{report.removed} removed",
+            f"{report.kept} unchanged",
+        ]
+    console.print(f"indexed {len(result)} images in {where} ({', '.join(parts)}; {len(report.failures)} failed)")
+    if report.exact:
+        copies = sum(len(g) for g in report.exact)
+        console.print(f"{copies} files in {len(report.exact)} groups are exact copies (same bytes):")
+        for group in report.exact[:10]:
+            console.print("  " + "  =  ".join(group), soft_wrap=True)
+        if len(report.exact) > 10:
+            console.print(f"  ... and {len(report.exact) - 10} more groups (aetools dedup lists them all)")
+    _report_failures(report.failures)
+    if report.failures:
+        raise typer.Exit(1)
+
+
+def _find_index(queries: list[Path]) -> Path:
+    """No --index: the nearest .aetools-index in the working folder or above it, else beside the queries."""
+    from aetools.index.folder import INDEX_DIR
+
+    starts = [Path.cwd(), *(q.resolve().parent for q in queries)]
+    for start in starts:
+        for folder in (start, *start.parents):
+            if (folder / INDEX_DIR / "CURRENT").exists():
+                return folder / INDEX_DIR
+    raise fail(
+        f"no {INDEX_DIR} found here, above, or beside the queries: pass --index or run aetools hash-index FOLDER"
+    )
+
+
+@app.command("hash-search", no_args_is_help=True)
+def hash_search(
+    queries: Annotated[list[Path], typer.Argument(help="Query images (need not be indexed).", show_default=False)],
+    index: IndexOpt = None,
+    k: Annotated[int, typer.Option("-k", min=1, help="Results per query.")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per query per line, on stdout.")] = False,
+    orientations: Annotated[
+        bool,
+        typer.Option("--orientations/--no-orientations", help="Also match turned (90/180/270) and mirrored copies."),
+    ] = True,
+    model: ModelOpt = None,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Find the indexed images nearest each query, with their Hamming distances (bits that differ)."""
+    from aetools.index.folder import search_files
+    from aetools.index.store import HashIndex, HashIndexError
+    from aetools.weights import sha256_file
+
+    where = index or _find_index(queries)
+    net = _load_hash_model(model, device)
+    try:
+        loaded = HashIndex.load(where, sha256_file(net.weights_path))
+    except HashIndexError as e:
+        raise fail(str(e)) from None
+    results = search_files(net, loaded, queries, k, orientations)
+    failed = [r for r in results if r.error]
+    for result in results:
+        if as_json:
+            record = {
+                "query": result.path,
+                "results": [{"path": m.path, "distance": m.distance} for m in result.matches],
+            }
+            if result.error:
+                record["error"] = result.error
+            out.print(json.dumps(record), soft_wrap=True, markup=False)
+        elif not result.error:
+            out.print(f"[bold]{result.path}[/]", soft_wrap=True)
+            for rank, m in enumerate(result.matches, 1):
+                out.print(f"  {rank:>3}  {m.distance:>3}  {m.path}", soft_wrap=True, markup=False)
+    _report_failures([(r.path, r.error) for r in failed])
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command(no_args_is_help=True)
+def dedup(
+    folder: Annotated[Path, typer.Argument(help="Folder of images (its index is built or updated first).")],
+    radius: Annotated[
+        int, typer.Option("--radius", min=0, help="Most bits two codes may differ in to count as copies.")
+    ] = 6,
+    recursive: RecursiveFlag = None,
+    index: IndexOpt = None,
+    html: Annotated[Path | None, typer.Option("--html", help="Write a page of the groups with thumbnails.")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the groups as JSON ('-': stdout).")] = None,
+    model: ModelOpt = None,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Group near-duplicate images: copies resized, re-compressed, cropped, recoloured, captioned, flipped.
+    Exact copies (identical bytes) are marked. The folder's index is brought up to date first."""
+    from aetools.index.folder import find_duplicates
+    from aetools.index.report import duplicates_html, duplicates_json
+    from aetools.weights import atomic_write_bytes
+
+    net = _load_hash_model(model, device)
+    result, report = _build_index(folder, index, recursive, True, net, "dedup: indexing")
+    groups = find_duplicates(result, radius)
+    copies = sum(len(g) - 1 for g in groups)
+    console.print(
+        f"{len(result)} images, {len(groups)} groups of near-duplicates ({copies} copies) within {radius} bits"
+    )
+    if json_path is None or str(json_path) != "-":
+        for n, group in enumerate(groups, 1):
+            out.print(f"[bold]group {n}[/] ({len(group)} images)")
+            for m in group:
+                tag = "first" if m is group[0] else ("exact copy" if m.exact else f"{m.distance} bits")
+                out.print(f"  {tag:>10}  {m.path}", soft_wrap=True, markup=False)
+    if json_path is not None:
+        text = duplicates_json(groups)
+        if str(json_path) == "-":
+            out.print(text, soft_wrap=True, markup=False)
+        else:
+            atomic_write_bytes(json_path, text.encode())
+            console.print(f"wrote {json_path}")
+    if html is not None:
+        atomic_write_bytes(html, duplicates_html(groups, radius).encode())
+        console.print(f"wrote {html}")
+    _report_failures(report.failures)
+    if report.failures:
+        raise typer.Exit(1)
