@@ -3,10 +3,12 @@ the sigmoid drives the code units to saturation (Salakhutdinov & Hinton)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from aetools.nn.registry import create_model
+from tests.conftest import photo, run
 
 
 @pytest.fixture
@@ -77,3 +79,74 @@ def test_noise_before_the_sigmoid_makes_thresholding_lossless():
     assert hard > 3 * soft  # rounding hurts a code that was never asked to be binary
     soft, hard = train_tiny(noise=2.0)
     assert hard < 1.05 * soft + 1e-4 and hard < 0.03  # lossless rounding, and the code carries the images
+
+
+# ------------------------------------------------------------------------------- edits and training pairs
+
+
+def test_benchmark_edits_change_the_frame_as_named():
+    from PIL import Image
+
+    from aetools.data.augment import BENCHMARK_EDITS
+
+    image = Image.fromarray(photo(200)).crop((0, 0, 200, 120))  # 200 x 120
+    sizes = {name: fn(image).size for name, (fn, _) in BENCHMARK_EDITS.items()}
+    assert sizes["crop 10%"] == (180, 108) and sizes["crop 25%"] == (150, 90)
+    assert sizes["pad 10%"] == (220, 132) and sizes["rotate 90°"] == (120, 200)
+    assert sizes["resize 0.5"] == (100, 60)
+    for name in ("JPEG q30", "blur σ2", "bright/contrast", "grey", "text overlay", "rotate 5°", "flip"):
+        assert sizes[name] == (200, 120), name
+        assert BENCHMARK_EDITS[name][0](image).mode == "RGB"
+    assert all(kind in ("photometric", "geometric") for _, kind in BENCHMARK_EDITS.values())
+    text = np.asarray(BENCHMARK_EDITS["text overlay"][0](image), dtype=int)
+    changed = np.abs(text - np.asarray(image, dtype=int)).max(axis=2) > 0
+    assert 0.005 < changed.mean() < 0.2 and changed[:80].sum() == 0  # a caption at the bottom
+
+
+def test_training_pairs_are_a_photo_and_its_edited_copy_seeded():
+    from aetools.tasks.hash import degrade_for_hash
+
+    clean = torch.from_numpy(np.stack([photo(96), photo(96, "coffee")])).permute(0, 3, 1, 2).float() / 255
+    a = degrade_for_hash(clean, torch.Generator().manual_seed(3))
+    b = degrade_for_hash(clean, torch.Generator().manual_seed(3))
+    c = degrade_for_hash(clean, torch.Generator().manual_seed(4))
+    image = a.inputs["image"]
+    assert image.shape == (4, 3, 96, 96) and torch.equal(a.target, image[:2])
+    assert torch.equal(image, b.inputs["image"]) and not torch.equal(image, c.inputs["image"])
+    assert 0 <= image.min() and image.max() <= 1
+
+
+def test_contrastive_term_rewards_matching_codes_and_the_bit_terms_their_targets():
+    from aetools.tasks.hash import bit_balance, bit_decorrelation, nt_xent
+
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(16, 32, generator=g).sign()
+    assert nt_xent(z, z, 0.3) < 1.0  # each copy's code is its photo's, and unlike the others (log 31 = 3.4 at chance)
+    assert nt_xent(z, torch.randn(16, 32, generator=g).sign(), 0.3) > 3.0
+    hadamard = torch.tensor([[1.0, 1, 1, 1], [1, -1, 1, -1], [1, 1, -1, -1], [1, -1, -1, 1]])
+    balanced = hadamard[:, 1:]  # every bit half +1, bits pairwise orthogonal
+    assert bit_balance(balanced) == 0 and bit_decorrelation(balanced) == 0
+    constant = torch.ones(4, 3)
+    assert bit_balance(constant) == 1 and bit_decorrelation(constant) == 1
+
+
+def test_nested_codes_train_every_prefix():
+    from aetools.tasks.hash import code_lengths
+
+    assert code_lengths(64) == [16, 32, 64] and code_lengths(32) == [16, 32] and code_lengths(16) == [16]
+
+
+def test_train_hash_and_resume(train_folder, tmp_path):
+    from aetools.weights import read_weights
+
+    out = tmp_path / "h.safetensors"
+    args = ["--data", train_folder, "--val", train_folder, "--out", out, "--batch-size", "4", "--crop", "48"]
+    args += ["--widths", "8,16", "--bits", "16", "--size", "16"]
+    r = run("train", "hash", *args, "--steps", "2", "--checkpoint-every", "1", "--val-every", "2")
+    assert r.exit_code == 0, r.output
+    r = run("train", "hash", *args, "--steps", "3", "--resume")
+    assert r.exit_code == 0, r.output
+    tensors, header = read_weights(out)
+    assert header["task"] == "hash" and header["config"]["bits"] == 16 and header["training"]["steps"] == 3
+    assert int(tensors["trained_steps"]) == 3  # the noise schedule's clock came back with the checkpoint
+    assert run("train", "denoise", *args[:8], "--bits", "16").exit_code == 2  # --bits is hash's

@@ -1,0 +1,220 @@
+"""hash-index / hash-search / dedup: round trips, incremental updates, refusals, output shapes; the shipped
+model finds edited copies of bundled photos."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from aetools.index.folder import find_duplicates, index_folder, pairs_within, search_codes
+from aetools.index.store import FileRecord, HashIndex, pack_codes
+from tests.conftest import photo, run, save_tiny, tiny_model
+
+PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "motorcycle_left")
+
+
+@pytest.fixture
+def pictures(tmp_path: Path) -> Path:
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    for name in PHOTOS[:4]:
+        Image.fromarray(photo(160, name)).save(folder / f"{name}.jpg", quality=90)
+    return folder
+
+
+def tiny_hash_weights(path: Path, seed: int = 0) -> Path:
+    import torch
+
+    torch.manual_seed(seed)
+    model = tiny_model("hash-unet", widths=(8, 16), bits=32, size=32)
+    if seed:
+        for p in model.parameters():
+            p.data.add_(torch.randn_like(p) * 0.1)
+    return save_tiny(model, "hash", path)
+
+
+@pytest.fixture
+def tiny_hash(tmp_path: Path) -> Path:
+    return tiny_hash_weights(tmp_path / "tiny-hash.safetensors")
+
+
+def load(path: Path):
+    from aetools.weights import load_model
+
+    return load_model(path, "hash")
+
+
+def test_index_then_search_finds_each_indexed_image_at_distance_zero(pictures, tiny_hash):
+    r = run("hash-index", pictures, "-m", tiny_hash)
+    assert r.exit_code == 0, r.output
+    assert (pictures / ".aetools-index" / "CURRENT").exists()
+    queries = sorted(pictures.glob("*.jpg"))
+    r = run("hash-search", *queries, "-m", tiny_hash, "--index", pictures / ".aetools-index", "-k", "4", "--json")
+    assert r.exit_code == 0, r.output
+    lines = [json.loads(line) for line in r.stdout.strip().splitlines()]
+    assert [line["query"] for line in lines] == [str(q) for q in queries]
+    for line, query in zip(lines, queries):
+        assert set(line) == {"query", "results"} and len(line["results"]) == 4
+        assert all(set(m) == {"path", "distance"} and isinstance(m["distance"], int) for m in line["results"])
+        distances = [m["distance"] for m in line["results"]]
+        assert distances == sorted(distances)
+        found = {m["path"]: m["distance"] for m in line["results"]}
+        assert found[str(query.resolve())] == 0
+
+
+def test_search_finds_the_index_above_the_working_folder(pictures, tiny_hash, monkeypatch):
+    assert run("hash-index", pictures, "-m", tiny_hash).exit_code == 0
+    (pictures / "sub").mkdir()
+    monkeypatch.chdir(pictures / "sub")
+    r = run("hash-search", pictures / "coffee.jpg", "-m", tiny_hash, "-k", "1")
+    assert r.exit_code == 0, r.output
+    assert "coffee.jpg" in r.stdout
+
+
+def test_update_adds_reencodes_and_drops(pictures, tiny_hash):
+    model = load(tiny_hash)
+    index, report = index_folder(model, pictures)
+    assert (report.added, len(index)) == (4, 4)
+
+    Image.fromarray(photo(160, "immunohistochemistry")).save(pictures / "new.png")  # added
+    os.replace(pictures / "rocket.jpg", pictures / "renamed.jpg")  # moved: same bytes, new name
+    (pictures / "chelsea.jpg").unlink()  # deleted
+    Image.fromarray(np.asarray(Image.open(pictures / "coffee.jpg"))[::-1].copy()).save(pictures / "coffee.jpg")
+    stat = (pictures / "astronaut.jpg").stat()
+    os.utime(pictures / "astronaut.jpg", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # touched only
+    before = {Path(r.path).name: index.code(i).copy() for i, r in index.records.items()}
+
+    index, report = index_folder(model, pictures, update=True)
+    assert (report.added, report.moved, report.removed, report.changed, report.kept) == (1, 1, 1, 2, 0)
+    codes = {Path(r.path).name: index.code(i) for i, r in index.records.items()}
+    assert sorted(codes) == ["astronaut.jpg", "coffee.jpg", "new.png", "renamed.jpg"]
+    assert np.array_equal(codes["renamed.jpg"], before["rocket.jpg"])  # the moved file kept its code
+    assert np.array_equal(codes["astronaut.jpg"], before["astronaut.jpg"])
+    flipped = pack_codes(model.codes(_tensor(pictures / "coffee.jpg", model)).numpy())[0]
+    assert np.array_equal(codes["coffee.jpg"], flipped)  # the edited file was encoded again
+
+    index, report = index_folder(model, pictures, update=True)  # nothing changed: nothing read
+    assert (report.kept, report.added, report.changed) == (4, 0, 0)
+
+
+def _tensor(path: Path, model):
+    from aetools.index.encode import load_for_code
+
+    return load_for_code(path, model.config.size).tensor[None]
+
+
+def test_an_index_from_another_model_is_refused(pictures, tiny_hash, tmp_path):
+    other = tiny_hash_weights(tmp_path / "other.safetensors", seed=1)
+    assert run("hash-index", pictures, "-m", tiny_hash).exit_code == 0
+    r = run("hash-search", pictures / "coffee.jpg", "-m", other, "--index", pictures / ".aetools-index")
+    assert r.exit_code == 2 and "built with another model" in r.output
+    r = run("hash-index", pictures, "--update", "-m", other)
+    assert r.exit_code == 2 and "built with another model" in r.output
+
+
+def test_bad_files_are_reported_and_the_rest_indexed(pictures, tiny_hash):
+    (pictures / "broken.jpg").write_bytes(b"not a JPEG")
+    r = run("hash-index", pictures, "-m", tiny_hash)
+    assert r.exit_code == 1
+    assert "broken.jpg" in r.output and "not an image" in r.output
+    assert "indexed 4 images" in r.output
+    r = run("hash-search", pictures / "missing.jpg", pictures / "coffee.jpg", "-m", tiny_hash, "--json")
+    assert r.exit_code == 1 and "missing.jpg" in r.output
+    assert json.loads(r.stdout.splitlines()[1])["results"]  # the good query still answered
+
+
+def test_exact_copies_are_reported_and_dedup_writes_json_and_html(pictures, tiny_hash, tmp_path):
+    (pictures / "copy.jpg").write_bytes((pictures / "coffee.jpg").read_bytes())
+    r = run("hash-index", pictures, "-m", tiny_hash)
+    assert r.exit_code == 0 and "exact copies" in r.output
+    out_json, out_html = tmp_path / "dups.json", tmp_path / "dups.html"
+    r = run("dedup", pictures, "--radius", "0", "-m", tiny_hash, "--json", out_json, "--html", out_html)
+    assert r.exit_code == 0, r.output
+    groups = json.loads(out_json.read_text())
+    assert isinstance(groups, list) and all(isinstance(g, list) for g in groups)
+    group = next(g for g in groups if any(m["path"].endswith("copy.jpg") for m in g))
+    assert all(set(m) == {"path", "distance", "exact"} for m in group)
+    assert {Path(m["path"]).name for m in group if m["exact"]} >= {"coffee.jpg", "copy.jpg"}
+    page = out_html.read_text()
+    assert page.count("data:image/jpeg;base64,") >= 2 and "<img" in page and 'src="http' not in page
+
+
+def test_multi_hash_table_finds_exactly_the_pairs_a_full_scan_finds(monkeypatch):
+    from aetools.index import folder
+
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, 256, (600, 8), dtype=np.uint8)
+    codes[300:] = codes[:300]
+    bits = np.unpackbits(codes[300:], axis=1)
+    for row, k in zip(bits, rng.integers(0, 8, 300)):  # copies 0-7 bits away
+        row[rng.choice(64, size=k, replace=False)] ^= 1
+    codes[300:] = np.packbits(bits, axis=1)
+    scan = set(zip(*map(np.ndarray.tolist, pairs_within(codes, 64, 5))))
+    monkeypatch.setattr(folder, "MULTIHASH_ABOVE", 0)
+    table = set(zip(*map(np.ndarray.tolist, pairs_within(codes, 64, 5))))
+    assert scan == table and len(scan) >= 150
+    assert all(i < j for i, j in scan)
+
+
+def test_orientation_search_keeps_each_images_nearest_orientation():
+    index = HashIndex(16, "m")
+    stored = np.array([[0, 0], [255, 255], [15, 0]], dtype=np.uint8)
+    index.add([FileRecord(f"{n}.jpg", 1, 1, str(n)) for n in range(3)], stored)
+    views = np.zeros((1, 8, 2), dtype=np.uint8)
+    views[0, :, :] = [255, 0]  # 8 bits from 0.jpg and from 1.jpg, 4 from 2.jpg ...
+    views[0, 5] = [255, 255]  # ... but one orientation is 1.jpg exactly
+    matches = search_codes(index, views, 3)[0]
+    assert [(m.path, m.distance) for m in matches] == [("1.jpg", 0), ("2.jpg", 4), ("0.jpg", 8)]
+
+
+def test_dedup_groups_are_connected_components():
+    index = HashIndex(16, "m")
+    codes = np.array([[0, 0], [1, 0], [3, 0], [255, 255]], dtype=np.uint8)  # chain 0-1-2, 3 alone
+    index.add([FileRecord(f"{n}.jpg", 1, 1, "same" if n < 2 else str(n)) for n in range(4)], codes)
+    groups = find_duplicates(index, radius=1)
+    assert [[(m.path, m.distance, m.exact) for m in g] for g in groups] == [
+        [("0.jpg", 0, True), ("1.jpg", 1, True), ("2.jpg", 2, False)]
+    ]
+
+
+def test_jpeg_draft_decoding_reads_a_reduced_image(tmp_path):
+    from aetools.data.io import load_image
+
+    Image.fromarray(photo(512)).save(tmp_path / "big.jpg", quality=90)
+    Image.fromarray(photo(512)).save(tmp_path / "big.png")
+    assert load_image(tmp_path / "big.jpg", draft=128).pixels.shape == (128, 128, 3)
+    assert load_image(tmp_path / "big.jpg", draft=100).pixels.shape == (128, 128, 3)  # scales are 1/2^k
+    assert load_image(tmp_path / "big.png", draft=128).pixels.shape == (512, 512, 3)
+
+
+# ------------------------------------------------------------------------------------ the shipped model
+
+
+def test_shipped_model_finds_turned_and_cropped_copies_first(tmp_path):
+    """Edited copies of a bundled photo are nearest their original among the other bundled photos."""
+    from aetools.data.augment import crop, rotate, rotate90
+    from aetools.weights import load_model
+
+    model = load_model(None, "hash")
+    folder = tmp_path / "bundled"
+    folder.mkdir()
+    for name in PHOTOS:
+        Image.fromarray(photo(256, name)).save(folder / f"{name}.png")
+    index, _ = index_folder(model, folder)
+    original = Image.open(folder / "coffee.png").convert("RGB")
+    for label, edited in (
+        ("rotate 90", rotate90(original)),
+        ("rotate 5", rotate(original, 5)),
+        ("crop 25%", crop(original, 0.75, 0.3, 0.6)),
+    ):
+        edited.save(tmp_path / "query.png")
+        from aetools.index.folder import search_files
+
+        (result,) = search_files(model, index, [tmp_path / "query.png"], k=2)
+        assert Path(result.matches[0].path).name == "coffee.png", label
+        assert result.matches[0].distance < result.matches[1].distance, label
