@@ -37,6 +37,7 @@ SCRIPT = textwrap.dedent(
         ("superres", 64),
         ("colorize", 32),
         ("inpaint", 32),
+        ("hash", 48),
     ],  # superres: ranks may train different scales' tails in one step
 )
 def test_two_processes_keep_identical_replicas(train_folder, tmp_path, task, crop):

@@ -55,7 +55,7 @@ def train_tiny(noise: float, steps: int = 300) -> tuple[float, float]:
     """Reconstruct 8 binary patterns through a 16-bit code, noise ramped in after 100 noise-free steps
     -> (MSE through the sigmoid units, MSE through the thresholded bits)."""
     torch.manual_seed(0)
-    model = create_model("hash-unet", widths=(8, 16), bits=16, size=16)
+    model = create_model("hash-unet", widths=(8, 16), bits=16, size=16, luma=False)
     images = torch.rand(8, 3, 16, 16, generator=torch.Generator().manual_seed(1)).round()
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     model.train()
@@ -150,3 +150,24 @@ def test_train_hash_and_resume(train_folder, tmp_path):
     assert header["task"] == "hash" and header["config"]["bits"] == 16 and header["training"]["steps"] == 3
     assert int(tensors["trained_steps"]) == 3  # the noise schedule's clock came back with the checkpoint
     assert run("train", "denoise", *args[:8], "--bits", "16").exit_code == 2  # --bits is hash's
+
+
+def test_luma_input_is_the_same_for_grey_and_rescaled_copies():
+    """What the encoder sees is standardised luminance: a grey copy and an affine brightness/contrast change
+    look (almost) the same to it, so their codes are the original's by construction."""
+    from PIL import Image
+
+    from aetools.data.augment import grey
+
+    model = create_model("hash-unet", widths=(8, 16), bits=16, size=32).eval()
+    image = Image.fromarray(photo(96, "coffee"))
+
+    def seen(im):
+        x = torch.from_numpy(np.asarray(im, dtype=np.float32) / 255).permute(2, 0, 1)[None]
+        return model.network_input(x)
+
+    original = seen(image)
+    assert original.shape == (1, 1, 32, 32)
+    assert (seen(grey(image)) - original).abs().max() < 0.05  # 8-bit rounding of the grey copy
+    affine = Image.fromarray((np.asarray(image) * 0.6 + 40).astype(np.uint8))  # lower contrast, brighter
+    assert (seen(affine) - original).abs().max() < 0.1

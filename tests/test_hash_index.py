@@ -15,7 +15,7 @@ from aetools.index.folder import find_duplicates, index_folder, pairs_within, se
 from aetools.index.store import FileRecord, HashIndex, pack_codes
 from tests.conftest import photo, run, save_tiny, tiny_model
 
-PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "motorcycle_left")
+PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field")
 
 
 @pytest.fixture
@@ -218,3 +218,66 @@ def test_shipped_model_finds_turned_and_cropped_copies_first(tmp_path):
         (result,) = search_files(model, index, [tmp_path / "query.png"], k=2)
         assert Path(result.matches[0].path).name == "coffee.png", label
         assert result.matches[0].distance < result.matches[1].distance, label
+
+
+def test_python_api_gives_the_indexed_code(pictures, tiny_hash):
+    import aetools
+    from aetools.index.store import unpack_codes
+
+    model = load(tiny_hash)
+    index, _ = index_folder(model, pictures)
+    (i,) = [i for i, r in index.records.items() if r.path.endswith("coffee.jpg")]
+    code = aetools.hash_code(pictures / "coffee.jpg", model=model)
+    assert code.dtype == bool and code.shape == (32,)
+    assert np.array_equal(code, unpack_codes(index.code(i)[None])[0])
+    pil_code = aetools.hash_code(Image.open(pictures / "coffee.jpg"), model=model)  # decoded in full
+    assert pil_code.shape == (32,) and np.count_nonzero(pil_code != code) <= 4
+
+
+def test_eval_hash_prints_ours_beside_the_baselines(tmp_path, tiny_hash):
+    import io
+    import tarfile
+
+    pytest.importorskip("imagehash")
+    eval_root, photos, cifar = tmp_path / "eval", tmp_path / "photos", tmp_path / "cifar"
+    (eval_root / "kodak24").mkdir(parents=True)
+    photos.mkdir()
+    cifar.mkdir()
+    for i, name in enumerate(PHOTOS):
+        folder = eval_root / "kodak24" if i < 3 else photos
+        Image.fromarray(photo(96, name)).save(folder / f"{name}.png")
+    for split in ("test", "train"):
+        with tarfile.open(cifar / f"{split}.tar", "w") as tar:
+            for name in ("astronaut", "coffee"):
+                for j in range(3):
+                    buffer = io.BytesIO()
+                    Image.fromarray(photo(32 + 4 * j, name)).resize((32, 32)).save(buffer, "JPEG")
+                    info = tarfile.TarInfo(f"{name}/{j:04d}.jpg")
+                    info.size = len(buffer.getvalue())
+                    tar.addfile(info, io.BytesIO(buffer.getvalue()))
+    r = run(
+        "eval",
+        "hash",
+        "--eval",
+        eval_root,
+        "--photos",
+        photos,
+        "--cifar",
+        cifar,
+        "--model",
+        tiny_hash,
+        "--cifar-model",
+        tiny_hash,
+        "--part",
+        "near-dup",
+        "--part",
+        "semantic",
+        "--format",
+        "markdown",
+    )
+    assert r.exit_code == 0, r.output
+    assert "| pHash (imagehash) |" in r.stdout and "| dHash (imagehash) + 8 orientations |" in r.stdout
+    assert "| ours (32 bits) |" in r.stdout and "crop 25%" in r.stdout
+    for method in ("LSH, pixels", "ITQ, pixels", "ITQ, our latent"):
+        assert f"| {method} |" in r.stdout
+    assert "3 originals (Kodak24 + CBSD68) among 6 images" in r.stdout

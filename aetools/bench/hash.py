@@ -103,7 +103,8 @@ def near_duplicate_database(eval_root: Path, photos: Path, distractors: int = DI
     """-> (originals: list of (path, image), distractor paths) for the near-duplicate benchmark."""
     from aetools.data.datasets import list_images
 
-    originals = [p for name in NEAR_DUP_SETS for p in list_images([eval_root / name], recursive=False)]
+    folders = [eval_root / name for name in NEAR_DUP_SETS if (eval_root / name).is_dir()]
+    originals = list_images(folders, recursive=False) if folders else []
     pool = list_images([photos])
     chosen = sorted(np.random.default_rng(seed).choice(len(pool), size=min(distractors, len(pool)), replace=False))
     return originals, [pool[i] for i in chosen]
@@ -122,6 +123,7 @@ def recall_at_1(distances: np.ndarray, truth: np.ndarray) -> np.ndarray:
 class NearDupResult:
     recall: dict[str, dict[str, float]] = field(default_factory=dict)  # method -> edit -> Recall@1
     distances: dict[str, dict[str, float]] = field(default_factory=dict)  # method -> edit -> median d(query, original)
+    distinct: dict[str, float] = field(default_factory=dict)  # method -> 1st percentile of d between distinct photos
     database: int = 0
     queries: int = 0
 
@@ -140,6 +142,8 @@ def run_near_duplicate(
     result = NearDupResult(database=len(database_images), queries=len(base))
     for name, hasher in hashers.items():
         database = hasher(database_images)
+        between = hamming_matrix(database, database)
+        result.distinct[name] = float(np.percentile(between[np.triu_indices(len(database), 1)], 1))
         plain, turned = {}, {}
         median_d = {}
         for edit, images in queries.items():
@@ -272,11 +276,11 @@ def run_semantic(
     latent = latent_features(latent_model, images) if latent_model is not None else None
     full = {name: model_codes(m, images) for name, m in models.items()}
     pixel_pca = PCA.fit(pixels[db], max(bit_lengths))
-    latent_pca = PCA.fit(latent[db], max(bit_lengths)) if latent is not None else None
+    latent_pca = PCA.fit(latent[db], min(max(bit_lengths), latent.shape[1])) if latent is not None else None
     for bits in bit_lengths:
         score("LSH, pixels", bits, lsh_codes(pixels[db], pixels, bits))
         score("ITQ, pixels", bits, itq_codes(pixels[db], pixels, bits, pca=pixel_pca))
-        if latent is not None:
+        if latent is not None and latent.shape[1] >= bits:  # PCA cannot give more directions than dimensions
             score("ITQ, our latent", bits, itq_codes(latent[db], latent, bits, pca=latent_pca))
         for name, codes in full.items():
             if codes.shape[1] * 8 >= bits:

@@ -469,6 +469,8 @@ def eval_hash(
             + "; ".join(
                 f"{name}: " + ", ".join(f"{e} {d[e]:.0f}" for e in edits) for name, d in result.distances.items()
             )
+            + "\n1st percentile of the distance between two different database photos: "
+            + ", ".join(f"{name} {d:.0f}" for name, d in result.distinct.items())
             + "\n"
         )
         for suffix, key in (("", ours_name), ("_orientations", f"{ours_name} + 8 orientations")):

@@ -36,6 +36,7 @@ def train(
     degradation: str = typer.Option(None, help="superres: bicubic (the benchmark's) or real (blur, noise, JPEG)."),
     bits: int = typer.Option(None, help="hash: code length, 16, 32, 64 (default), 128 or 256."),
     size: int = typer.Option(None, help="hash: the side images are resized to before encoding (default 64)."),
+    rgb: bool = typer.Option(False, "--rgb", help="hash: encode colour, not standardised luminance."),
 ) -> None:
     """Train a task's model on your images; Ctrl-C writes a checkpoint, --resume continues it.
 
@@ -58,7 +59,11 @@ def train(
             model["widths"] = tuple(int(w) for w in widths.split(","))
         except ValueError:
             raise fail(f"--widths {widths!r}: expected comma-separated integers such as 32,64,128") from None
-    for flag, key, value in (("--bits", "bits", bits), ("--size", "size", size)):
+    for flag, key, value in (
+        ("--bits", "bits", bits),
+        ("--size", "size", size),
+        ("--rgb", "luma", False if rgb else None),
+    ):
         if value is None:
             continue
         if task != "hash":

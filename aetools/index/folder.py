@@ -56,10 +56,6 @@ class IndexReport:
     failures: list[tuple[str, str]] = field(default_factory=list)
     exact: list[list[str]] = field(default_factory=list)
 
-    @property
-    def total(self) -> int:
-        return self.added + self.changed + self.kept + self.moved
-
 
 def index_folder(
     model: torch.nn.Module,
@@ -99,7 +95,10 @@ def index_folder(
         i = by_path.get(str(path))
         if i is None:
             return False
-        stat = path.stat()
+        try:
+            stat = path.stat()
+        except OSError:  # gone since the listing: reading it will say why
+            return False
         return index.records[i].size == stat.st_size and index.records[i].mtime_ns == stat.st_mtime_ns
 
     # A file whose record matches needs no work. The others are read and hashed; bytes the index already
@@ -120,6 +119,8 @@ def index_folder(
     for loaded in encode_files(model, todo, known, on_file=lambda _: on_file and on_file()):
         if loaded.error:
             report.failures.append((str(loaded.path), loaded.error))
+            if str(loaded.path) in by_path:  # changed and now unreadable: its old code no longer describes it
+                drop.append(by_path[str(loaded.path)])
             continue
         record = FileRecord(str(loaded.path), loaded.size, loaded.mtime_ns, loaded.sha256)
         if record.path in by_path:

@@ -96,10 +96,9 @@ def code_lengths(bits: int) -> list[int]:
 
 def hash_loss_terms(output: HashOutput, photos: torch.Tensor) -> dict[str, torch.Tensor]:
     n = photos.shape[0]
-    target = F.interpolate(photos, size=output.recon.shape[-2:], mode="bilinear", antialias=True, align_corners=False)
     z = 2 * output.units - 1
     return {
-        "recon": F.mse_loss(output.recon[:n], target),
+        "recon": F.mse_loss(output.recon[:n], output.target[:n]),  # the photos, as the encoder saw them
         "contrast": torch.stack([nt_xent(z[:n, :p], z[n:, :p], TAU) for p in code_lengths(z.shape[1])]).mean(),
         "balance": bit_balance(z),
         "decorrelation": bit_decorrelation(z),
@@ -112,11 +111,10 @@ def hash_loss(output: HashOutput, photos: torch.Tensor) -> torch.Tensor:
 
 
 def hash_validation_pair(output: HashOutput, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-    """For the trainer's validation PSNR: the photo rebuilt from its binary code, and the photo."""
+    """For the trainer's validation PSNR: the photo rebuilt from its binary code, and the photo as the encoder
+    saw it (`HashNet.seen`)."""
     n = batch.target.shape[0]
-    recon = output.recon[:n].float().cpu()
-    target = F.interpolate(batch.target, size=recon.shape[-2:], mode="bilinear", antialias=True, align_corners=False)
-    return recon, target
+    return output.recon[:n].float().cpu(), output.target[:n].float().cpu()
 
 
 TASK = register_task(
