@@ -281,3 +281,18 @@ def test_eval_hash_prints_ours_beside_the_baselines(tmp_path, tiny_hash):
     for method in ("LSH, pixels", "ITQ, pixels", "ITQ, our latent"):
         assert f"| {method} |" in r.stdout
     assert "3 originals (Kodak24 + CBSD68) among 6 images" in r.stdout
+
+
+def test_flat_borders_are_trimmed_before_coding():
+    from aetools.data.augment import pad
+    from aetools.index.encode import trim_borders
+
+    image = Image.fromarray(photo(120))
+    for fill in ((0, 0, 0), (255, 255, 255), (30, 120, 200)):
+        padded = np.asarray(pad(image, 0.2, fill), dtype=np.float32) / 255
+        assert padded.shape == (144, 144, 3)
+        assert trim_borders(padded).shape == (120, 120, 3)
+    original = np.asarray(image, dtype=np.float32) / 255
+    assert trim_borders(original).shape == original.shape  # a photo's own edges stay
+    flat = np.zeros((50, 80, 3), dtype=np.float32)
+    assert trim_borders(flat).shape == (50 - 2 * 15, 80 - 2 * 24, 3)  # at most 30% from each side

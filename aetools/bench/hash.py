@@ -57,12 +57,22 @@ Hasher = Callable[[list[Image.Image]], np.ndarray]  # images -> packed codes (N,
 # ------------------------------------------------------------------------------------------- methods
 
 
-def imagehash_hasher(kind: str) -> Hasher:
-    """imagehash's pHash or dHash at 64 bits (hash_size 8)."""
+def imagehash_hasher(kind: str, trim: bool = False) -> Hasher:
+    """imagehash's pHash or dHash at 64 bits (hash_size 8); trim: flat borders removed first, as ours does
+    (`encode.trim_borders`), to tell what the trimming alone is worth."""
     import imagehash
 
+    from aetools.index.encode import trim_borders
+
     fn = {"phash": imagehash.phash, "dhash": imagehash.dhash}[kind]
-    return lambda images: pack_codes(np.stack([fn(im).hash.ravel() for im in images]))
+
+    def prepare(im: Image.Image) -> Image.Image:
+        if not trim:
+            return im
+        pixels = trim_borders(np.asarray(im, dtype=np.float32) / 255)
+        return Image.fromarray((pixels * 255 + 0.5).astype(np.uint8))
+
+    return lambda images: pack_codes(np.stack([fn(prepare(im)).hash.ravel() for im in images]))
 
 
 def model_hasher(model: torch.nn.Module, bits: int | None = None, batch: int = 256) -> Hasher:

@@ -441,6 +441,7 @@ def eval_hash(
         hashers = {
             "pHash (imagehash)": bench.imagehash_hasher("phash"),
             "dHash (imagehash)": bench.imagehash_hasher("dhash"),
+            "pHash, borders trimmed as ours": bench.imagehash_hasher("phash", trim=True),
             f"ours ({net.config.bits} bits)": bench.model_hasher(net),
         }
         with progress_bar("eval hash: near-duplicates", "", transient=True) as progress:

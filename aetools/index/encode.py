@@ -32,9 +32,38 @@ BATCH = 64
 DRAFT_FACTOR = 2  # decode at least this many times the network's side, then resize with antialiasing
 
 
+BORDER_RANGE = 12 / 255  # a row or column whose values span less than this is flat: border, not picture
+MAX_BORDER = 0.3  # fraction of a side that trimming may remove
+
+
+def trim_borders(pixels: np.ndarray) -> np.ndarray:
+    """Remove flat borders (letterboxing, frames, padding of one colour) from (H, W, C) float pixels in [0, 1]:
+    the outer rows and columns whose values span less than BORDER_RANGE and match the side's first row or
+    column, at most MAX_BORDER of each side. A padded copy is then coded as its original."""
+    h, w = pixels.shape[:2]
+
+    def flat_run(lines: np.ndarray, limit: int) -> int:
+        """How many leading lines (N, L, C) are flat and of the first line's colour."""
+        if limit <= 0:
+            return 0
+        lines = lines[:limit]
+        spread = (lines.max(axis=1) - lines.min(axis=1)).max(axis=1)  # per channel: a colour may be flat
+        first = lines[0].mean(axis=0)
+        same = np.abs(lines.mean(axis=1) - first).max(axis=1) < BORDER_RANGE
+        ok = (spread < BORDER_RANGE) & same
+        return int(np.argmin(ok)) if not ok.all() else len(ok)
+
+    top = flat_run(pixels, int(h * MAX_BORDER))
+    bottom = flat_run(pixels[::-1], int(h * MAX_BORDER))
+    left = flat_run(pixels.transpose(1, 0, 2), int(w * MAX_BORDER))
+    right = flat_run(pixels.transpose(1, 0, 2)[::-1], int(w * MAX_BORDER))
+    return pixels[top : h - bottom, left : w - right]
+
+
 def pixels_to_tensor(pixels: np.ndarray, size: int) -> torch.Tensor:
-    """(H, W, C) float in [0, 1], C = 1 or 3 -> (3, size, size), resized with antialiasing (the whole image,
-    squeezed to a square, as in training)."""
+    """(H, W, C) float in [0, 1], C = 1 or 3 -> (3, size, size): flat borders trimmed, resized with
+    antialiasing (the whole image, squeezed to a square, as in training)."""
+    pixels = trim_borders(pixels)
     x = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32)).permute(2, 0, 1)[None]
     if x.shape[1] == 1:
         x = x.expand(-1, 3, -1, -1)
