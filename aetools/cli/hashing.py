@@ -120,8 +120,12 @@ def hash_search(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per query per line, on stdout.")] = False,
     orientations: Annotated[
         bool,
-        typer.Option("--orientations/--no-orientations", help="Also match turned (90/180/270) and mirrored copies."),
-    ] = True,
+        typer.Option(
+            "--orientations/--no-orientations",
+            help="Also try the query turned by 90/180/270 degrees and mirrored: finds turned copies, at the cost"
+            " of more wrong matches for other edits (see the README's benchmark).",
+        ),
+    ] = False,
     model: ModelOpt = None,
     device: DeviceOpt = "auto",
 ) -> None:
@@ -161,7 +165,7 @@ def dedup(
     folder: Annotated[Path, typer.Argument(help="Folder of images (its index is built or updated first).")],
     radius: Annotated[
         int, typer.Option("--radius", min=0, help="Most bits two codes may differ in to count as copies.")
-    ] = 6,
+    ] = 3,
     recursive: RecursiveFlag = None,
     index: IndexOpt = None,
     html: Annotated[Path | None, typer.Option("--html", help="Write a page of the groups with thumbnails.")] = None,

@@ -191,7 +191,7 @@ def search_codes(index: HashIndex, codes: np.ndarray, k: int) -> list[list[Match
 
 
 def search_files(
-    model: torch.nn.Module, index: HashIndex, paths: list[Path], k: int, orientations: bool = True
+    model: torch.nn.Module, index: HashIndex, paths: list[Path], k: int, orientations: bool = False
 ) -> list[Query]:
     """Encode each query file (which need not be indexed) and find its k nearest indexed images."""
     from aetools.index.encode import codes_of, load_for_code
