@@ -7,13 +7,15 @@ A JPEG is decoded at 1/2, 1/4 or 1/8 scale straight from its DCT coefficients (P
 12-megapixel photo costs about what a 0.2-megapixel one does. Decoding runs in a thread pool (Pillow and
 hashlib release the GIL) while the network runs on the batch before.
 
-Orientation: the code of a photo turned by 90 degrees or mirrored is not the code of the photo. A query can
-be encoded in its 8 orientations (`orientations=True`), and search keeps each indexed image's nearest.
+Flat borders (letterboxing, frames, one-colour padding) are trimmed before the resize, so a padded copy is
+coded as its original.
+
+Orientation: the code of a photo turned by 90 degrees is not the code of the photo. A query can be encoded
+in its 8 orientations (`orientations=True`), and search keeps each indexed image's nearest.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -27,6 +29,7 @@ import torch.nn.functional as F
 
 from aetools.data.io import ImageError, load_image
 from aetools.index.store import pack_codes
+from aetools.weights import sha256_file
 
 BATCH = 64
 DRAFT_FACTOR = 2  # decode at least this many times the network's side, then resize with antialiasing
@@ -91,17 +94,16 @@ class Loaded:
     error: str | None = None
 
 
-def file_identity(path: Path) -> tuple[int, int, str, bytes]:
-    """-> (size, mtime_ns, sha256, bytes)."""
+def file_identity(path: Path) -> tuple[int, int, str]:
+    """-> (size, mtime_ns, sha256 of the bytes)."""
     stat = path.stat()
-    data = path.read_bytes()
-    return stat.st_size, stat.st_mtime_ns, hashlib.sha256(data).hexdigest(), data
+    return stat.st_size, stat.st_mtime_ns, sha256_file(path)
 
 
 def load_for_code(path: Path, size: int, known: Callable[[str], np.ndarray | None] = lambda sha: None) -> Loaded:
     """Read one file: its identity, then its known code (`known(sha256)`) or else its pixels. Never raises."""
     try:
-        n, mtime, digest, _ = file_identity(path)
+        n, mtime, digest = file_identity(path)
     except OSError as e:
         return Loaded(path, 0, 0, "", error=f"cannot read ({e.strerror or e})")
     code = known(digest)
