@@ -144,9 +144,7 @@ def test_exact_copies_are_reported_and_dedup_writes_json_and_html(pictures, tiny
     assert page.count("data:image/jpeg;base64,") >= 2 and "<img" in page and 'src="http' not in page
 
 
-def test_multi_hash_table_finds_exactly_the_pairs_a_full_scan_finds(monkeypatch):
-    from aetools.index import folder
-
+def test_multi_hash_table_finds_exactly_the_pairs_a_full_scan_finds():
     rng = np.random.default_rng(0)
     codes = rng.integers(0, 256, (600, 8), dtype=np.uint8)
     codes[300:] = codes[:300]
@@ -154,9 +152,8 @@ def test_multi_hash_table_finds_exactly_the_pairs_a_full_scan_finds(monkeypatch)
     for row, k in zip(bits, rng.integers(0, 8, 300)):  # copies 0-7 bits away
         row[rng.choice(64, size=k, replace=False)] ^= 1
     codes[300:] = np.packbits(bits, axis=1)
-    scan = set(zip(*map(np.ndarray.tolist, pairs_within(codes, 64, 5))))
-    monkeypatch.setattr(folder, "MULTIHASH_ABOVE", 0)
-    table = set(zip(*map(np.ndarray.tolist, pairs_within(codes, 64, 5))))
+    scan = set(zip(*map(np.ndarray.tolist, pairs_within(codes, 64, 5, "scan"))))
+    table = set(zip(*map(np.ndarray.tolist, pairs_within(codes, 64, 5, "multihash"))))
     assert scan == table and len(scan) >= 150
     assert all(i < j for i, j in scan)
 

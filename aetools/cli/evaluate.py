@@ -489,7 +489,7 @@ def eval_hash(
                 models[f"ours ({name})"] = load_model(name, "hash")
         except WeightsError as e:
             raise fail(str(e)) from None
-        models[f"ours ({getattr(net, 'weights_path', model)}, photos)".replace(str(Path.cwd()) + "/", "")] = net
+        models[f"ours ({model or 'hash'}: the near-duplicate model, grey, trained on photos)"] = net
         latent_model = next(iter(models.values()))
         console.print("eval hash: reading CIFAR-10 ...")
         images, labels, is_query = bench.read_cifar(cifar)
@@ -531,11 +531,11 @@ def eval_hash(
         )
         latency = bench.query_latency()
         rows = [[f"one query, 100,000 codes, {k}", f"{v * 1e3:.3f} ms"] for k, v in latency.items()]
-        for n in (10_000, 30_000, 100_000):
-            r = bench.radius_search_seconds(n, 6)
+        for radius, n in ((3, 10_000), (3, 100_000), (3, 300_000), (6, 10_000), (6, 100_000), (6, 300_000)):
+            r = bench.radius_search_seconds(n, radius)
             rows.append(
                 [
-                    f"dedup all pairs within 6 bits, {n:,} codes: full scan / multi-hash",
+                    f"dedup all pairs within {radius} bits, {n:,} codes: full scan / multi-hash",
                     f"{r['full scan']:.2f} s / {r['multi-hash']:.2f} s",
                 ]
             )

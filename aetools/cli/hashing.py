@@ -190,8 +190,9 @@ def dedup(
         for n, group in enumerate(groups, 1):
             out.print(f"[bold]group {n}[/] ({len(group)} images)")
             for m in group:
-                tag = "first" if m is group[0] else ("exact copy" if m.exact else f"{m.distance} bits")
-                out.print(f"  {tag:>10}  {m.path}", soft_wrap=True, markup=False)
+                tag = "first" if m is group[0] else f"{m.distance} bits"
+                exact = "  (exact copy)" if m.exact else ""
+                out.print(f"  {tag:>8}  {m.path}{exact}", soft_wrap=True, markup=False)
     if json_path is not None:
         text = duplicates_json(groups)
         if str(json_path) == "-":

@@ -47,7 +47,8 @@ def trim_borders(pixels: np.ndarray) -> np.ndarray:
 
     def flat_run(lines: np.ndarray, limit: int) -> int:
         """How many leading lines (N, L, C) are flat and of the first line's colour."""
-        if limit <= 0:
+        first_spread = (lines[0].max(axis=0) - lines[0].min(axis=0)).max() if limit > 0 else BORDER_RANGE
+        if first_spread >= BORDER_RANGE:  # most photos: not even the outermost line is flat
             return 0
         lines = lines[:limit]
         spread = (lines.max(axis=1) - lines.min(axis=1)).max(axis=1)  # per channel: a colour may be flat

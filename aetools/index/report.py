@@ -18,7 +18,8 @@ THUMBNAIL = 160  # pixels, long side
 
 
 def duplicates_json(groups: list[list[Member]]) -> str:
-    """A list of groups; a group is a list of {"path", "distance" (bits, to the group's first), "exact"}."""
+    """A list of groups; a group is a list of {"path", "distance" (bits, to the group's first), "exact" (its
+    bytes are another member's)}."""
     return json.dumps(
         [[{"path": m.path, "distance": m.distance, "exact": m.exact} for m in group] for group in groups], indent=1
     )
@@ -50,7 +51,7 @@ figcaption {{ font-size: 12px; word-break: break-all; }}
 </style></head><body>
 <h1>{n} groups of near-duplicates</h1>
 <p>{copies} copies among {members} images in groups; codes at most {radius} bits apart. Distances are to each
-group's first image; "exact" means identical bytes.</p>
+group's first image; "exact copy" marks files whose bytes another file in the group has.</p>
 {sections}
 </body></html>
 """
@@ -63,7 +64,7 @@ def duplicates_html(groups: list[list[Member]], radius: int) -> str:
         for m in group:
             uri = thumbnail_uri(m.path)
             img = f'<img src="{uri}" alt="">' if uri else "<p>(unreadable)</p>"
-            label = "first" if m is group[0] else ("exact copy" if m.exact else f"{m.distance} bits")
+            label = ("first" if m is group[0] else f"{m.distance} bits") + (", exact copy" if m.exact else "")
             caption = f'<span class="d">{label}</span><br>{html.escape(m.path)}'
             figures.append(f"<figure>{img}<figcaption>{caption}</figcaption></figure>")
         sections.append(f"<section><h2>group {n} ({len(group)} images)</h2>{''.join(figures)}</section>")
