@@ -13,8 +13,9 @@ def test_every_registered_model_builds_and_keeps_size(arch):
         inputs, expected = (torch.rand(1, 1, 37, 53),), (1, model.config.bins, 19, 27)
     elif arch == "inpaint-unet":  # image + hole mask in
         inputs, expected = (torch.rand(1, 3, 37, 53), torch.rand(1, 1, 37, 53) > 0.7), (1, 3, 37, 53)
-    elif arch == "hash-unet":  # any image in; its code and a size x size reconstruction out
-        inputs, expected = (torch.rand(1, 3, 37, 53),), (1, 3, model.config.size, model.config.size)
+    elif arch == "hash-unet":  # any image in; its code and a size x size reconstruction of what it saw out
+        channels = 1 if model.config.luma else 3
+        inputs, expected = (torch.rand(1, 3, 37, 53),), (1, channels, model.config.size, model.config.size)
     else:
         scale = model.config.scales[0] if hasattr(model.config, "scales") else 1  # superres: default scale
         inputs, expected = (torch.rand(1, 3, 37, 53),), (1, 3, 37 * scale, 53 * scale)
