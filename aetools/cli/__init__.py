@@ -11,7 +11,7 @@ from aetools import __version__
 
 app = typer.Typer(
     name="aetools",
-    help="Autoencoders that do jobs on images: denoise (more tasks to come).",
+    help="Autoencoders that do jobs on images: denoise, upscale, colorize, inpaint; search photos by binary code.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

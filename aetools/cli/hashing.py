@@ -130,14 +130,13 @@ def hash_search(
     device: DeviceOpt = "auto",
 ) -> None:
     """Find the indexed images nearest each query, with their Hamming distances (bits that differ)."""
-    from aetools.index.folder import search_files
+    from aetools.index.folder import model_identity, search_files
     from aetools.index.store import HashIndex, HashIndexError
-    from aetools.weights import sha256_file
 
     where = index or _find_index(queries)
     net = _load_hash_model(model, device)
     try:
-        loaded = HashIndex.load(where, sha256_file(net.weights_path))
+        loaded = HashIndex.load(where, model_identity(net))
     except HashIndexError as e:
         raise fail(str(e)) from None
     results = search_files(net, loaded, queries, k, orientations)
