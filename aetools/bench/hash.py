@@ -50,6 +50,7 @@ NEAR_DUP_SETS = ("kodak24", "cbsd68")
 QUERIES_PER_CLASS = 100
 MAP_AT = 1000
 ITQ_ITERATIONS = 50
+CLOSE_RADII = (2, 3, 4, 6)  # dedup radii: how many pairs of different database photos fall within each
 
 Hasher = Callable[[list[Image.Image]], np.ndarray]  # images -> packed codes (N, bytes)
 
@@ -134,6 +135,7 @@ class NearDupResult:
     recall: dict[str, dict[str, float]] = field(default_factory=dict)  # method -> edit -> Recall@1
     distances: dict[str, dict[str, float]] = field(default_factory=dict)  # method -> edit -> median d(query, original)
     distinct: dict[str, float] = field(default_factory=dict)  # method -> 1st percentile of d between distinct photos
+    close_pairs: dict[str, dict[int, int]] = field(default_factory=dict)  # method -> r -> distinct pairs within r
     database: int = 0
     queries: int = 0
 
@@ -152,8 +154,9 @@ def run_near_duplicate(
     result = NearDupResult(database=len(database_images), queries=len(base))
     for name, hasher in hashers.items():
         database = hasher(database_images)
-        between = hamming_matrix(database, database)
-        result.distinct[name] = float(np.percentile(between[np.triu_indices(len(database), 1)], 1))
+        between = hamming_matrix(database, database)[np.triu_indices(len(database), 1)]
+        result.distinct[name] = float(np.percentile(between, 1))
+        result.close_pairs[name] = {r: int((between <= r).sum()) for r in CLOSE_RADII}
         plain, turned = {}, {}
         median_d = {}
         for edit, images in queries.items():

@@ -472,6 +472,11 @@ def eval_hash(
             )
             + "\n1st percentile of the distance between two different database photos: "
             + ", ".join(f"{name} {d:.0f}" for name, d in result.distinct.items())
+            + f"\npairs of different database photos (of {result.database * (result.database - 1) // 2:,}) within"
+            + " 2 / 3 / 4 / 6 bits: "
+            + "; ".join(
+                f"{name} " + " / ".join(str(v) for v in pairs.values()) for name, pairs in result.close_pairs.items()
+            )
             + "\n"
         )
         for suffix, key in (("", ours_name), ("_orientations", f"{ours_name} + 8 orientations")):
