@@ -221,15 +221,11 @@ def hash_code(image: Any, model: Any = None, device: Any = None) -> np.ndarray:
     """The binary code of a PIL image, numpy array or file path: (bits,) bool, bit i = the model's unit i.
     Near-duplicates have codes a few bits apart (`np.count_nonzero(a != b)`). A path is read as
     `hash-index` reads it (JPEG draft decoding), so its code is the one an index holds."""
-    from aetools.data.io import ImageError
-    from aetools.index.encode import codes_of, load_for_code, pixels_to_tensor
+    from aetools.index.encode import codes_of, pixels_to_tensor, tensor_for_code
 
     net = get_model(model, "hash", device)
     if isinstance(image, (str, Path)):
-        loaded = load_for_code(Path(image), net.config.size)
-        if loaded.error:
-            raise ImageError(image, loaded.error)
-        tensor = loaded.tensor
+        tensor = tensor_for_code(Path(image), net.config.size)
     else:
         data, _ = _to_image_data(image)
         tensor = pixels_to_tensor(data.pixels, net.config.size)

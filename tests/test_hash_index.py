@@ -103,9 +103,9 @@ def test_update_adds_reencodes_and_drops(pictures, tiny_hash):
 
 
 def _tensor(path: Path, model):
-    from aetools.index.encode import load_for_code
+    from aetools.index.encode import tensor_for_code
 
-    return load_for_code(path, model.config.size).tensor[None]
+    return tensor_for_code(path, model.config.size)[None]
 
 
 def test_an_index_from_another_model_is_refused(pictures, tiny_hash, tmp_path):

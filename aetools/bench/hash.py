@@ -76,16 +76,15 @@ def imagehash_hasher(kind: str, trim: bool = False) -> Hasher:
     return lambda images: pack_codes(np.stack([fn(prepare(im)).hash.ravel() for im in images]))
 
 
-def model_hasher(model: torch.nn.Module, bits: int | None = None, batch: int = 256) -> Hasher:
-    """Ours: the network's codes, or their first `bits` bits (nested codes)."""
+def model_hasher(model: torch.nn.Module, batch: int = 256) -> Hasher:
+    """Ours: the network's codes."""
 
     def encode(images: list[Image.Image]) -> np.ndarray:
         packed = [
             codes_of(model, torch.stack([pil_to_tensor(im, model.config.size) for im in images[i : i + batch]]))
             for i in range(0, len(images), batch)
         ]
-        codes = np.concatenate(packed)
-        return codes if bits is None else codes[:, : bits // 8]
+        return np.concatenate(packed)
 
     return encode
 
@@ -160,13 +159,12 @@ def run_near_duplicate(
         plain, turned = {}, {}
         median_d = {}
         for edit, images in queries.items():
-            codes = hasher(images)
-            d = hamming_matrix(codes, database)
+            views = hasher([v for im in images for v in orientations_of(im)])  # (Q * 8, bytes), as-is first
+            d_views = hamming_matrix(views, database).reshape(len(images), 8, -1)
+            d = d_views[:, 0]
             plain[edit] = float(recall_at_1(d, truth).mean())
             median_d[edit] = float(np.median(d[truth, truth]))
-            views = hasher([v for im in images for v in orientations_of(im)])  # (Q * 8, bytes)
-            d8 = hamming_matrix(views, database).reshape(len(images), 8, -1).min(axis=1)
-            turned[edit] = float(recall_at_1(d8, truth).mean())
+            turned[edit] = float(recall_at_1(d_views.min(axis=1), truth).mean())
         result.recall[name] = plain
         result.recall[f"{name} + 8 orientations"] = turned
         result.distances[name] = median_d

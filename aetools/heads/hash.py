@@ -117,21 +117,25 @@ class HashNet(nn.Module):
         std = y.std(dim=(2, 3), keepdim=True)
         return (y - mean) / (std + 0.01)  # + 0.01: a flat image stays flat instead of amplifying its noise
 
-    def seen(self, image: torch.Tensor) -> torch.Tensor:
-        """What the decoder must rebuild, on a [0, 1] scale: the RGB image, or the standardised luma mapped
-        to 0.5 +- 0.2 per standard deviation."""
-        x = self.network_input(image)
+    def seen(self, x: torch.Tensor) -> torch.Tensor:
+        """The network's input x (`network_input`) on a [0, 1] scale, what the decoder must rebuild: the RGB
+        image, or the standardised luma mapped to 0.5 +- 0.2 per standard deviation."""
         return x + 0.5 if not self.config.luma else 0.5 + 0.2 * x
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The network's input x -> (pooled encoder features (B, widths[-1]), logits (B, bits))."""
+        bottleneck, _ = self.backbone.encode(x)
+        pooled = bottleneck.mean(dim=(2, 3))
+        return pooled, self.to_code(pooled)
 
     def features(self, image: torch.Tensor) -> torch.Tensor:
         """image (B, 3, H, W) in [0, 1] -> the pooled encoder features (B, widths[-1]), the continuous latent
         the code is computed from."""
-        bottleneck, _ = self.backbone.encode(self.network_input(image))
-        return bottleneck.mean(dim=(2, 3))
+        return self.encode(self.network_input(image))[0]
 
     def code_logits(self, image: torch.Tensor) -> torch.Tensor:
         """image (B, 3, H, W) in [0, 1] -> logits (B, bits); a bit is set where its logit is > 0."""
-        return self.to_code(self.features(image))
+        return self.encode(self.network_input(image))[1]
 
     def decode(self, units: torch.Tensor) -> torch.Tensor:
         """code units (B, bits) in [0, 1] -> (B, C, size, size) on `seen`'s scale, through no skip connection."""
@@ -143,7 +147,8 @@ class HashNet(nn.Module):
     def forward(self, image: torch.Tensor, noise: float | None = None) -> HashOutput:
         """noise: the training noise's standard deviation for this call; default: the schedule's, and the
         call counts as a training step."""
-        logits = self.code_logits(image)
+        x = self.network_input(image)
+        _, logits = self.encode(x)
         if not self.training:
             units = (logits > 0).to(logits.dtype)
         else:
@@ -151,7 +156,7 @@ class HashNet(nn.Module):
                 noise = self.noise_std()
                 self.trained_steps += 1
             units = torch.sigmoid(logits + noise * torch.randn_like(logits))
-        return HashOutput(self.decode(units), self.seen(image), logits, units)
+        return HashOutput(self.decode(units), self.seen(x), logits, units)
 
     @torch.no_grad()
     def codes(self, image: torch.Tensor) -> torch.Tensor:

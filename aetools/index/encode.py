@@ -101,6 +101,11 @@ def file_identity(path: Path) -> tuple[int, int, str]:
     return stat.st_size, stat.st_mtime_ns, sha256_file(path)
 
 
+def tensor_for_code(path: Path, size: int) -> torch.Tensor:
+    """One file as the network takes it, (3, size, size), JPEGs draft-decoded; raises ImageError."""
+    return pixels_to_tensor(load_image(path, draft=DRAFT_FACTOR * size).pixels, size)
+
+
 def load_for_code(path: Path, size: int, known: Callable[[str], np.ndarray | None] = lambda sha: None) -> Loaded:
     """Read one file: its identity, then its known code (`known(sha256)`) or else its pixels. Never raises."""
     try:
@@ -111,10 +116,9 @@ def load_for_code(path: Path, size: int, known: Callable[[str], np.ndarray | Non
     if code is not None:
         return Loaded(path, n, mtime, digest, code=code)
     try:
-        image = load_image(path, draft=DRAFT_FACTOR * size)
+        return Loaded(path, n, mtime, digest, tensor_for_code(path, size))
     except ImageError as e:
         return Loaded(path, n, mtime, digest, error=e.reason)
-    return Loaded(path, n, mtime, digest, pixels_to_tensor(image.pixels, size))
 
 
 def dihedral(x: torch.Tensor) -> torch.Tensor:

@@ -176,18 +176,13 @@ def search_codes(index: HashIndex, codes: np.ndarray, k: int) -> list[list[Match
     indexed images per query, nearest first. With orientations, an image's distance is its smallest to any
     orientation of the query."""
     q = codes.shape[0]
-    flat = codes.reshape(-1, codes.shape[-1])
-    distances, ids = index.search(flat, k)
-    per_query = flat.shape[0] // q
+    distances, ids = index.search(codes.reshape(-1, codes.shape[-1]), k)
     results = []
-    for row in range(q):
-        best: dict[int, int] = {}
-        for d, i in zip(
-            distances[row * per_query : (row + 1) * per_query].ravel(),
-            ids[row * per_query : (row + 1) * per_query].ravel(),
-        ):
-            if i >= 0 and d < best.get(int(i), 1 << 30):
-                best[int(i)] = int(d)
+    for row_d, row_i in zip(distances.reshape(q, -1).tolist(), ids.reshape(q, -1).tolist()):
+        best: dict[int, int] = {}  # each image's nearest distance over the query's orientations
+        for d, i in zip(row_d, row_i):
+            if i >= 0 and d < best.get(i, 1 << 30):
+                best[i] = d
         nearest = sorted(best.items(), key=lambda item: (item[1], index.records[item[0]].path))[:k]
         results.append([Match(index.records[i].path, d) for i, d in nearest])
     return results
@@ -197,16 +192,18 @@ def search_files(
     model: torch.nn.Module, index: HashIndex, paths: list[Path], k: int, orientations: bool = False
 ) -> list[Query]:
     """Encode each query file (which need not be indexed) and find its k nearest indexed images."""
-    from aetools.index.encode import codes_of, load_for_code
+    from aetools.data.io import ImageError
+    from aetools.index.encode import codes_of, tensor_for_code
 
-    queries = [Query(str(p)) for p in paths]
-    loaded = [load_for_code(Path(p), model.config.size) for p in paths]
-    for query, item in zip(queries, loaded):
-        query.error = item.error
-    good = [i for i, item in enumerate(loaded) if item.tensor is not None]
-    if good:
-        codes = codes_of(model, torch.stack([loaded[i].tensor for i in good]), orientations)
-        for i, matches in zip(good, search_codes(index, codes, k)):
+    queries, tensors = [Query(str(p)) for p in paths], {}
+    for i, path in enumerate(paths):
+        try:
+            tensors[i] = tensor_for_code(Path(path), model.config.size)
+        except ImageError as e:
+            queries[i].error = e.reason
+    if tensors:
+        codes = codes_of(model, torch.stack(list(tensors.values())), orientations)
+        for i, matches in zip(tensors, search_codes(index, codes, k)):
             queries[i].matches = matches
     return queries
 

@@ -8,7 +8,6 @@ import html
 import io
 import json
 
-import numpy as np
 from PIL import Image
 
 from aetools.data.io import ImageError, load_image, to_uint8
@@ -68,7 +67,7 @@ def duplicates_html(groups: list[list[Member]], radius: int) -> str:
             caption = f'<span class="d">{label}</span><br>{html.escape(m.path)}'
             figures.append(f"<figure>{img}<figcaption>{caption}</figcaption></figure>")
         sections.append(f"<section><h2>group {n} ({len(group)} images)</h2>{''.join(figures)}</section>")
-    members = int(np.sum([len(g) for g in groups])) if groups else 0
+    members = sum(len(g) for g in groups)
     return _PAGE.format(
         n=len(groups),
         copies=members - len(groups),
