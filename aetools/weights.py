@@ -185,9 +185,13 @@ def resolve_weights(name_or_path: str | Path | None, task: str) -> tuple[Path, s
     raise WeightsError(f"{text}: no such weights file or shipped model (shipped: {known})")
 
 
-def load_model(name_or_path: str | Path | None, task: str, device: torch.device | str = "cpu") -> nn.Module:
-    """Load shipped weights by name (sha256 checked) or any aetools `.safetensors` by path."""
-    path, expected_sha = resolve_weights(name_or_path, task)
+def load_model(
+    name_or_path: str | Path | None, task: str | tuple[str, ...], device: torch.device | str = "cpu"
+) -> nn.Module:
+    """Load shipped weights by name (sha256 checked) or any aetools `.safetensors` by path. task: the task the
+    weights must be for, or a tuple of acceptable tasks (then a name or path is required)."""
+    tasks = (task,) if isinstance(task, str) else task
+    path, expected_sha = resolve_weights(name_or_path, tasks[0])
     if expected_sha is not None:
         if not path.exists():
             raise WeightsError(f"{path}: shipped weights file is missing")
@@ -198,8 +202,9 @@ def load_model(name_or_path: str | Path | None, task: str, device: torch.device 
                 "file altered or corrupt"
             )
     tensors, header = read_weights(path)
-    if header["task"] != task:
-        raise WeightsError(f"{path}: weights are for task {header['task']!r}, not {task!r}")
+    if header["task"] not in tasks:
+        wanted = " or ".join(repr(t) for t in tasks)
+        raise WeightsError(f"{path}: weights are for task {header['task']!r}, not {wanted}")
     model = model_from_weights(tensors, header, str(path))
     model.weights_path = path  # where it came from, e.g. for `eval --record`
     return model.to(device)

@@ -11,7 +11,8 @@ from aetools import __version__
 
 app = typer.Typer(
     name="aetools",
-    help="Autoencoders that do jobs on images: denoise, upscale, colorize, inpaint; search photos by binary code.",
+    help="Autoencoders that do jobs on images: denoise, upscale, colorize, inpaint; search photos by binary code; "
+    "generate, interpolate and study images with (variational, VQ) autoencoders.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -32,7 +33,7 @@ def _root(
     """Autoencoders that do jobs on images."""
 
 
-from aetools.cli import evaluate, hashing, images, models, training  # noqa: E402,F401  (registers the commands)
+from aetools.cli import evaluate, generative, hashing, images, models, training  # noqa: E402,F401  (registers the commands)
 
 
 def main() -> None:

@@ -13,8 +13,12 @@ from aetools.cli.console import console, fail, progress_bar
 @app.command(no_args_is_help=True, context_settings={"allow_extra_args": True, "ignore_unknown_options": False})
 def train(
     ctx: typer.Context,
-    task: str = typer.Argument(..., help="Task to train: colorize, denoise, hash, inpaint, superres."),
-    data: list[Path] = typer.Option(..., "--data", "-d", help="Image folder(s) or files (recursive)."),
+    task: str = typer.Argument(
+        ..., help="Task to train: colorize, denoise, hash, inpaint, superres; ae, vae, hvae, vqvae, classifier."
+    ),
+    data: list[Path] = typer.Option(
+        ..., "--data", "-d", help="Image folder(s) or files (recursive), or fashion-mnist (the idx files)."
+    ),
     out: Path = typer.Option(
         None, "--out", "-o", help="Where to write the trained .safetensors (default: ./TASK.safetensors)."
     ),
@@ -35,8 +39,26 @@ def train(
     scale: list[int] = typer.Option(None, "--scale", help="superres: scale(s) to train (default: 2 3 4)."),
     degradation: str = typer.Option(None, help="superres: bicubic (the benchmark's) or real (blur, noise, JPEG)."),
     bits: int = typer.Option(None, help="hash: code length, 16, 32, 64 (default), 128 or 256."),
-    size: int = typer.Option(None, help="hash: the side images are resized to before encoding (default 64)."),
+    size: int = typer.Option(
+        None, help="hash: the side images are resized to (default 64); ae, vae, hvae, vqvae: the image side."
+    ),
     rgb: bool = typer.Option(False, "--rgb", help="hash: encode colour, not standardised luminance."),
+    fashion_dir: Path = typer.Option(
+        None, "--fashion-dir", help="Folder of Fashion-MNIST's 4 idx files (default ../shared/data/fashion_mnist)."
+    ),
+    grey: bool = typer.Option(False, "--grey", help="ae, vae, hvae, vqvae on image folders: train on grey images."),
+    latent: int = typer.Option(None, help="ae, vae, hvae: the code's dimension."),
+    beta: float = typer.Option(None, help="vae, hvae: the KL weight (beta-VAE); vqvae: the commitment weight."),
+    codes: int = typer.Option(None, help="vqvae: codebook size."),
+    reg: str = typer.Option(None, help="ae: none, sparse, contractive or denoising."),
+    lam: float = typer.Option(None, help="ae: the sparse or contractive penalty's weight."),
+    linear: bool = typer.Option(False, "--linear", help="ae: linear encoder and decoder (learns PCA's subspace)."),
+    corruption: str = typer.Option(None, help="ae --reg denoising: gaussian or masking."),
+    level: float = typer.Option(None, help="ae --reg denoising: noise std or masking rate."),
+    jacobian: str = typer.Option(None, help="ae --reg contractive: exact or hutchinson."),
+    likelihood: str = typer.Option(None, help="vae, hvae: bernoulli or gaussian decoder."),
+    kl_warmup: int = typer.Option(None, "--kl-warmup", help="vae, hvae: steps over which the KL weight rises to beta."),
+    capacity: float = typer.Option(None, help="vae, hvae: KL capacity target in nats (Burgess et al.)."),
 ) -> None:
     """Train a task's model on your images; Ctrl-C writes a checkpoint, --resume continues it.
 
@@ -59,16 +81,35 @@ def train(
             model["widths"] = tuple(int(w) for w in widths.split(","))
         except ValueError:
             raise fail(f"--widths {widths!r}: expected comma-separated integers such as 32,64,128") from None
-    for flag, key, value in (
-        ("--bits", "bits", bits),
-        ("--size", "size", size),
-        ("--rgb", "luma", False if rgb else None),
+    generative = {"ae", "vae", "hvae", "vqvae"}
+    for flag, key, value, tasks in (
+        ("--bits", "bits", bits, {"hash"}),
+        ("--size", "size", size, {"hash"} | generative),
+        ("--rgb", "luma", False if rgb else None, {"hash"}),
+        ("--grey", "channels", 1 if grey else None, generative),
+        ("--latent", "latent", latent, {"ae", "vae", "hvae"}),
+        ("--beta", "beta", beta, {"vae", "hvae", "vqvae"}),
+        ("--codes", "codes", codes, {"vqvae"}),
+        ("--reg", "reg", reg, {"ae"}),
+        ("--lam", "lam", lam, {"ae"}),
+        ("--linear", "linear", True if linear else None, {"ae"}),
+        ("--corruption", "corruption", corruption, {"ae"}),
+        ("--level", "level", level, {"ae"}),
+        ("--jacobian", "jacobian", jacobian, {"ae"}),
+        ("--likelihood", "likelihood", likelihood, {"vae", "hvae"}),
+        ("--kl-warmup", "kl_warmup", kl_warmup, {"vae", "hvae"}),
+        ("--capacity", "capacity", capacity, {"vae", "hvae"}),
     ):
         if value is None:
             continue
-        if task != "hash":
+        if task not in tasks:
             raise fail(f"{flag} does not apply to task {task!r}")
         model[key] = value
+    fashion = [str(p) for p in data] == ["fashion-mnist"]
+    if task in generative and not fashion and "channels" not in model:
+        model["channels"] = 3  # image folders: colour unless --grey
+    if fashion_dir and not fashion:
+        raise fail("--fashion-dir applies to --data fashion-mnist only")
     if bits is not None and bits not in (16, 32, 64, 128, 256):
         raise fail(f"--bits {bits}: choose from 16, 32, 64, 128, 256")
     options: dict = {}
@@ -97,6 +138,7 @@ def train(
         crop=crop,
         lr=lr,
         val_data=[str(p) for p in val] if val else None,
+        fashion_dir=str(fashion_dir) if fashion_dir else None,
         val_every=val_every,
         checkpoint_every=checkpoint_every,
         resume=resume,
@@ -107,6 +149,7 @@ def train(
         workers=workers,
     )
     quiet = int(os.environ.get("RANK", "0")) != 0
+    score, unit = get_task(task).score_name, get_task(task).score_unit
     progress = progress_bar(
         f"train {task}",
         "loss {task.fields[loss]:.4f}  {task.fields[speed]:.1f} img/s  val {task.fields[val]}",
@@ -116,7 +159,7 @@ def train(
 
     def on_progress(p) -> None:
         nonlocal bar
-        val_text = "-" if p.val_psnr is None else f"{p.val_psnr:.2f} dB"
+        val_text = "-" if p.val_psnr is None else f"{p.val_psnr:.2f}{unit}"
         if bar is None:
             bar = progress.add_task(
                 "train", total=p.total, completed=p.step, loss=float("nan"), speed=0.0, val=val_text
@@ -131,7 +174,7 @@ def train(
                 f"step {p.step}/{p.total}: loss {p.loss:.4f}, {p.images_per_s:.1f} img/s, lr {p.lr:.2e}"
             )
         if p.event == "val" and not quiet:
-            progress.console.log(f"step {p.step}: validation PSNR {val_text}, loss {p.loss:.4f}, lr {p.lr:.2e}")
+            progress.console.log(f"step {p.step}: validation {score} {val_text}, loss {p.loss:.4f}, lr {p.lr:.2e}")
 
     try:
         with progress:
@@ -143,5 +186,5 @@ def train(
     if result.interrupted:
         console.print(f"interrupted at step {result.steps}; checkpoint {result.checkpoint}; continue with --resume")
         raise typer.Exit(130)
-    val_text = "" if result.val_psnr is None else f", validation PSNR {result.val_psnr:.2f} dB"
+    val_text = "" if result.val_psnr is None else f", validation {score} {result.val_psnr:.2f}{unit}"
     console.print(f"[green]done[/]: {result.steps} steps in {result.seconds / 60:.1f} min{val_text} -> {result.out}")

@@ -141,8 +141,7 @@ class HashNet(nn.Module):
         """code units (B, bits) in [0, 1] -> (B, C, size, size) on `seen`'s scale, through no skip connection."""
         b, w, side = units.shape[0], self.config.widths, self.config.size // self.backbone.stride
         h = self.from_code(units).view(b, w[-1], side, side)
-        skips = [h.new_zeros(b, w[i], side << (len(w) - 1 - i), side << (len(w) - 1 - i)) for i in range(len(w) - 1)]
-        return self.head(self.backbone.decode(h, skips)) + 0.5
+        return self.head(self.backbone.decode(h, None)) + 0.5
 
     def forward(self, image: torch.Tensor, noise: float | None = None) -> HashOutput:
         """noise: the training noise's standard deviation for this call; default: the schedule's, and the

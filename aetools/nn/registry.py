@@ -30,7 +30,8 @@ def register_model(arch: str, config_cls: type) -> Callable[[type[nn.Module]], t
 
 
 def _ensure_loaded() -> None:
-    # Importing the heads registers their architectures.
+    # Importing the heads and the generative models registers their architectures.
+    import aetools.generative  # noqa: F401
     import aetools.heads  # noqa: F401
 
 

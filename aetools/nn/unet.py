@@ -92,9 +92,12 @@ class SkipAutoencoder(nn.Module):
             h = down(h)
         return self.bottleneck(h), skips
 
-    def decode(self, h: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
+    def decode(self, h: torch.Tensor, skips: list[torch.Tensor] | None) -> torch.Tensor:
+        """skips None: decode from the bottleneck alone, as autoencoders whose code must carry everything do
+        (hashing, the generators in `aetools.generative`)."""
         for i in reversed(range(len(self.up))):
-            h = self.dec[i](self.up[i](h) + skips[i])
+            h = self.up[i](h)
+            h = self.dec[i](h if skips is None else h + skips[i])
         return h  # (B, widths[0], H, W)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -56,6 +56,11 @@ class Task:
     make_degrade: options -> (degrade, val_degrade), for tasks whose degradation depends on options.
     validation_pair: (model output, Batch) -> (predicted image, true image) for the validation PSNR, for
         tasks whose output is not an image (default: (output, batch.target): the output is the image).
+    score: (model output, Batch) -> the validation number, for tasks not scored by PSNR (the classifier's
+        accuracy); score_name, score_unit: what it is called and its unit, for logs and the weights' record.
+    labels: the task trains on labelled arrays; `degrade` then takes (clean, generator, labels).
+    sized: the model works at one image size, its config's `size`: training and validation crops from
+        image folders are that size (the generative models).
     """
 
     name: str
@@ -72,6 +77,11 @@ class Task:
     validation_pair: Callable[[torch.Tensor, Batch], tuple[torch.Tensor, torch.Tensor]] = field(
         default=lambda output, batch: (output, batch.target)  # the output is the image
     )
+    score: Callable[[Any, Batch], float] | None = None
+    score_name: str = "PSNR"
+    score_unit: str = " dB"
+    labels: bool = False
+    sized: bool = False
 
     def degradations(self, options: dict[str, Any] | None = None) -> tuple[dict[str, Any], Callable, Callable]:
         """-> (the options in force, training degrade, validation degrade). Unknown options: ValueError."""

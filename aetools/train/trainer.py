@@ -28,6 +28,14 @@ import torch
 import torch.distributed as dist
 
 from aetools.data.datasets import StepBatches, list_images, split_validation, validation_batches
+from aetools.data.fashion import (
+    FASHION_MNIST,
+    ArrayBatches,
+    DatasetError,
+    array_validation_batches,
+    load_fashion_mnist,
+    split_arrays,
+)
 from aetools.inference import autocast_for, resolve_device
 from aetools.nn.registry import create_model, model_config_dict
 from aetools.tasks.base import get_task
@@ -39,12 +47,13 @@ from aetools.weights import WeightsError, count_parameters, read_weights, save_w
 class TrainConfig:
     """Args (None = the task's default):
     task: a registered task name.
-    data: image files or folders (searched recursively).
+    data: image files or folders (searched recursively), or ["fashion-mnist"] for Fashion-MNIST's idx files.
     out: where the final weights go; the checkpoint sits beside it as <out>.ckpt.safetensors.
     model: config overrides for the task's architecture, e.g. {"widths": (16, 32)}.
     options: the task's training options (`Task.options`), e.g. {"scales": (4,)} for superres.
     init: start from these weights (fine-tuning) instead of a random initialisation.
     val_data: validation images; default: `val_images` files held out of `data`.
+    fashion_dir: where `data=["fashion-mnist"]` finds the idx files (default `../shared/data/fashion_mnist`).
     workers: DataLoader processes preparing batches ahead (0 = in the training process).
     """
 
@@ -62,6 +71,7 @@ class TrainConfig:
     val_every: int | None = None
     val_images: int | None = None
     val_data: list[str] | None = None
+    fashion_dir: str | None = None
     checkpoint_every: int = 250
     checkpoint: str | None = None
     resume: bool = False
@@ -173,17 +183,6 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
     except ValueError as e:
         raise TrainError(str(e)) from None
 
-    # ----- data
-    files = list_images(config.data)
-    if not files:
-        raise TrainError(f"no images found in {', '.join(map(str, config.data))}")
-    if config.val_data:
-        train_files, val_files = files, list_images(config.val_data)
-    else:
-        train_files, val_files = split_validation(files, config.val_images or d.val_images, seed=config.seed)
-    dataset = StepBatches(train_files, crop, batch_size, degrade, task.channels, config.seed, rank, steps)
-    val = validation_batches(val_files, d.val_crop, val_degrade, task.channels) if is_main else []
-
     # ----- model, optimizer
     torch.manual_seed(config.seed)  # identical initial weights on every rank
     init_record, base = None, task.model_defaults
@@ -194,7 +193,10 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
                 f"{config.init}: --init weights are a {header['arch']}, task {task.name} trains a {task.arch}"
             )
         base = header["config"]  # fine-tuning keeps the initial network's size unless overridden
-    model = create_model(task.arch, **{**base, **config.model})
+    try:
+        model = create_model(task.arch, **{**base, **config.model})
+    except (ValueError, KeyError) as e:
+        raise TrainError(f"{task.name}: {str(e).strip(chr(39))}") from None
     if config.init:
         init_record = {"file": Path(config.init).name, "training": header.get("training", {})}
         if header["config"] != model_config_dict(model):
@@ -204,6 +206,42 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
     optimizer = torch.optim.Adam(model.parameters(), lr=peak_lr)
     use_scaler = device.type == "cuda" and config.amp and not torch.cuda.is_bf16_supported()
     scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+
+    # ----- data: Fashion-MNIST's arrays, or random crops of image files
+    val_count = config.val_images or d.val_images
+    if config.data == [FASHION_MNIST]:
+        try:
+            arrays = load_fashion_mnist("train", config.fashion_dir)
+        except DatasetError as e:
+            raise TrainError(str(e)) from None
+        shape = arrays.images.shape[1:]  # (28, 28, 1)
+        if task.sized and (model.config.size, model.config.channels) != (shape[0], shape[2]):
+            raise TrainError(
+                f"Fashion-MNIST images are {shape[0]}x{shape[1]} grey; the model is set for size "
+                f"{model.config.size} with {model.config.channels} channels"
+            )
+        crop = shape[0]
+        train_arrays, val_arrays = split_arrays(arrays, val_count, seed=config.seed)
+        train_count = len(train_arrays)
+        dataset = ArrayBatches(train_arrays, batch_size, degrade, config.seed, rank, steps, labels=task.labels)
+        val = array_validation_batches(val_arrays, val_degrade, task.labels) if is_main else []
+    else:
+        if task.labels:
+            raise TrainError(f"task {task.name} needs labelled data: --data {FASHION_MNIST}")
+        files = list_images(config.data)
+        if not files:
+            raise TrainError(f"no images found in {', '.join(map(str, config.data))}")
+        if config.val_data:
+            train_files, val_files = files, list_images(config.val_data)
+        else:
+            train_files, val_files = split_validation(files, val_count, seed=config.seed)
+        train_count = len(train_files)
+        channels = getattr(model.config, "channels", task.channels)
+        if task.sized:  # whole images at the model's size
+            crop = model.config.size
+        dataset = StepBatches(train_files, crop, batch_size, degrade, channels, config.seed, rank, steps)
+        val_crop = crop if task.sized else d.val_crop
+        val = validation_batches(val_files, val_crop, val_degrade, channels) if is_main else []
 
     ckpt_path = config.checkpoint_path()
     options_record = json.loads(json.dumps(options))  # as JSON gives it back (tuples -> lists)
@@ -251,7 +289,11 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
             return None
         model.eval()
         with torch.no_grad(), autocast_for(device, config.amp):
-            scores = [psnr(*task.validation_pair(model(**b.to(device).inputs).float(), b)) for b in val]
+            outputs = ((model(**b.to(device).inputs).float(), b) for b in val)
+            if task.score is not None:
+                scores = [task.score(output, b) for output, b in outputs]
+            else:
+                scores = [psnr(*task.validation_pair(output, b)) for output, b in outputs]
         model.train()
         return float(np.mean(scores))
 
@@ -308,7 +350,7 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
         out = Path(config.out)
         training = {
             "data": [str(p) for p in config.data],
-            "images": len(train_files),
+            "images": train_count,
             "steps": steps,
             "batch_size": batch_size * world,
             "crop": crop,
@@ -319,7 +361,7 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
             "device": device.type,
             "processes": world,
             "params": count_parameters(model),
-            "val_psnr": state["val_psnr"],
+            f"val_{task.score_name.lower()}": state["val_psnr"],
             "init": init_record,  # fine-tuned from these weights (and how they were trained), if any
         }
         save_weights(model, out, task.name, training)

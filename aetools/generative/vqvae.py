@@ -1,0 +1,249 @@
+"""VQ-VAE (van den Oord et al. 2017): a discrete code grid, and a learned autoregressive prior to sample it.
+
+    image (B, C, S, S) -> encoder -> z_e (B, D, H, W)             (the trunk's features, 1x1 conv to D)
+    quantise: k(i) = argmin_k ||z_e(i) - e_k||^2 per position i     -> indices (B, H, W) in [0, K)
+              z_q(i) = e_k(i)                                       (a codebook e of K vectors in R^D)
+    decoder: z_q -> x_hat (B, C, S, S)
+
+Training (`VectorQuantizer`):
+- argmin has no gradient; the straight-through estimator copies the decoder's gradient at z_q onto z_e:
+      z_q_st = z_e + sg(z_q - z_e)       (forward: z_q; backward: d/dz_e = identity)      sg = stop-gradient
+- loss = ||x - x_hat||^2 + beta ||z_e - sg(z_q)||^2      the commitment term pulls the *encoder* to its codes;
+  beta (0.25) weighs the encoder term only. The paper's codebook term ||sg(z_e) - e||^2 is replaced by
+  exponential moving averages (the paper's appendix; Razavi et al. 2019), which converge faster:
+      N_k <- g N_k + (1 - g) n_k,   m_k <- g m_k + (1 - g) sum_{i: k(i)=k} z_e(i),   e_k = m_k / N_k
+  (n_k: positions assigned to code k in this batch; g = `decay`; N Laplace-smoothed so that no division is by 0).
+- Dead codes: a code whose average count N_k falls below `dead_below` gets no more gradient or EMA pull and
+  would stay dead; it is re-initialised to a random encoder output of the current batch (as in Jukebox,
+  Dhariwal et al. 2020), where the data is. Usage and perplexity exp(H(code frequencies)) are reported.
+
+Prior (`CodePrior`): the codes of an image, read in raster order, are a sequence of H*W tokens; a small
+causal transformer models p(k_1..k_n) = prod_i p(k_i | k_<i) (the paper used a PixelCNN; a transformer has
+no blind spot and reads simply). It is trained jointly, on the *detached* indices of the current encoder:
+its loss (cross-entropy, nats per position) reaches only its own parameters. `sample` draws the grid token
+by token and decodes it: that is how `aetools generate` makes images.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from aetools.generative.nets import ConvTrunk
+from aetools.nn.registry import register_model
+
+
+@dataclass
+class VQVAEConfig:
+    """Args:
+    channels, size, widths: the images and the conv trunk (`ConvTrunk`); the code grid is size / stride.
+    codes: K, the codebook size; code_dim: D.
+    beta: the commitment weight; decay: the codebook EMA's g; dead_below: EMA count under which a code is revived.
+    prior_dim, prior_layers, prior_heads: the prior transformer (prior_layers 0: no prior).
+    prior_batch: the prior trains on the first `prior_batch` images of each batch (its cost dominates a step).
+    """
+
+    channels: int = 1
+    size: int = 28
+    widths: tuple[int, ...] = (32, 64)
+    codes: int = 256
+    code_dim: int = 32
+    beta: float = 0.25
+    decay: float = 0.99
+    dead_below: float = 1.0
+    prior_dim: int = 64
+    prior_layers: int = 3
+    prior_heads: int = 4
+    prior_batch: int = 64
+
+
+@dataclass
+class VQOutput:
+    """recon (B, C, S, S); commitment: beta ||z_e - sg(z_q)||^2; prior_nll: the prior's cross-entropy (nats per
+    code; 0 without a prior); indices (B, H, W)."""
+
+    recon: torch.Tensor
+    commitment: torch.Tensor
+    prior_nll: torch.Tensor
+    indices: torch.Tensor
+
+    def float(self) -> VQOutput:
+        return VQOutput(self.recon.float(), self.commitment.float(), self.prior_nll.float(), self.indices)
+
+
+class VectorQuantizer(nn.Module):
+    """Nearest-code quantisation with EMA codebook updates and dead-code revival.
+
+    forward(z_e (B, D, H, W)) -> (z_q with straight-through gradient (B, D, H, W), commitment loss, indices (B, H, W))
+    """
+
+    def __init__(self, codes: int, dim: int, beta: float = 0.25, decay: float = 0.99, dead_below: float = 1.0):
+        super().__init__()
+        self.codes, self.dim, self.beta, self.decay, self.dead_below = codes, dim, beta, decay, dead_below
+        embed = torch.randn(codes, dim) / math.sqrt(dim)
+        self.register_buffer("embed", embed)  # e (K, D): not a parameter, the EMA sets it
+        self.register_buffer("ema_count", torch.ones(codes))  # N (K,)
+        self.register_buffer("ema_sum", embed.clone())  # m (K, D)
+        self.register_buffer("revived", torch.zeros((), dtype=torch.long))  # codes re-initialised so far
+
+    def nearest(self, flat: torch.Tensor) -> torch.Tensor:
+        """flat (N, D) -> index of the nearest code (N,): argmin ||z||^2 - 2 z.e + ||e||^2."""
+        distance = flat.square().sum(1, keepdim=True) - 2 * flat @ self.embed.t() + self.embed.square().sum(1)
+        return distance.argmin(1)
+
+    def lookup(self, indices: torch.Tensor) -> torch.Tensor:
+        """indices (B, H, W) -> z_q (B, D, H, W)."""
+        return self.embed[indices].permute(0, 3, 1, 2)
+
+    @torch.no_grad()
+    def _update(self, flat: torch.Tensor, indices: torch.Tensor) -> None:
+        onehot = F.one_hot(indices, self.codes).to(flat.dtype)  # (N, K)
+        counts, sums = onehot.sum(0), onehot.t() @ flat  # n_k (K,), sum of z_e per code (K, D)
+        distributed = dist.is_available() and dist.is_initialized()
+        if distributed:  # every process must keep the same codebook: pool the statistics
+            dist.all_reduce(counts)
+            dist.all_reduce(sums)
+        self.ema_count.lerp_(counts, 1 - self.decay)
+        self.ema_sum.lerp_(sums, 1 - self.decay)
+        total = self.ema_count.sum()
+        smoothed = (self.ema_count + 1e-5) / (total + self.codes * 1e-5) * total  # Laplace smoothing
+        self.embed.copy_(self.ema_sum / smoothed[:, None])
+
+        dead = self.ema_count < self.dead_below
+        if dead.any():
+            picks = flat[torch.randint(len(flat), (int(dead.sum()),), device=flat.device)]
+            if distributed:  # one process's picks for all
+                replacement = self.embed.clone()
+                replacement[dead] = picks
+                dist.broadcast(replacement, 0)
+                picks = replacement[dead]
+            self.embed[dead] = picks
+            self.ema_sum[dead] = picks
+            self.ema_count[dead] = 1.0
+            self.revived += int(dead.sum())
+
+    def forward(self, z_e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        b, d, h, w = z_e.shape
+        flat = z_e.permute(0, 2, 3, 1).reshape(-1, d).float()  # (B*H*W, D)
+        indices = self.nearest(flat)
+        if self.training:
+            self._update(flat, indices)
+        z_q = self.lookup(indices.view(b, h, w)).to(z_e.dtype)
+        commitment = self.beta * F.mse_loss(z_e, z_q.detach())  # the encoder moves to its code, not the reverse
+        z_q_st = z_e + (z_q - z_e).detach()  # straight-through: forward z_q, gradient to z_e unchanged
+        return z_q_st, commitment, indices.view(b, h, w)
+
+
+class CodePrior(nn.Module):
+    """p(k_i | k_<i) over the raster-ordered code grid: a causal transformer (pre-norm, GELU).
+
+    Input position i sees [BOS, k_1, ..., k_{i-1}] (a causal mask hides the rest) and predicts k_i."""
+
+    def __init__(self, codes: int, positions: int, dim: int, layers: int, heads: int):
+        super().__init__()
+        self.codes, self.positions = codes, positions
+        self.token = nn.Embedding(codes + 1, dim)  # index `codes` is BOS
+        self.position = nn.Parameter(torch.zeros(positions, dim))
+        nn.init.normal_(self.position, std=0.02)
+        layer = nn.TransformerEncoderLayer(dim, heads, 4 * dim, dropout=0.0, batch_first=True, norm_first=True)
+        self.blocks = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(dim)
+        self.out = nn.Linear(dim, codes)
+
+    def logits(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens (B, n) = [BOS, k_1..k_{n-1}] -> logits (B, n, K) for k_1..k_n."""
+        n = tokens.shape[1]
+        x = self.token(tokens) + self.position[:n]
+        mask = nn.Transformer.generate_square_subsequent_mask(n, device=tokens.device)
+        return self.out(self.norm(self.blocks(x, mask=mask, is_causal=True)))
+
+    def _with_bos(self, indices: torch.Tensor) -> torch.Tensor:
+        bos = indices.new_full((indices.shape[0], 1), self.codes)
+        return torch.cat([bos, indices[:, :-1]], dim=1)
+
+    def nll(self, indices: torch.Tensor) -> torch.Tensor:
+        """indices (B, H, W) -> mean -log p(k_i | k_<i) per position (nats)."""
+        flat = indices.flatten(1)
+        return F.cross_entropy(self.logits(self._with_bos(flat)).transpose(1, 2), flat)
+
+    @torch.no_grad()
+    def sample(self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n code sequences, token by token -> (n, positions) long."""
+        device = self.position.device
+        tokens = torch.full((n, 1), self.codes, dtype=torch.long, device=device)
+        for _ in range(self.positions):
+            probs = F.softmax(self.logits(tokens)[:, -1].float() / temperature, dim=-1)
+            nxt = torch.multinomial(probs.cpu(), 1, generator=generator).to(device)
+            tokens = torch.cat([tokens, nxt], dim=1)
+        return tokens[:, 1:]
+
+
+@register_model("vqvae", VQVAEConfig)
+class VQVAE(nn.Module):
+    def __init__(self, config: VQVAEConfig):
+        super().__init__()
+        self.config = config
+        self.trunk = ConvTrunk(config.channels, config.size, config.widths)
+        self.pre_quant = nn.Conv2d(self.trunk.width, config.code_dim, 1)  # z_e = 1x1 conv of the features
+        self.quantizer = VectorQuantizer(config.codes, config.code_dim, config.beta, config.decay, config.dead_below)
+        self.post_quant = nn.Conv2d(config.code_dim, self.trunk.width, 1)
+        self.prior = None
+        if config.prior_layers:
+            positions = self.trunk.side**2
+            self.prior = CodePrior(config.codes, positions, config.prior_dim, config.prior_layers, config.prior_heads)
+
+    @property
+    def grid(self) -> int:
+        """The code grid's side (H = W)."""
+        return self.trunk.side
+
+    def encode(self, image: torch.Tensor) -> torch.Tensor:
+        """z_e (B, D, H, W): the continuous encoder output, before quantisation."""
+        return self.pre_quant(self.trunk.encode(image))
+
+    def indices(self, image: torch.Tensor) -> torch.Tensor:
+        """image -> its code grid (B, H, W)."""
+        z_e = self.encode(image)
+        flat = z_e.permute(0, 2, 3, 1).reshape(-1, z_e.shape[1]).float()
+        return self.quantizer.nearest(flat).view(z_e.shape[0], *z_e.shape[2:])
+
+    def decode(self, z_q: torch.Tensor) -> torch.Tensor:
+        """(B, D, H, W) -> image (B, C, S, S) in (0, 1)."""
+        return torch.sigmoid(self.trunk.decode(self.post_quant(z_q)))
+
+    def decode_indices(self, indices: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.quantizer.lookup(indices))
+
+    def decode_image(self, z_e: torch.Tensor) -> torch.Tensor:
+        """A continuous encoder output (B, D, H, W), e.g. a blend of two images', quantised and decoded."""
+        z_q, _, _ = self.quantizer(z_e)  # (in eval mode the codebook is not updated)
+        return self.decode(z_q)
+
+    def forward(self, image: torch.Tensor) -> VQOutput:
+        z_q, commitment, indices = self.quantizer(self.encode(image))
+        prior_nll = commitment.new_zeros(())
+        if self.prior is not None and self.training:
+            prior_nll = self.prior.nll(indices[: self.config.prior_batch].detach())
+        return VQOutput(self.decode(z_q), commitment, prior_nll, indices)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0) -> torch.Tensor:
+        """Code grids drawn from the learned prior, decoded -> (n, C, S, S) in [0, 1]."""
+        if self.prior is None:
+            raise ValueError("this VQ-VAE has no prior (prior_layers 0): it cannot generate")
+        indices = self.prior.sample(n, temperature, generator).view(n, self.grid, self.grid)
+        return self.decode_indices(indices)
+
+
+PRIOR_WEIGHT = 0.1  # the prior's gradient reaches only its own parameters, where Adam undoes any scale; the
+# weight only keeps its (larger) gradient from dominating the trainer's global gradient-norm clipping
+
+
+def vq_loss(output: VQOutput, target: torch.Tensor) -> torch.Tensor:
+    """||x - x_hat||^2 (per pixel) + beta ||z_e - sg(z_q)||^2 + the prior's cross-entropy (its own parameters only)."""
+    return F.mse_loss(output.recon, target) + output.commitment + PRIOR_WEIGHT * output.prior_nll

@@ -1,0 +1,119 @@
+"""The generative and classic autoencoders as tasks: what a training pair is, the loss, what validation measures.
+
+    ae          undercomplete / linear / sparse / denoising / contractive AE (`aetools.generative.classic`)
+    vae, hvae   VAE, beta-VAE, two-level hierarchical VAE (`aetools.generative.vae`)
+    vqvae       VQ-VAE with its learned prior (`aetools.generative.vqvae`)
+    classifier  the small Fashion-MNIST CNN whose features measure sample quality (`aetools.generative.frechet`)
+
+The pair is the image and itself: the model's bottleneck (and, for the denoising AE, its own corruption of
+its input in training mode) is what makes reconstruction a task. Data: `--data fashion-mnist` (the idx files,
+`aetools.data.fashion`) or image folders, from which square crops of the model's `size` are taken.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from aetools.generative.classic import AEOutput, ae_loss
+from aetools.generative.frechet import classifier_loss
+from aetools.generative.vae import VAEOutput, vae_loss
+from aetools.generative.vqvae import VQOutput, vq_loss
+from aetools.tasks.base import Batch, Task, TrainDefaults, register_task
+
+# Fashion-MNIST: 60,000 training images, 1,000 of them held out for validation; 4,000 steps of 128 = 8.6 epochs.
+FASHION_DEFAULTS = dict(crop=28, batch_size=128, steps=4000, lr=2e-3, val_every=500, val_images=1000, val_crop=28)
+
+
+def reconstruction_pair(clean: torch.Tensor, generator: torch.Generator) -> Batch:
+    """The autoencoder's training pair: the image is both input and target."""
+    return Batch({"image": clean}, clean)
+
+
+def shifted_with_labels(clean: torch.Tensor, generator: torch.Generator, labels: torch.Tensor) -> Batch:
+    """Classifier pairs: each image moved by up to 2 pixels each way (zero fill), and its label."""
+    b, _, h, w = clean.shape
+    padded = F.pad(clean, (2, 2, 2, 2))
+    offsets = torch.randint(0, 5, (b, 2), generator=generator)
+    moved = torch.stack([padded[i, :, y : y + h, x : x + w] for i, (y, x) in enumerate(offsets.tolist())])
+    return Batch({"image": moved}, labels)
+
+
+def labelled(clean: torch.Tensor, generator: torch.Generator, labels: torch.Tensor) -> Batch:
+    return Batch({"image": clean}, labels)
+
+
+def accuracy(logits: torch.Tensor, batch: Batch) -> float:
+    return float((logits.argmax(1).cpu() == batch.target.cpu()).float().mean()) * 100
+
+
+register_task(
+    Task(
+        name="ae",
+        arch="ae",
+        degrade=reconstruction_pair,
+        loss=ae_loss,
+        channels=1,
+        sized=True,
+        train=TrainDefaults(**FASHION_DEFAULTS),
+        validation_pair=lambda out, batch: (out.recon, batch.target),
+        description="undercomplete autoencoder: conv or linear (= PCA); sparse, denoising, contractive",
+    )
+)
+register_task(
+    Task(
+        name="vae",
+        arch="vae",
+        degrade=reconstruction_pair,
+        loss=vae_loss,
+        channels=1,
+        sized=True,
+        train=TrainDefaults(**FASHION_DEFAULTS),
+        validation_pair=lambda out, batch: (torch.sigmoid(out.logits), batch.target),
+        description="variational autoencoder; beta-VAE with --beta, KL warm-up or capacity",
+    )
+)
+register_task(
+    Task(
+        name="hvae",
+        arch="hvae",
+        degrade=reconstruction_pair,
+        loss=vae_loss,
+        channels=1,
+        sized=True,
+        train=TrainDefaults(**FASHION_DEFAULTS),
+        validation_pair=lambda out, batch: (torch.sigmoid(out.logits), batch.target),
+        description="two-level hierarchical VAE with top-down inference",
+    )
+)
+register_task(
+    Task(
+        name="vqvae",
+        arch="vqvae",
+        degrade=reconstruction_pair,
+        loss=vq_loss,
+        channels=1,
+        sized=True,
+        train=TrainDefaults(**FASHION_DEFAULTS),
+        validation_pair=lambda out, batch: (out.recon, batch.target),
+        description="VQ-VAE (EMA codebook) with a learned autoregressive prior over its codes",
+    )
+)
+register_task(
+    Task(
+        name="classifier",
+        arch="fashion-classifier",
+        degrade=shifted_with_labels,
+        val_degrade=labelled,
+        loss=classifier_loss,
+        channels=1,
+        labels=True,
+        train=TrainDefaults(**{**FASHION_DEFAULTS, "steps": 3000}),
+        score=accuracy,
+        score_name="accuracy",
+        score_unit="%",
+        description="the small Fashion-MNIST classifier whose features measure sample quality (eval only)",
+    )
+)
+
+__all__ = ["AEOutput", "VAEOutput", "VQOutput", "reconstruction_pair"]
