@@ -16,6 +16,10 @@ def test_every_registered_model_builds_and_keeps_size(arch):
     elif arch == "hash-unet":  # any image in; its code and a size x size reconstruction of what it saw out
         channels = 1 if model.config.luma else 3
         inputs, expected = (torch.rand(1, 3, 37, 53),), (1, channels, model.config.size, model.config.size)
+    elif arch in ("ae", "vae", "hvae", "vqvae", "fashion-classifier"):  # fixed-size images
+        c = model.config
+        x = torch.rand(2, c.channels, c.size, c.size)
+        inputs, expected = (x,), (2, c.classes) if arch == "fashion-classifier" else tuple(x.shape)
     else:
         scale = model.config.scales[0] if hasattr(model.config, "scales") else 1  # superres: default scale
         inputs, expected = (torch.rand(1, 3, 37, 53),), (1, 3, 37 * scale, 53 * scale)
@@ -24,6 +28,10 @@ def test_every_registered_model_builds_and_keeps_size(arch):
     if arch == "hash-unet":
         assert y.logits.shape == (1, model.config.bits)
         y = y.recon
+    elif arch in ("ae", "vqvae"):
+        y = y.recon
+    elif arch in ("vae", "hvae"):
+        y = y.logits
     assert y.shape == expected
 
 

@@ -14,6 +14,7 @@ the distance between two sets of real images (the training set vs the test set).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -86,9 +87,11 @@ def frechet_distance(stats_a: tuple[np.ndarray, np.ndarray], stats_b: tuple[np.n
     from scipy import linalg
 
     (mu_a, cov_a), (mu_b, cov_b) = stats_a, stats_b
-    root = linalg.sqrtm(cov_a @ cov_b)
-    if not np.isfinite(root).all():  # near-singular product: regularise, as the reference FID code does
-        eps = 1e-6 * np.eye(len(cov_a))
-        root = linalg.sqrtm((cov_a + eps) @ (cov_b + eps))
+    with warnings.catch_warnings():  # a singular product (dead ReLU features) is handled below
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        root = linalg.sqrtm(cov_a @ cov_b)
+        if not np.isfinite(root).all():  # regularise, as the reference FID code does
+            eps = 1e-6 * np.eye(len(cov_a))
+            root = linalg.sqrtm((cov_a + eps) @ (cov_b + eps))
     root = root.real  # the imaginary part is numerical noise
     return float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a) + np.trace(cov_b) - 2 * np.trace(root))

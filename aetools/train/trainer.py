@@ -276,6 +276,9 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
         num_workers=config.workers,
         persistent_workers=False,
         prefetch_factor=4 if config.workers else None,
+        # its own generator: creating the iterator would otherwise draw from the global RNG, after a resume
+        # has restored it, and shift the noise of stochastic models (VAE sampling, hash noise, dropout)
+        generator=torch.Generator(),
     )
 
     def write_checkpoint(step: int) -> None:

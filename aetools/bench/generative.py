@@ -1,0 +1,190 @@
+"""The generative models' benchmark on the Fashion-MNIST test set (10,000 images), baselines in the same run.
+
+- Reconstruction: test MSE per pixel (and mean per-image PSNR, float, data range 1) beside PCA fitted on
+  the 60,000 training images with as many components as the model's code has dimensions. For a linear AE
+  also the principal angles between its decoder's column space and PCA's subspace
+  (`scipy.linalg.subspace_angles`).
+- VAEs: per test image, k samples z_i ~ q(z|x) and log w_i = log p(x, z_i) - log q(z_i|x). The ELBO is their
+  mean (an unbiased estimate), the IWAE bound log (1/k) sum_i w_i (Burda et al. 2016), from the same samples,
+  so IWAE >= ELBO holds image by image; both in nats per image (higher is better). KL per dimension (closed
+  form, averaged over the test set) and active units (Cov_x E_q[z_j] > 0.01).
+- VQ-VAE: PSNR, codes in use on the test set (% of K), perplexity exp(H) of code frequencies, the prior's
+  cross-entropy on the test codes (nats per position).
+- Sample quality: the Fréchet distance in a small Fashion-MNIST classifier's features (`generative.frechet`;
+  not Inception FID) between n samples and the test set, beside n training images vs the test set (the floor).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from aetools.data.fashion import ArrayData
+
+
+@dataclass
+class PCA:
+    """Principal components of flattened images: mean (D,), components (k, D) orthonormal rows."""
+
+    mean: torch.Tensor
+    components: torch.Tensor
+
+    @classmethod
+    def fit(cls, flat: torch.Tensor, k: int) -> PCA:
+        """flat (N, D): eigenvectors of the covariance with the k largest eigenvalues (`torch.linalg.eigh`)."""
+        x = flat.double()
+        mean = x.mean(0)
+        centred = x - mean
+        _, vectors = torch.linalg.eigh(centred.t() @ centred / (len(x) - 1))  # ascending eigenvalues
+        return cls(mean.float(), vectors[:, -k:].flip(1).t().float())
+
+    def reconstruct(self, flat: torch.Tensor) -> torch.Tensor:
+        coords = (flat - self.mean) @ self.components.t()
+        return coords @ self.components + self.mean
+
+
+def mse_and_psnr(recon: torch.Tensor, target: torch.Tensor) -> tuple[float, float]:
+    """Mean squared error per pixel over the set, and the mean of per-image PSNRs (data range 1)."""
+    from skimage.metrics import peak_signal_noise_ratio
+
+    r, t = recon.double().clamp(0, 1).numpy(), target.double().numpy()
+    psnrs = [peak_signal_noise_ratio(a, b, data_range=1.0) for a, b in zip(t, r)]
+    return float(np.mean((r - t) ** 2)), float(np.mean(psnrs))
+
+
+def principal_angles_deg(basis_a: torch.Tensor, basis_b: torch.Tensor) -> np.ndarray:
+    """Angles (degrees, largest first) between the column spaces of two (D, k) matrices."""
+    from scipy.linalg import subspace_angles
+
+    return np.degrees(subspace_angles(basis_a.double().numpy(), basis_b.double().numpy()))
+
+
+@torch.no_grad()
+def batched(fn, images: torch.Tensor, batch: int = 500) -> torch.Tensor:
+    return torch.cat([fn(images[i : i + batch]) for i in range(0, len(images), batch)])
+
+
+@dataclass
+class ModelReport:
+    name: str
+    kind: str  # ae | linear | vae | hvae | vqvae
+    code: str  # what the code is, e.g. "16" or "14x14 of 256"
+    params: int
+    seconds: float | None
+    mse: float
+    psnr: float
+    pca_mse: float | None = None
+    angles: np.ndarray | None = None
+    elbo: float | None = None
+    iwae: float | None = None
+    kl: float | None = None
+    kl_per_dim: list[float] = field(default_factory=list)
+    active: int | None = None
+    codes_used: float | None = None
+    perplexity: float | None = None
+    prior_nll: float | None = None
+    frechet: float | None = None
+
+    def metrics(self) -> dict:
+        """What `--record` stores in the weights' metadata."""
+        keys = ("mse", "psnr", "pca_mse", "elbo", "iwae", "kl", "active", "codes_used", "perplexity", "prior_nll")
+        found = {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+        if self.angles is not None:
+            found["max_principal_angle_deg"] = float(self.angles.max())
+        if self.frechet is not None:
+            found["frechet_classifier"] = self.frechet
+        return {f"fashion_test_{k}": (round(v, 6) if isinstance(v, float) else v) for k, v in found.items()}
+
+
+def kind_of(model: nn.Module) -> str:
+    arch = model.arch
+    return "linear" if arch == "ae" and model.config.linear else arch
+
+
+@torch.no_grad()
+def vae_bounds(model: nn.Module, images: torch.Tensor, k: int, batch: int = 100) -> tuple[float, float]:
+    """-> (ELBO, IWAE_k), nats per image, averaged over `images`."""
+    elbo, iwae = [], []
+    for i in range(0, len(images), batch):
+        log_w = model.log_weights(images[i : i + batch], k).double()  # (k, B)
+        elbo.append(log_w.mean(0))
+        iwae.append(torch.logsumexp(log_w, 0) - math.log(k))
+    return float(torch.cat(elbo).mean()), float(torch.cat(iwae).mean())
+
+
+@torch.no_grad()
+def vae_posterior_stats(model: nn.Module, images: torch.Tensor) -> tuple[list[float], int, float]:
+    """-> (KL per dimension averaged over images, active units, total KL) for the code [z (, z2)]."""
+    from aetools.generative.vae import VAE, gaussian_kl
+
+    if isinstance(model, VAE):
+        mu, logvar = zip(*(model.posterior(images[i : i + 500]) for i in range(0, len(images), 500)))
+        mu, logvar = torch.cat(mu), torch.cat(logvar)
+        per_dim = gaussian_kl(mu, logvar).mean(0)
+    else:  # hierarchical: the top level's KL to N(0, I) and the lower level's to p(z1 | z2), at the means
+        parts = [model.infer(images[i : i + 500], sample=False) for i in range(0, len(images), 500)]
+        s = {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
+        kl1 = gaussian_kl(s["mu1"], s["logvar1"], s["mu_p"], s["logvar_p"]).mean(0)
+        per_dim = torch.cat([kl1, gaussian_kl(s["mu2"], s["logvar2"]).mean(0)])
+        mu = torch.cat([s["mu1"], s["mu2"]], dim=1)
+    active = int((mu.var(0) > 0.01).sum())
+    return per_dim.tolist(), active, float(per_dim.sum())
+
+
+@torch.no_grad()
+def evaluate_model(
+    name: str, model: nn.Module, test: ArrayData, train_flat: torch.Tensor, iwae_k: int, on_step=lambda: None
+) -> ModelReport:
+    model.eval()
+    images = test.tensors()
+    kind = kind_of(model)
+    header = getattr(model, "weights_header", {})
+    seconds = header.get("training", {}).get("seconds")
+    from aetools.generative.pipeline import reconstruct
+
+    recon = batched(lambda x: reconstruct(model, x), images)
+    mse, psnr = mse_and_psnr(recon, images)
+    on_step()
+    code = str(getattr(model, "code_dim", ""))
+    report = ModelReport(name, kind, code, sum(p.numel() for p in model.parameters()), seconds, mse, psnr)
+    if kind in ("ae", "linear", "vae", "hvae"):
+        pca = PCA.fit(train_flat, model.code_dim)
+        report.pca_mse, _ = mse_and_psnr(pca.reconstruct(images.flatten(1)).view_as(images), images)
+        if kind == "linear":
+            report.angles = principal_angles_deg(model.decoder.weight.detach().cpu(), pca.components.t())
+    if kind in ("vae", "hvae"):
+        report.elbo, report.iwae = vae_bounds(model, images, iwae_k)
+        report.kl_per_dim, report.active, report.kl = vae_posterior_stats(model, images)
+    if kind == "vqvae":
+        indices = batched(model.indices, images)
+        counts = torch.bincount(indices.flatten(), minlength=model.config.codes).double()
+        p = counts / counts.sum()
+        report.code = f"{model.grid}x{model.grid} of {model.config.codes}"
+        report.codes_used = float((counts > 0).double().mean() * 100)
+        report.perplexity = float(torch.exp(-(p[p > 0] * p[p > 0].log()).sum()))
+        if model.prior is not None:
+            nll = [model.prior.nll(indices[i : i + 500]) for i in range(0, len(indices), 500)]
+            report.prior_nll = float(torch.stack(nll).mean())
+    on_step()
+    return report
+
+
+def frechet_scores(
+    classifier: nn.Module, models: dict[str, nn.Module], train: ArrayData, test: ArrayData, n: int, seed: int = 0
+) -> tuple[float, dict[str, float]]:
+    """-> (floor: n training images vs the test set, {name: n samples vs the test set})."""
+    from aetools.generative.frechet import feature_statistics, frechet_distance
+    from aetools.generative.pipeline import sample_images
+
+    test_stats = feature_statistics(classifier, test.tensors())
+    pick = np.sort(np.random.default_rng(seed).permutation(len(train))[:n])
+    floor = frechet_distance(feature_statistics(classifier, train.subset(pick).tensors()), test_stats)
+    scores = {}
+    for name, model in models.items():
+        samples = torch.cat([sample_images(model, min(500, n - i), seed + i) for i in range(0, n, 500)])
+        scores[name] = frechet_distance(feature_statistics(classifier, samples), test_stats)
+    return floor, scores

@@ -1,0 +1,339 @@
+"""The generative and classic autoencoders: their maths (KL, Jacobian penalty, PCA), VQ mechanics, the prior,
+the trainer on Fashion-MNIST-format data (made here, never ../shared), resume, and the commands' outputs."""
+
+from __future__ import annotations
+
+import gzip
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from aetools.data.fashion import DatasetError, load_fashion_mnist, read_idx
+from tests.conftest import run, tiny_model
+
+# ------------------------------------------------------------------------------------------- data
+
+
+def write_idx(path, array: np.ndarray) -> None:
+    """The idx format: 0, 0, type 0x08 (uint8), ndim; sizes as big-endian int32; the values."""
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def synthetic_clothes(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """n 28x28 light-on-black images of 10 kinds of shape (a box of a width, height and brightness set by
+    the class, jittered) and their labels: something an autoencoder and a classifier can learn fast."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, n)
+    images = np.zeros((n, 28, 28), np.uint8)
+    for i, c in enumerate(labels):
+        h, w = 6 + 2 * (c % 5) + rng.integers(0, 3), 6 + 3 * (c // 5) + 2 * (c % 3) + rng.integers(0, 3)
+        y, x = rng.integers(2, 28 - h - 1), rng.integers(2, 28 - w - 1)
+        images[i, y : y + h, x : x + w] = 120 + 12 * c
+    return images, labels
+
+
+@pytest.fixture(scope="module")
+def fashion_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("fashion")
+    for split, stem, n in (("train", "train", 640), ("test", "t10k", 200)):
+        images, labels = synthetic_clothes(n, seed=0 if split == "train" else 1)
+        write_idx(folder / f"{stem}-images-idx3-ubyte.gz", images)
+        write_idx(folder / f"{stem}-labels-idx1-ubyte.gz", labels)
+    return folder
+
+
+def test_idx_files_read_back_exactly_and_bad_ones_are_named(fashion_dir, tmp_path):
+    train = load_fashion_mnist("train", fashion_dir)
+    images, labels = synthetic_clothes(640, seed=0)
+    assert train.images.shape == (640, 28, 28, 1)
+    assert np.array_equal(train.images[..., 0], images) and np.array_equal(train.labels, labels)
+    (tmp_path / "bad").write_bytes(b"\x00\x00\x08\x01\x00\x00\x00\x09abc")  # says 9 values, has 3
+    with pytest.raises(DatasetError, match="bad"):
+        read_idx(tmp_path / "bad")
+    with pytest.raises(DatasetError, match="missing"):
+        load_fashion_mnist("train", tmp_path)
+
+
+# ------------------------------------------------------------------------------------------- maths
+
+
+def test_closed_form_kl_matches_a_monte_carlo_estimate():
+    from torch.distributions import Normal
+
+    from aetools.generative.vae import gaussian_kl
+
+    torch.manual_seed(0)
+    mu, logvar = torch.tensor([0.7, -1.2, 0.1]), torch.tensor([-0.5, 0.8, -2.0])
+    mu_p, logvar_p = torch.tensor([0.2, 0.3, -0.4]), torch.tensor([0.4, -0.3, -1.0])
+    q = Normal(mu, (0.5 * logvar).exp())
+    z = q.sample((400_000,))
+    for prior, closed in (
+        (Normal(0.0, 1.0), gaussian_kl(mu, logvar)),
+        (Normal(mu_p, (0.5 * logvar_p).exp()), gaussian_kl(mu, logvar, mu_p, logvar_p)),
+    ):
+        monte_carlo = (q.log_prob(z) - prior.log_prob(z)).mean(0)  # E_q[log q - log p]
+        assert torch.allclose(closed, monte_carlo, atol=0.02), (closed, monte_carlo)
+
+
+@pytest.mark.parametrize("linear", [True, False])
+def test_contractive_penalty_is_the_jacobian_frobenius_norm(linear):
+    from aetools.generative.classic import jacobian_frobenius_sq, jacobian_frobenius_sq_hutchinson
+
+    model = tiny_model("ae", latent=4, linear=linear, size=8, widths=(4, 8))
+    x = torch.rand(3, 1, 8, 8, requires_grad=True)
+    code = model.encode(x)
+    exact = jacobian_frobenius_sq(code, x)
+    for i in range(3):  # reference: the full Jacobian of sample i
+        jac = torch.autograd.functional.jacobian(lambda xi: model.encode(xi[None])[0], x[i].detach())
+        assert torch.allclose(exact[i], jac.square().sum(), rtol=1e-4)
+    torch.manual_seed(0)
+    probes = 2000  # one probe each for 2,000 copies of the batch, in one backward pass
+    copies = x.detach().repeat(probes, 1, 1, 1).requires_grad_(True)
+    estimates = jacobian_frobenius_sq_hutchinson(model.encode(copies), copies).view(probes, 3)
+    assert torch.allclose(estimates.mean(0), exact, rtol=0.08)  # unbiased: the mean converges to the norm
+    (ones,) = torch.autograd.grad(code, x, grad_outputs=torch.ones_like(code), retain_graph=True)
+    assert not torch.allclose(ones.flatten(1).square().sum(1), exact, rtol=0.05)  # J^T 1 is not it
+    model.train()
+    model.config.reg, model.config.lam = "contractive", 0.5
+    out = model(x.detach())
+    assert torch.allclose(out.penalty, 0.5 * exact.mean(), rtol=1e-4)
+    out.penalty.backward()  # the penalty trains the encoder
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+def test_sparse_and_denoising_regularisers():
+    model = tiny_model("ae", latent=4, size=8, widths=(4, 8), reg="sparse", lam=0.1).train()
+    x = torch.rand(5, 1, 8, 8)
+    out = model(x)
+    assert torch.allclose(out.penalty, 0.1 * out.code.abs().sum(1).mean())
+    noisy = tiny_model("ae", latent=4, size=8, widths=(4, 8), reg="denoising", corruption="masking", level=0.5)
+    torch.manual_seed(1)
+    train_code = noisy.train()(x).code
+    assert not torch.allclose(train_code, noisy.eval()(x).code)  # corrupted in training only
+    assert torch.equal(noisy.eval()(x).code, noisy.encode(x))
+
+
+def test_linear_autoencoder_learns_the_pca_subspace():
+    from aetools.bench.generative import PCA, principal_angles_deg
+    from aetools.generative.classic import ae_loss
+
+    torch.manual_seed(0)
+    d, k = 64, 4
+    basis = torch.linalg.qr(torch.randn(d, d))[0]
+    scales = torch.tensor([3.0, 2.5, 2.0, 1.5] + [0.2] * (d - 4))  # a clear gap after k components
+    data = (torch.randn(4000, d) * scales) @ basis.t() + 0.5
+    model = tiny_model("ae", channels=1, size=8, latent=k, linear=True).train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    images = data.view(-1, 1, 8, 8)
+    for _ in range(800):
+        batch = images[torch.randint(0, len(images), (256,))]
+        loss = ae_loss(model(batch), batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    pca = PCA.fit(data, k)
+    angles = principal_angles_deg(model.decoder.weight.detach(), pca.components.t())
+    assert angles.max() < 5, angles
+    with torch.no_grad():
+        ae_mse = float(((model.eval()(images).recon - images) ** 2).mean())
+    pca_mse = float(((pca.reconstruct(data) - data) ** 2).mean())
+    assert ae_mse <= pca_mse * 1.01
+
+
+# --------------------------------------------------------------------------------------------- VQ
+
+
+def test_vq_straight_through_reaches_the_encoder_and_dead_codes_are_revived():
+    from aetools.generative.vqvae import vq_loss
+
+    model = tiny_model("vqvae", size=8, widths=(4, 8), codes=16, code_dim=4, prior_layers=0).train()
+    model.quantizer.embed.add_(100.0)  # every code far from the data: none is used, all die
+    model.quantizer.ema_sum.copy_(model.quantizer.embed)
+    model.quantizer.ema_count.fill_(0.5)  # under dead_below = 1
+    x = torch.rand(8, 1, 8, 8)
+    out = model(x)
+    vq_loss(out, x).backward()
+    encoder_grad = model.trunk.backbone.stem.weight.grad
+    assert encoder_grad is not None and encoder_grad.abs().sum() > 0  # through the argmin, straight-through
+    assert int(model.quantizer.revived) == 15  # all but the one code the whole batch was assigned to
+    z_e = model.encode(x).permute(0, 2, 3, 1).reshape(-1, 4)
+    nearest = torch.cdist(model.quantizer.embed, z_e.detach()).min(1).values
+    assert int((nearest < 1e-3).sum()) == 15  # the revived codes are encoder outputs of the batch, not at 100
+    # Now used, codes stay put: no code is dead after a second pass with the same data.
+    before = int(model.quantizer.revived)
+    model(x)
+    assert int(model.quantizer.revived) - before < 16
+
+
+def test_prior_samples_valid_code_grids():
+    model = tiny_model(
+        "vqvae", size=8, widths=(4, 8), codes=16, code_dim=4, prior_dim=16, prior_layers=1, prior_heads=2
+    )
+    indices = model.prior.sample(5, generator=torch.Generator().manual_seed(0))
+    assert indices.shape == (5, 16) and indices.dtype == torch.long
+    assert int(indices.min()) >= 0 and int(indices.max()) < 16
+    images = model.sample(3, generator=torch.Generator().manual_seed(0))
+    assert images.shape == (3, 1, 8, 8) and float(images.min()) >= 0 and float(images.max()) <= 1
+
+
+def test_prior_is_causal():
+    model = tiny_model(
+        "vqvae", size=8, widths=(4, 8), codes=16, code_dim=4, prior_dim=16, prior_layers=2, prior_heads=2
+    )
+    tokens = torch.randint(0, 16, (1, 16))
+    changed = tokens.clone()
+    changed[0, 10:] = (changed[0, 10:] + 1) % 16
+    a, b = model.prior.logits(tokens), model.prior.logits(changed)
+    assert torch.allclose(a[:, :10], b[:, :10], atol=1e-5)  # output i sees inputs 0..i only
+    assert not torch.allclose(a[:, 10:], b[:, 10:])
+
+
+def test_iwae_bound_is_at_least_the_elbo():
+    from aetools.bench.generative import vae_bounds
+
+    torch.manual_seed(0)
+    x = torch.rand(6, 1, 8, 8)
+    for arch in ("vae", "hvae"):
+        model = tiny_model(arch, size=8, widths=(4, 8), latent=3, top=2)
+        elbo, iwae = vae_bounds(model, x, k=50)
+        assert iwae >= elbo
+        single = model.log_weights(x, 1)
+        assert single.shape == (1, 6)
+
+
+def test_kl_schedules():
+    vae = tiny_model("vae", size=8, widths=(4, 8), latent=2, beta=4.0, kl_warmup=10).train()
+    x = torch.rand(2, 1, 8, 8)
+    weights = [vae(x).kl_weight for _ in range(12)]
+    assert weights[0] == 0 and math.isclose(weights[5], 2.0) and weights[-1] == 4.0
+    cap = tiny_model("vae", size=8, widths=(4, 8), latent=2, capacity=20.0, capacity_steps=4).train()
+    targets = [cap(x).capacity for _ in range(6)]
+    assert targets[:3] == [0.0, 5.0, 10.0] and targets[-1] == 20.0
+
+
+# ---------------------------------------------------------------------------------- trainer + CLI
+
+
+def train_tiny(task, fashion_dir, out, steps=12, on_progress=None, **extra):
+    from aetools.train.trainer import TrainConfig, train
+
+    model = {"ae": dict(widths=(4, 8), latent=4), "vae": dict(widths=(4, 8), latent=4)}.get(task, {})
+    model = {
+        **model,
+        **(
+            dict(widths=(8, 16), codes=16, code_dim=4, prior_dim=16, prior_layers=1, prior_heads=2)
+            if task == "vqvae"
+            else {}
+        ),
+        **(dict(widths=(8, 16), features=32) if task == "classifier" else {}),
+    }
+    config = TrainConfig(
+        task=task,
+        data=["fashion-mnist"],
+        fashion_dir=str(fashion_dir),
+        out=str(out),
+        model=model,
+        steps=steps,
+        batch_size=32,
+        val_images=64,
+        val_every=6,
+        checkpoint_every=6,
+        **extra,
+    )
+    return config, train(config, on_progress)
+
+
+@pytest.mark.parametrize("task", ["vae", "vqvae"])
+def test_resume_after_a_crash_continues_exactly(task, fashion_dir, tmp_path):
+    from aetools.weights import read_weights
+
+    train_tiny(task, fashion_dir, tmp_path / "a.safetensors")
+
+    class Crash(Exception):
+        pass
+
+    def crash_at_step_8(p):
+        if p.event == "step" and p.step == 8:
+            raise Crash  # like kill -9 after the step-6 checkpoint
+
+    with pytest.raises(Crash):
+        train_tiny(task, fashion_dir, tmp_path / "b.safetensors", on_progress=crash_at_step_8)
+    steps = []
+    train_tiny(task, fashion_dir, tmp_path / "b.safetensors", resume=True, on_progress=steps.append)
+    assert [p.step for p in steps if p.event == "step"][0] == 7
+    a, _ = read_weights(tmp_path / "a.safetensors")
+    b, _ = read_weights(tmp_path / "b.safetensors")
+    for name in a:  # weights, the codebook's EMA state, the KL schedule's step counter: bit-identical
+        assert torch.equal(a[name], b[name]), name
+
+
+def test_training_improves_each_model_and_the_classifier_learns(fashion_dir, tmp_path):
+    for task in ("ae", "vae", "vqvae"):
+        _, short = train_tiny(task, fashion_dir, tmp_path / f"{task}1.safetensors", steps=2, warmup=1)
+        _, longer = train_tiny(task, fashion_dir, tmp_path / f"{task}2.safetensors", steps=60, warmup=5)
+        assert longer.val_psnr > short.val_psnr + 1, (task, short.val_psnr, longer.val_psnr)
+    _, result = train_tiny("classifier", fashion_dir, tmp_path / "c.safetensors", steps=100, warmup=5)
+    assert result.val_psnr > 35  # validation accuracy %; chance is 10%
+
+
+@pytest.fixture(scope="module")
+def tiny_files(fashion_dir, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("models")
+    files = {}
+    for task in ("ae", "vae", "vqvae", "classifier"):
+        files[task] = folder / f"{task}.safetensors"
+        train_tiny(task, fashion_dir, files[task], steps=20, warmup=5)
+    return files
+
+
+def test_generate_interpolate_reconstruct_traverse_sizes(tiny_files, tmp_path):
+    for task in ("ae", "vae", "vqvae"):
+        grid = tmp_path / f"{task}-samples.png"
+        result = run("generate", tiny_files[task], "-n", 6, "--nrow", 3, "-o", grid)
+        assert result.exit_code == 0, result.output
+        assert Image.open(grid).size == (3 * 30 + 2, 2 * 30 + 2)  # 28-pixel cells, 2-pixel gaps
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    images, _ = synthetic_clothes(2, seed=3)
+    Image.fromarray(images[0]).resize((40, 30)).save(a)
+    Image.fromarray(np.stack([images[1]] * 3, axis=-1)).save(b)  # colour: made grey for the model
+    strip = tmp_path / "strip.png"
+    result = run("interpolate", a, b, "--model", tiny_files["vae"], "--steps", 5, "-o", strip, "--zoom", 2)
+    assert result.exit_code == 0, result.output
+    assert Image.open(strip).size == (5 * 58 + 2, 58 + 2)
+    out = tmp_path / "recon"
+    result = run("reconstruct", a, b, "--model", tiny_files["ae"], "-o", out)
+    assert result.exit_code == 0, result.output
+    assert Image.open(out / "a.png").size == (40, 30) and Image.open(out / "b.png").size == (28, 28)
+    trav = tmp_path / "trav.png"
+    result = run("traverse", "--model", tiny_files["vae"], "-o", trav, "--steps", 7)
+    assert result.exit_code == 0, result.output
+    assert Image.open(trav).size == (7 * 30 + 2, 4 * 30 + 2)  # one row per latent dimension (4)
+    result = run("traverse", "--model", tiny_files["vqvae"], "-o", tmp_path / "t2.png")
+    assert result.exit_code == 2 and "vector code" in result.output
+    result = run("generate", tiny_files["vae"], "-o", grid)  # exists: refused, unchanged
+    assert result.exit_code == 2 and "exists" in result.output
+
+
+def test_latent_plot_and_eval_tables(tiny_files, fashion_dir, tmp_path):
+    plot = tmp_path / "latent.png"
+    result = run("latent-plot", "--model", tiny_files["ae"], "--fashion-dir", fashion_dir, "-o", plot)
+    assert result.exit_code == 0, result.output
+    assert Image.open(plot).size[0] > 300
+    result = run(
+        "eval", tiny_files["vae"], tiny_files["vqvae"], tiny_files["ae"], "--fashion-dir", fashion_dir,
+        "--classifier", tiny_files["classifier"], "--samples", 100, "--iwae-k", 4, "--format", "markdown",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    for title in ("Reconstruction", "VAE bounds", "VQ-VAE codes", "Fréchet distance", "training images (floor)"):
+        assert title in result.output
+    rows = [line.split("|") for line in result.output.splitlines() if line.startswith("|")]
+    vae_rows = [row for row in rows if row[1].strip().endswith("/vae.safetensors")]
+    elbo, iwae = (float(v) for v in vae_rows[1][2:4])  # the bounds table's row
+    assert iwae >= elbo
+    result = run("eval", "no-such-model", "--fashion-dir", fashion_dir)
+    assert result.exit_code == 2 and "no-such-model" in result.output
