@@ -641,7 +641,7 @@ def eval_generative(
         rows.append([r.name, r.kind, r.code, f"{r.mse:.5f}", pca, ratio, f"{r.psnr:.2f}", f"{r.params:,}", minutes(r)])
     render(
         f"Reconstruction, Fashion-MNIST test ({n_test:,} images); PCA fitted on the 60,000 training images",
-        ["model", "kind", "code", "MSE", "PCA MSE (same k)", "MSE / PCA", "PSNR dB", "params", "train (2 CPU cores)"],
+        ["model", "kind", "code", "MSE", "PCA MSE (same k)", "MSE / PCA", "PSNR dB", "params", "training time"],
         rows,
         fmt,
     )

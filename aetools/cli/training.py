@@ -174,7 +174,10 @@ def train(
                 f"step {p.step}/{p.total}: loss {p.loss:.4f}, {p.images_per_s:.1f} img/s, lr {p.lr:.2e}"
             )
         if p.event == "val" and not quiet:
-            progress.console.log(f"step {p.step}: validation {score} {val_text}, loss {p.loss:.4f}, lr {p.lr:.2e}")
+            notes = f", {p.notes}" if p.notes else ""
+            progress.console.log(
+                f"step {p.step}: validation {score} {val_text}{notes}, loss {p.loss:.4f}, lr {p.lr:.2e}"
+            )
 
     try:
         with progress:

@@ -59,6 +59,8 @@ class Task:
     score: (model output, Batch) -> the validation number, for tasks not scored by PSNR (the classifier's
         accuracy); score_name, score_unit: what it is called and its unit, for logs and the weights' record.
     labels: the task trains on labelled arrays; `degrade` then takes (clean, generator, labels).
+    val_notes: (model, validation outputs) -> a short text logged with each validation (VQ-VAE: codebook
+        usage and perplexity; VAE: KL and its weight).
     sized: the model works at one image size, its config's `size`: training and validation crops from
         image folders are that size (the generative models).
     """
@@ -82,6 +84,7 @@ class Task:
     score_unit: str = " dB"
     labels: bool = False
     sized: bool = False
+    val_notes: Callable[[Any, list[Any]], str] | None = None
 
     def degradations(self, options: dict[str, Any] | None = None) -> tuple[dict[str, Any], Callable, Callable]:
         """-> (the options in force, training degrade, validation degrade). Unknown options: ValueError."""

@@ -43,6 +43,24 @@ def labelled(clean: torch.Tensor, generator: torch.Generator, labels: torch.Tens
     return Batch({"image": clean}, labels)
 
 
+def vq_notes(model, outputs: list[VQOutput]) -> str:
+    """Codebook usage on the validation images, perplexity exp(H) of the code frequencies, codes revived so far."""
+    indices = torch.cat([o.indices.flatten() for o in outputs])
+    counts = torch.bincount(indices, minlength=model.config.codes).double()
+    p = counts[counts > 0] / counts.sum()
+    perplexity = float(torch.exp(-(p * p.log()).sum()))
+    used = float((counts > 0).double().mean() * 100)
+    return f"codes in use {used:.1f}%, perplexity {perplexity:.1f}, revived {int(model.quantizer.revived)}"
+
+
+def vae_notes(model, outputs: list[VAEOutput]) -> str:
+    """Mean KL (nats per image) on the validation images, and this step's KL weight (or capacity)."""
+    kl = float(torch.cat([o.kl for o in outputs]).mean())
+    weight, capacity = model.schedule()
+    schedule = f"capacity {capacity:.1f} nats" if model.config.capacity > 0 else f"KL weight {weight:.2f}"
+    return f"KL {kl:.2f} nats, {schedule}"
+
+
 def accuracy(logits: torch.Tensor, batch: Batch) -> float:
     return float((logits.argmax(1).cpu() == batch.target.cpu()).float().mean()) * 100
 
@@ -66,6 +84,7 @@ register_task(
         arch="vae",
         degrade=reconstruction_pair,
         loss=vae_loss,
+        val_notes=vae_notes,
         channels=1,
         sized=True,
         train=TrainDefaults(**FASHION_DEFAULTS),
@@ -79,6 +98,7 @@ register_task(
         arch="hvae",
         degrade=reconstruction_pair,
         loss=vae_loss,
+        val_notes=vae_notes,
         channels=1,
         sized=True,
         train=TrainDefaults(**FASHION_DEFAULTS),
@@ -92,6 +112,7 @@ register_task(
         arch="vqvae",
         degrade=reconstruction_pair,
         loss=vq_loss,
+        val_notes=vq_notes,
         channels=1,
         sized=True,
         train=TrainDefaults(**FASHION_DEFAULTS),

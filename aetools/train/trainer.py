@@ -96,6 +96,7 @@ class TrainProgress:
     val_psnr: float | None
     event: str = "step"  # step | val | checkpoint | start | done | interrupted
     step_loss: float = float("nan")  # this step's loss (`loss` is a moving average)
+    notes: str = ""  # with "val": the task's own validation figures (`Task.val_notes`), e.g. codebook usage
 
 
 @dataclass
@@ -287,16 +288,19 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
         if world > 1:
             dist.barrier()
 
+    notes = {"val": ""}
+
     def validate() -> float | None:
         if not val:
             return None
         model.eval()
         with torch.no_grad(), autocast_for(device, config.amp):
-            outputs = ((model(**b.to(device).inputs).float(), b) for b in val)
+            outputs = [(model(**b.to(device).inputs).float(), b) for b in val]
             if task.score is not None:
                 scores = [task.score(output, b) for output, b in outputs]
             else:
                 scores = [psnr(*task.validation_pair(output, b)) for output, b in outputs]
+            notes["val"] = task.val_notes(model, [output for output, _ in outputs]) if task.val_notes else ""
         model.train()
         return float(np.mean(scores))
 
@@ -333,7 +337,8 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
 
             if is_main and (done % val_every == 0 or done == steps):
                 state["val_psnr"] = validate()
-                report(TrainProgress(done, steps, loss_ema, lr, seen / max(now - t0, 1e-9), state["val_psnr"], "val"))
+                speed = seen / max(now - t0, 1e-9)
+                report(TrainProgress(done, steps, loss_ema, lr, speed, state["val_psnr"], "val", notes=notes["val"]))
             stop_now = stop.stop
             if world > 1:  # every rank must agree to stop at the same step
                 flag = torch.tensor([float(stop_now)], device=device)
