@@ -207,13 +207,17 @@ def test_iwae_bound_is_at_least_the_elbo():
 
 
 def test_kl_schedules():
+    from aetools.generative.vae import vae_loss
+
     vae = tiny_model("vae", size=8, widths=(4, 8), latent=2, beta=4.0, kl_warmup=10).train()
     x = torch.rand(2, 1, 8, 8)
     weights = [vae(x).kl_weight for _ in range(12)]
     assert weights[0] == 0 and math.isclose(weights[5], 2.0) and weights[-1] == 4.0
     cap = tiny_model("vae", size=8, widths=(4, 8), latent=2, capacity=20.0, capacity_steps=4).train()
-    targets = [cap(x).capacity for _ in range(6)]
-    assert targets[:3] == [0.0, 5.0, 10.0] and targets[-1] == 20.0
+    outputs = [cap(x) for _ in range(6)]
+    assert [o.capacity for o in outputs[:3]] == [0.0, 5.0, 10.0] and outputs[-1].capacity == 20.0
+    expected = (outputs[0].nll.mean() + 100.0 * outputs[0].kl.mean().abs()) / 64  # |KL - 0|, gamma 100, 8x8
+    assert torch.allclose(vae_loss(outputs[0], x), expected)  # the capacity objective from the first step
 
 
 # ---------------------------------------------------------------------------------- trainer + CLI

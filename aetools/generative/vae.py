@@ -85,13 +85,14 @@ class VAEConfig:
 @dataclass
 class VAEOutput:
     """logits (B, C, S, S): the decoder's; mean image = sigmoid(logits). nll (B,): -log p(x|z), nats. kl (B,):
-    KL(q || p) summed over dimensions, nats. kl_weight, capacity: this step's schedule (see the docstring)."""
+    KL(q || p) summed over dimensions, nats. kl_weight, capacity: this step's schedule (see the docstring); capacity
+    is None when the capacity objective is off."""
 
     logits: torch.Tensor
     nll: torch.Tensor
     kl: torch.Tensor
     kl_weight: float
-    capacity: float
+    capacity: float | None
 
     def float(self) -> VAEOutput:
         return VAEOutput(self.logits.float(), self.nll.float(), self.kl.float(), self.kl_weight, self.capacity)
@@ -133,12 +134,12 @@ class _VAEBase(nn.Module):
         self.from_code = nn.Linear(code_dim, self.trunk.flat)
         self.register_buffer("trained_steps", torch.zeros((), dtype=torch.long))
 
-    def schedule(self) -> tuple[float, float]:
-        """This step's (KL weight, capacity C_t in nats); capacity 0 when the capacity objective is off."""
+    def schedule(self) -> tuple[float, float | None]:
+        """This step's (KL weight, capacity C_t in nats); capacity None when the capacity objective is off."""
         c, step = self.config, int(self.trained_steps)
         if c.capacity > 0:
             return c.gamma, c.capacity * min(1.0, step / max(1, c.capacity_steps))
-        return c.beta * (min(1.0, step / c.kl_warmup) if c.kl_warmup else 1.0), 0.0
+        return c.beta * (min(1.0, step / c.kl_warmup) if c.kl_warmup else 1.0), None
 
     def decode(self, code: torch.Tensor) -> torch.Tensor:
         """code (..., code_dim) -> logits (..., C, S, S)."""
@@ -265,6 +266,6 @@ def vae_loss(output: VAEOutput, target: torch.Tensor) -> torch.Tensor:
     """Per image: -log p(x|z) + weight * KL, or with a capacity C: -log p(x|z) + gamma * |KL - C| (batch means).
     Reported per pixel (divided by the pixel count) so its scale matches the other tasks' losses."""
     pixels = target[0].numel()
-    if output.capacity > 0:
+    if output.capacity is not None:
         return (output.nll.mean() + output.kl_weight * (output.kl.mean() - output.capacity).abs()) / pixels
     return (output.nll + output.kl_weight * output.kl).mean() / pixels

@@ -57,7 +57,7 @@ def vae_notes(model, outputs: list[VAEOutput]) -> str:
     """Mean KL (nats per image) on the validation images, and this step's KL weight (or capacity)."""
     kl = float(torch.cat([o.kl for o in outputs]).mean())
     weight, capacity = model.schedule()
-    schedule = f"capacity {capacity:.1f} nats" if model.config.capacity > 0 else f"KL weight {weight:.2f}"
+    schedule = f"KL weight {weight:.2f}" if capacity is None else f"capacity {capacity:.1f} nats"
     return f"KL {kl:.2f} nats, {schedule}"
 
 
