@@ -140,7 +140,7 @@ class VectorQuantizer(nn.Module):
 
 
 class CodePrior(nn.Module):
-    """p(k_i | k_<i) over the raster-ordered code grid: a causal transformer (pre-norm, GELU).
+    """p(k_i | k_<i) over the raster-ordered code grid: a causal transformer (`nn.TransformerEncoder`, pre-norm).
 
     Input position i sees [BOS, k_1, ..., k_{i-1}] (a causal mask hides the rest) and predicts k_i."""
 
