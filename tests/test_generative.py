@@ -223,19 +223,18 @@ def test_kl_schedules():
 # ---------------------------------------------------------------------------------- trainer + CLI
 
 
+TINY = {
+    "ae": dict(widths=(4, 8), latent=4),
+    "vae": dict(widths=(4, 8), latent=4),
+    "vqvae": dict(widths=(8, 16), codes=16, code_dim=4, prior_dim=16, prior_layers=1, prior_heads=2),
+    "classifier": dict(widths=(8, 16), features=32),
+}
+
+
 def train_tiny(task, fashion_dir, out, steps=12, on_progress=None, **extra):
     from aetools.train.trainer import TrainConfig, train
 
-    model = {"ae": dict(widths=(4, 8), latent=4), "vae": dict(widths=(4, 8), latent=4)}.get(task, {})
-    model = {
-        **model,
-        **(
-            dict(widths=(8, 16), codes=16, code_dim=4, prior_dim=16, prior_layers=1, prior_heads=2)
-            if task == "vqvae"
-            else {}
-        ),
-        **(dict(widths=(8, 16), features=32) if task == "classifier" else {}),
-    }
+    model = TINY[task]
     config = TrainConfig(
         task=task,
         data=["fashion-mnist"],
@@ -341,3 +340,15 @@ def test_latent_plot_and_eval_tables(tiny_files, fashion_dir, tmp_path):
     assert iwae >= elbo
     result = run("eval", "no-such-model", "--fashion-dir", fashion_dir)
     assert result.exit_code == 2 and "no-such-model" in result.output
+
+
+def test_second_stage_trains_the_prior_only(tiny_files, fashion_dir, tmp_path):
+    from aetools.weights import read_weights
+
+    out = tmp_path / "prior.safetensors"
+    _, result = train_tiny("vqvae", fashion_dir, out, steps=6, init=str(tiny_files["vqvae"]), train_only="prior")
+    before, _ = read_weights(tiny_files["vqvae"])
+    after, header = read_weights(out)
+    assert header["training"]["train_only"] == "prior"
+    for name in before:  # the codebook (EMA buffers) and the autoencoder untouched; the prior trained
+        assert torch.equal(before[name], after[name]) != name.startswith("prior."), name

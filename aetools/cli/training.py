@@ -29,6 +29,9 @@ def train(
     widths: str = typer.Option(None, help="Backbone channels per level, e.g. 32,64,128,256."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT.ckpt.safetensors exactly."),
     init: Path = typer.Option(None, help="Start from these weights (fine-tune) instead of random."),
+    train_only: str = typer.Option(
+        None, "--train-only", help="Train only this part (e.g. prior, with --init: the VQ-VAE's second stage)."
+    ),
     val: list[Path] = typer.Option(None, "--val", help="Validation images (default: held out of --data)."),
     val_every: int = typer.Option(None, "--val-every", help="Validate every N steps."),
     checkpoint_every: int = typer.Option(250, "--checkpoint-every", help="Checkpoint every N steps."),
@@ -147,6 +150,7 @@ def train(
         device=device,
         amp=amp,
         workers=workers,
+        train_only=train_only,
     )
     quiet = int(os.environ.get("RANK", "0")) != 0
     score, unit = get_task(task).score_name, get_task(task).score_unit

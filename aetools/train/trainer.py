@@ -55,6 +55,8 @@ class TrainConfig:
     val_data: validation images; default: `val_images` files held out of `data`.
     fashion_dir: where `data=["fashion-mnist"]` finds the idx files (default `../shared/data/fashion_mnist`).
     workers: DataLoader processes preparing batches ahead (0 = in the training process).
+    train_only: train only the parameters under this module name (e.g. "prior": the VQ-VAE's second stage,
+        its prior fitted to the codes of a frozen, trained autoencoder); the rest stays as it is.
     """
 
     task: str
@@ -81,6 +83,7 @@ class TrainConfig:
     amp: bool = True
     workers: int = 0
     grad_clip: float = 1.0
+    train_only: str | None = None
 
     def checkpoint_path(self) -> Path:
         return Path(self.checkpoint) if self.checkpoint else Path(str(self.out) + ".ckpt.safetensors")
@@ -204,7 +207,15 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
             raise TrainError(f"{config.init}: --init weights have another size than the options ask for")
         model.load_state_dict({k: v.float() for k, v in tensors.items()})
     model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=peak_lr)
+    trainable = list(model.parameters())
+    if config.train_only:  # a second stage: the rest of the network is frozen, weights and state
+        prefix = config.train_only
+        for name, p in model.named_parameters():
+            p.requires_grad_(name == prefix or name.startswith(prefix + "."))
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        if not trainable:
+            raise TrainError(f"--train-only {prefix}: no parameters of {task.arch} are named so")
+    optimizer = torch.optim.Adam(trainable, lr=peak_lr)
     use_scaler = device.type == "cuda" and config.amp and not torch.cuda.is_bf16_supported()
     scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
 
@@ -301,11 +312,21 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
             else:
                 scores = [psnr(*task.validation_pair(output, b)) for output, b in outputs]
             notes["val"] = task.val_notes(model, [output for output, _ in outputs]) if task.val_notes else ""
-        model.train()
+        set_training_mode()
         return float(np.mean(scores))
 
+    def set_training_mode() -> None:
+        """model.train(), except for what --train-only freezes: frozen modules stay in eval mode, so their state
+        (batch-norm statistics, a VQ codebook's moving averages) does not move either."""
+        model.train()
+        if config.train_only:
+            prefix = config.train_only
+            for name, module in model.named_modules():
+                inside = name == prefix or name.startswith(prefix + ".")
+                module.training = name == "" or inside or prefix.startswith(name + ".")
+
     report(TrainProgress(start, steps, float("nan"), 0.0, 0.0, state["val_psnr"], "start"))
-    model.train()
+    set_training_mode()
     done, loss_ema, seen, interrupted = start, None, 0, False
     t0 = time.time()
     tick = t0
@@ -371,6 +392,7 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
             "params": count_parameters(model),
             f"val_{task.score_name.lower()}": state["val_psnr"],
             "init": init_record,  # fine-tuned from these weights (and how they were trained), if any
+            "train_only": config.train_only,
         }
         save_weights(model, out, task.name, training)
     if world > 1:
