@@ -352,3 +352,16 @@ def test_second_stage_trains_the_prior_only(tiny_files, fashion_dir, tmp_path):
     assert header["training"]["train_only"] == "prior"
     for name in before:  # the codebook (EMA buffers) and the autoencoder untouched; the prior trained
         assert torch.equal(before[name], after[name]) != name.startswith("prior."), name
+
+
+def test_cached_sampling_step_matches_the_full_forward():
+    model = tiny_model(
+        "vqvae", size=8, widths=(4, 8), codes=16, code_dim=4, prior_dim=16, prior_layers=2, prior_heads=2
+    )
+    prior = model.prior
+    tokens = torch.cat([torch.full((3, 1), 16), torch.randint(0, 16, (3, 15))], dim=1)  # [BOS, k_1..k_15]
+    full = prior.logits(tokens)  # (3, 16, K)
+    cache = [[None, None] for _ in prior.blocks.layers]
+    with torch.no_grad():
+        stepwise = torch.stack([prior.next_logits(tokens[:, i], i, cache) for i in range(16)], dim=1)
+    assert torch.allclose(full, stepwise, atol=1e-5)
