@@ -135,15 +135,33 @@ def vae_posterior_stats(model: nn.Module, images: torch.Tensor) -> tuple[list[fl
     return per_dim.tolist(), active, float(per_dim.sum())
 
 
+def training_seconds(training: dict) -> float | None:
+    """A model's training time, its earlier stages included (a run with --init records the one before it)."""
+    if training.get("seconds") is None:
+        return None
+    total = training["seconds"]
+    while training.get("init"):
+        training = training["init"].get("training", {})
+        total += training.get("seconds") or 0
+    return total
+
+
 @torch.no_grad()
 def evaluate_model(
-    name: str, model: nn.Module, test: ArrayData, train_flat: torch.Tensor, iwae_k: int, on_step=lambda: None
+    name: str,
+    model: nn.Module,
+    test: ArrayData,
+    train_flat: torch.Tensor,
+    iwae_k: int,
+    on_step=lambda: None,
+    iwae_images: int = 0,
 ) -> ModelReport:
+    """Everything the benchmark measures of one model; the VAE bounds on the first `iwae_images` test images
+    (0: all), since each costs `iwae_k` decoder passes."""
     model.eval()
     images = test.tensors()
     kind = kind_of(model)
-    header = getattr(model, "weights_header", {})
-    seconds = header.get("training", {}).get("seconds")
+    seconds = training_seconds(getattr(model, "weights_header", {}).get("training", {}))
     from aetools.generative.pipeline import reconstruct
 
     recon = batched(lambda x: reconstruct(model, x), images)
@@ -157,7 +175,7 @@ def evaluate_model(
         if kind == "linear":
             report.angles = principal_angles_deg(model.decoder.weight.detach().cpu(), pca.components.t())
     if kind in ("vae", "hvae"):
-        report.elbo, report.iwae = vae_bounds(model, images, iwae_k)
+        report.elbo, report.iwae = vae_bounds(model, images[: iwae_images or None], iwae_k)
         report.kl_per_dim, report.active, report.kl = vae_posterior_stats(model, images)
     if kind == "vqvae":
         indices = batched(model.indices, images)

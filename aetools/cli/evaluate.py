@@ -577,6 +577,9 @@ def eval_generative(
     classifier: str = typer.Option("classifier-fashion", help="The classifier whose features score samples."),
     samples: int = typer.Option(2000, min=0, help="Samples per generator for the Fréchet distance (0: skip)."),
     iwae_k: int = typer.Option(100, "--iwae-k", min=1, help="Importance samples per image for the IWAE bound."),
+    iwae_images: int = typer.Option(
+        0, "--iwae-images", min=0, help="ELBO and IWAE on the first N test images only (0: all; k decodes each)."
+    ),
     limit: int = typer.Option(0, min=0, help="Use the first N test images only (0: all 10,000)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
     fmt: str = typer.Option("table", "--format", help="table or markdown."),
@@ -621,7 +624,9 @@ def eval_generative(
         bar = progress.add_task("eval", total=2 * len(nets), name="")
         for name, net in nets.items():
             progress.update(bar, name=name)
-            reports.append(evaluate_model(name, net, test, train_flat, iwae_k, lambda: progress.advance(bar)))
+            reports.append(
+                evaluate_model(name, net, test, train_flat, iwae_k, lambda: progress.advance(bar), iwae_images)
+            )
         floor, scores = None, {}
         if judge is not None:
             progress.update(bar, name="Fréchet distance: sampling")
@@ -666,7 +671,8 @@ def eval_generative(
     vaes = [r for r in reports if r.elbo is not None]
     if vaes:
         render(
-            f"VAE bounds on log p(x), nats per image (higher is tighter); k = {iwae_k} samples per image",
+            f"VAE bounds on log p(x), nats per image (higher is tighter); k = {iwae_k} samples per image, "
+            f"{min(iwae_images or n_test, n_test):,} test images",
             ["model", "ELBO", f"IWAE (k={iwae_k})", "IWAE - ELBO", "KL", "active units", "KL per dimension"],
             [
                 [
@@ -702,7 +708,7 @@ def eval_generative(
         )
     if floor is not None:
         how = {"ae": "Gaussian fitted to its codes", "linear": "Gaussian fitted to its codes", "vae": "prior N(0, I)"}
-        how |= {"hvae": "prior p(z2) p(z1|z2)", "vqvae": "learned prior over code grids"}
+        how |= {"hvae": "prior: z2 ~ N(0, I), then z1 given z2", "vqvae": "learned prior over code grids"}
         rows = [["training images (floor)", "-", f"{floor:.2f}"]]
         rows += [[r.name, how[r.kind], f"{r.frechet:.2f}"] for r in reports]
         render(
