@@ -163,6 +163,7 @@ def evaluate_model(
     kind = kind_of(model)
     seconds = training_seconds(getattr(model, "weights_header", {}).get("training", {}))
     from aetools.generative.pipeline import reconstruct
+    from aetools.generative.vqvae import code_usage
 
     recon = batched(lambda x: reconstruct(model, x), images)
     mse, psnr = mse_and_psnr(recon, images)
@@ -179,11 +180,8 @@ def evaluate_model(
         report.kl_per_dim, report.active, report.kl = vae_posterior_stats(model, images)
     if kind == "vqvae":
         indices = batched(model.indices, images)
-        counts = torch.bincount(indices.flatten(), minlength=model.config.codes).double()
-        p = counts / counts.sum()
         report.code = f"{model.grid}x{model.grid} of {model.config.codes}"
-        report.codes_used = float((counts > 0).double().mean() * 100)
-        report.perplexity = float(torch.exp(-(p[p > 0] * p[p > 0].log()).sum()))
+        report.codes_used, report.perplexity = code_usage(indices, model.config.codes)
         if model.prior is not None:
             nll = [model.prior.nll(indices[i : i + 500]) for i in range(0, len(indices), 500)]
             report.prior_nll = float(torch.stack(nll).mean())

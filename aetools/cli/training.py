@@ -84,7 +84,7 @@ def train(
             model["widths"] = tuple(int(w) for w in widths.split(","))
         except ValueError:
             raise fail(f"--widths {widths!r}: expected comma-separated integers such as 32,64,128") from None
-    generative = {"ae", "vae", "hvae", "vqvae"}
+    generative = {name for name in list_tasks() if get_task(name).sized}  # ae, vae, hvae, vqvae
     for flag, key, value, tasks in (
         ("--bits", "bits", bits, {"hash"}),
         ("--size", "size", size, {"hash"} | generative),

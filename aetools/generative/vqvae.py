@@ -261,6 +261,13 @@ class VQVAE(nn.Module):
         return self.decode_indices(indices)
 
 
+def code_usage(indices: torch.Tensor, codes: int) -> tuple[float, float]:
+    """Code indices (any shape) -> (% of the K codes used, perplexity exp(H) of the code frequencies)."""
+    counts = torch.bincount(indices.flatten(), minlength=codes).double()
+    p = counts[counts > 0] / counts.sum()
+    return float((counts > 0).double().mean() * 100), float(torch.exp(-(p * p.log()).sum()))
+
+
 PRIOR_WEIGHT = 0.1  # the prior's gradient reaches only its own parameters, where Adam undoes any scale; the
 # weight only keeps its (larger) gradient from dominating the trainer's global gradient-norm clipping
 

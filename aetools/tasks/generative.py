@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from aetools.generative.classic import AEOutput, ae_loss
 from aetools.generative.frechet import classifier_loss
 from aetools.generative.vae import VAEOutput, vae_loss
-from aetools.generative.vqvae import VQOutput, vq_loss
+from aetools.generative.vqvae import VQOutput, code_usage, vq_loss
 from aetools.tasks.base import Batch, Task, TrainDefaults, register_task
 
 # Fashion-MNIST: 60,000 training images, 1,000 of them held out for validation; 4,000 steps of 128 = 8.6 epochs.
@@ -45,11 +45,7 @@ def labelled(clean: torch.Tensor, generator: torch.Generator, labels: torch.Tens
 
 def vq_notes(model, outputs: list[VQOutput]) -> str:
     """Codebook usage on the validation images, perplexity exp(H) of the code frequencies, codes revived so far."""
-    indices = torch.cat([o.indices.flatten() for o in outputs])
-    counts = torch.bincount(indices, minlength=model.config.codes).double()
-    p = counts[counts > 0] / counts.sum()
-    perplexity = float(torch.exp(-(p * p.log()).sum()))
-    used = float((counts > 0).double().mean() * 100)
+    used, perplexity = code_usage(torch.cat([o.indices.flatten() for o in outputs]), model.config.codes)
     return f"codes in use {used:.1f}%, perplexity {perplexity:.1f}, revived {int(model.quantizer.revived)}"
 
 
@@ -65,60 +61,45 @@ def accuracy(logits: torch.Tensor, batch: Batch) -> float:
     return float((logits.argmax(1).cpu() == batch.target.cpu()).float().mean()) * 100
 
 
-register_task(
-    Task(
-        name="ae",
-        arch="ae",
-        degrade=reconstruction_pair,
-        loss=ae_loss,
-        channels=1,
-        sized=True,
-        train=TrainDefaults(**FASHION_DEFAULTS),
-        validation_pair=lambda out, batch: (out.recon, batch.target),
-        description="undercomplete autoencoder: conv or linear (= PCA); sparse, denoising, contractive",
+def autoencoder_task(name: str, loss, reconstruction, description: str, val_notes=None) -> Task:
+    """What the four autoencoder tasks share: the image is its own target, grey 28x28 by default (Fashion-MNIST),
+    whole images at the model's size from folders. reconstruction: the model's output -> the rebuilt image."""
+    return register_task(
+        Task(
+            name=name,
+            arch=name,
+            degrade=reconstruction_pair,
+            loss=loss,
+            val_notes=val_notes,
+            channels=1,
+            sized=True,
+            train=TrainDefaults(**FASHION_DEFAULTS),
+            validation_pair=lambda out, batch: (reconstruction(out), batch.target),
+            description=description,
+        )
     )
+
+
+def vae_mean(out: VAEOutput) -> torch.Tensor:
+    return torch.sigmoid(out.logits)
+
+
+autoencoder_task(
+    "ae",
+    ae_loss,
+    lambda out: out.recon,
+    "undercomplete autoencoder: conv or linear (= PCA); sparse, denoising, contractive",
 )
-register_task(
-    Task(
-        name="vae",
-        arch="vae",
-        degrade=reconstruction_pair,
-        loss=vae_loss,
-        val_notes=vae_notes,
-        channels=1,
-        sized=True,
-        train=TrainDefaults(**FASHION_DEFAULTS),
-        validation_pair=lambda out, batch: (torch.sigmoid(out.logits), batch.target),
-        description="variational autoencoder; beta-VAE with --beta, KL warm-up or capacity",
-    )
+autoencoder_task(
+    "vae", vae_loss, vae_mean, "variational autoencoder; beta-VAE with --beta, KL warm-up or capacity", vae_notes
 )
-register_task(
-    Task(
-        name="hvae",
-        arch="hvae",
-        degrade=reconstruction_pair,
-        loss=vae_loss,
-        val_notes=vae_notes,
-        channels=1,
-        sized=True,
-        train=TrainDefaults(**FASHION_DEFAULTS),
-        validation_pair=lambda out, batch: (torch.sigmoid(out.logits), batch.target),
-        description="two-level hierarchical VAE with top-down inference",
-    )
-)
-register_task(
-    Task(
-        name="vqvae",
-        arch="vqvae",
-        degrade=reconstruction_pair,
-        loss=vq_loss,
-        val_notes=vq_notes,
-        channels=1,
-        sized=True,
-        train=TrainDefaults(**FASHION_DEFAULTS),
-        validation_pair=lambda out, batch: (out.recon, batch.target),
-        description="VQ-VAE (EMA codebook) with a learned autoregressive prior over its codes",
-    )
+autoencoder_task("hvae", vae_loss, vae_mean, "two-level hierarchical VAE with top-down inference", vae_notes)
+autoencoder_task(
+    "vqvae",
+    vq_loss,
+    lambda out: out.recon,
+    "VQ-VAE (EMA codebook) with a learned autoregressive prior over its codes",
+    vq_notes,
 )
 register_task(
     Task(
