@@ -1,13 +1,13 @@
-"""Running a network on one image: device choice, mixed precision on CUDA, tiling, no autograd."""
+"""Running a network on one image: device choice, precision (fp32 or bf16 autocast), tiling, no autograd."""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
+from aetools.precision import Precision, autocast, use_channels_last
 from aetools.tiling import run_tiled
 
 # Above this many pixels an image is tiled even without --tile: a 32-channel full-resolution feature map
@@ -40,14 +40,6 @@ def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
     return torch.device(name)
 
 
-def autocast_for(device: torch.device, enabled: bool = True):
-    """bf16 autocast on CUDA GPUs that support it, fp16 on older ones; full precision elsewhere."""
-    if not enabled or device.type != "cuda":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast("cuda", dtype=dtype)
-
-
 def model_device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
@@ -61,24 +53,33 @@ def run_model(
     device: torch.device | None = None,
     scale: int = 1,
     split: int | None = None,
+    precision: Precision | None = None,
 ) -> torch.Tensor:
     """x (1, C, H, W) on any device -> model(x, **extra) as float32 on the CPU, tiled when asked or large.
 
     `tile=None` tiles automatically above AUTO_TILE_PIXELS; `tile=0` never tiles. split: x's channels from
     `split` on are a second per-pixel input (inpainting's mask), cut into the same tiles and passed as the
-    model's second argument: model(x[:, :split], x[:, split:], **extra).
+    model's second argument: model(x[:, :split], x[:, split:], **extra). precision: None = fp32; bf16
+    autocasts the network's operations, in the channels_last layout (the pipeline chose it).
     """
     device = device or model_device(model)
     extra = {k: v.to(device) for k, v in (extra or {}).items()}
     if tile is None:
         tile = AUTO_TILE if x.shape[-2] * x.shape[-1] > AUTO_TILE_PIXELS else 0
 
+    fast = precision is not None and precision.is_bf16
+    layout = torch.channels_last if fast and use_channels_last(device, precision) else torch.contiguous_format
+
     def fn(piece: torch.Tensor) -> torch.Tensor:
-        piece = piece.to(device)
+        piece = piece.to(device).contiguous(memory_format=layout)
         inputs = (piece,) if split is None else (piece[:, :split], piece[:, split:])
-        with autocast_for(device):
+        if not fast:
+            return model(*inputs, **extra).float().cpu()
+        with autocast(device, precision):
             return model(*inputs, **extra).float().cpu()
 
+    if not tile:
+        return fn(x)
     return run_tiled(fn, x, tile, margin=model.receptive_radius(), multiple=model.stride, scale=scale)
 
 

@@ -100,6 +100,11 @@ class DenoiseBenchmark:
         return float(np.mean(values)) if values else None
 
 
+def ours_label(sigma_given: bool, precision: str) -> str:
+    """The table rows of our model: "ours (blind)", "ours (sigma given)", and the same ", bf16"."""
+    return f"ours ({'sigma given' if sigma_given else 'blind'})" + ("" if precision == "fp32" else f", {precision}")
+
+
 def run_denoise_benchmark(
     files: list[Path],
     sigmas: Iterable[float],
@@ -108,18 +113,25 @@ def run_denoise_benchmark(
     variants: Iterable[str] = ("float", "8-bit"),
     with_known_sigma: bool = True,
     on_image: Callable[[str], None] | None = None,
+    precisions: Iterable[str] = ("fp32",),
 ) -> DenoiseBenchmark:
+    """precisions: ours is run in each (fp32, bf16), on the same noisy images."""
     from skimage.metrics import peak_signal_noise_ratio
 
+    from aetools.bench.reference import precision_named
     from aetools.data.io import load_image
     from aetools.tasks.denoise import denoise_pixels
 
     result = DenoiseBenchmark(dataset=str(files[0].parent) if files else "", images=len(files))
-    methods: dict[str, Callable[[np.ndarray, float], np.ndarray]] = {
-        "ours (blind)": lambda noisy, sigma: denoise_pixels(model, noisy, sigma=None, tile=0),
-    }
-    if with_known_sigma:
-        methods["ours (sigma given)"] = lambda noisy, sigma: denoise_pixels(model, noisy, sigma=sigma, tile=0)
+
+    def ours(given: bool, precision: str) -> Callable[[np.ndarray, float], np.ndarray]:
+        p = precision_named(precision)
+        return lambda noisy, sigma: denoise_pixels(model, noisy, sigma if given else None, tile=0, precision=p)
+
+    methods: dict[str, Callable[[np.ndarray, float], np.ndarray]] = {}
+    for precision in precisions:
+        for given in (False, True) if with_known_sigma else (False,):
+            methods[ours_label(given, precision)] = ours(given, precision)
     for key in baselines:
         label, fn = BASELINES[key]
         methods[label] = fn
@@ -142,21 +154,28 @@ def run_denoise_benchmark(
 
 @dataclass
 class CostRow:
+    """megapixels_per_s: {precision: input megapixels per second}."""
+
     name: str
     params: int
-    megapixels_per_s: float
+    megapixels_per_s: dict[str, float]
 
 
-def measure_cost(model: torch.nn.Module, size: tuple[int, int] = (512, 512), repeats: int = 5) -> list[CostRow]:
-    """CPU throughput of ours and of a DnCNN-shaped network on the same input, in the same run."""
-    from aetools.bench.reference import dncnn_shaped, megapixels_per_second
+def measure_cost(
+    model: torch.nn.Module, size: tuple[int, int] = (512, 512), repeats: int = 5, precisions=("fp32", "bf16")
+) -> list[CostRow]:
+    """CPU throughput of ours and of a DnCNN-shaped network on the same input, in each precision, in the
+    same run."""
+    from aetools.bench.reference import dncnn_shaped, megapixels_per_second, prepared
     from aetools.weights import count_parameters
 
-    model = model.cpu().eval()
     x = torch.rand(1, 3, *size)
     sigma = torch.tensor([-1.0])
-    dncnn = dncnn_shaped()
-    return [
-        CostRow("ours", count_parameters(model), megapixels_per_second(lambda t: model(t, sigma), x, repeats)),
-        CostRow("DnCNN-shaped (17 conv, 64 ch)", count_parameters(dncnn), megapixels_per_second(dncnn, x, repeats)),
-    ]
+    rows = []
+    for name, net, call in (
+        ("ours", model, lambda m: lambda t: m(t, sigma)),
+        ("DnCNN-shaped (17 conv, 64 ch)", dncnn_shaped(), lambda m: m),
+    ):
+        speeds = {p: megapixels_per_second(call(prepared(net, p)), x, repeats, p) for p in precisions}
+        rows.append(CostRow(name, count_parameters(net), speeds))
+    return rows

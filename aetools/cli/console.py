@@ -42,3 +42,28 @@ def progress_bar(title: str, detail: str, transient: bool = False, disable: bool
     return Progress(
         *columns, TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=transient, disable=disable
     )
+
+
+def prepare(device: str, seed: int | None = None):
+    """Resolve --device and --seed once per command; a bad value is a one-line usage error."""
+    import torch
+
+    from aetools.inference import DeviceError, resolve_device
+
+    if seed is not None:
+        torch.manual_seed(seed)
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        return resolve_device(device)
+    except DeviceError as e:
+        raise fail(str(e)) from None
+
+
+def load_task_model(model: str | None, task: str, device):
+    """--model resolved to a network for `task`; a bad name or file is a one-line error."""
+    from aetools.weights import WeightsError, load_model
+
+    try:
+        return load_model(model, task, device)
+    except WeightsError as e:
+        raise fail(str(e)) from None

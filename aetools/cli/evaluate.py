@@ -10,8 +10,7 @@ import typer
 from typer.core import TyperGroup
 
 from aetools.cli import app
-from aetools.cli.console import console, fail, out, parse_numbers, progress_bar
-from aetools.cli.images import load_task_model
+from aetools.cli.console import console, fail, load_task_model, out, parse_numbers, progress_bar
 
 
 class _EvalGroup(TyperGroup):
@@ -74,6 +73,50 @@ def render(title: str, header: list[str], rows: list[list[str]], fmt: str) -> No
     out.print(table)
 
 
+def parse_precisions(text: str) -> list[str]:
+    """--precisions fp32,bf16 -> the precisions ours is measured in (fp32 first: the reference)."""
+    from aetools.bench.reference import PRECISIONS
+
+    chosen = [p.strip() for p in text.split(",") if p.strip()]
+    if not chosen or not set(chosen) <= set(PRECISIONS):
+        raise fail(f"--precisions {text}: a comma list from {', '.join(PRECISIONS)}")
+    return sorted(set(chosen), key=PRECISIONS.index)
+
+
+def render_cost(title: str, rows: list, precisions: list[str], reference: str, what: str, fmt: str) -> None:
+    """A cost table with one MP/s column per precision, the bf16 speed-up, and ours vs the reference shape
+    in the same precision; then the processor's capability line (what `auto` picks here)."""
+    import torch
+
+    from aetools.precision import capability_line
+
+    by_name = {r.name: r for r in rows}
+    header = ["network", "params"] + [f"{what} {p}" for p in precisions]
+    if len(precisions) > 1:
+        header.append("bf16 / fp32")
+    header += [f"vs {reference.split(' (')[0]}, {p}" for p in precisions]
+    table = []
+    for r in rows:
+        speeds = r.megapixels_per_s
+        cells = [r.name, f"{r.params / 1e6:.2f} M"] + [f"{speeds[p]:.3f}" for p in precisions]
+        if len(precisions) > 1:
+            cells.append(f"{speeds['bf16'] / speeds['fp32']:.1f}x")
+        cells += [f"{speeds[p] / by_name[reference].megapixels_per_s[p]:.1f}x" for p in precisions]
+        table.append(cells)
+    render(f"{title} ({torch.get_num_threads()} torch threads)", header, table, fmt)
+    typer.echo(f"Precision: {capability_line(torch.device('cpu'))}.\n")
+
+
+def bf16_record(pairs: list[tuple[float, float]]) -> dict:
+    """The metrics `--record` stores about bf16: its largest loss and whether `auto` may use it."""
+    from aetools.bench.reference import bf16_verdict
+    from aetools.pipeline import BF16_METRIC
+
+    ok, loss = bf16_verdict(pairs)
+    console.print(f"bf16 costs at most {loss:.3f} on this benchmark: --precision auto uses {'bf16' if ok else 'fp32'}")
+    return {"bf16_max_loss": round(loss, 4), BF16_METRIC: ok}
+
+
 @eval_app.command("denoise", context_settings=MULTI, no_args_is_help=True)
 def eval_denoise(
     ctx: typer.Context,
@@ -86,17 +129,17 @@ def eval_denoise(
     variants: str = typer.Option("float,8-bit", help="float (the published protocol) and/or 8-bit."),
     limit: int = typer.Option(0, help="Use only the first N images (0: all)."),
     cost: bool = typer.Option(True, "--cost/--no-cost", help="Also time ours beside a DnCNN-shaped network."),
+    precisions: str = typer.Option("fp32,bf16", "--precisions", help="Run ours in these: fp32, bf16 or both."),
     fmt: str = typer.Option("table", "--format", help="table or markdown."),
     record: bool = typer.Option(False, "--record", help="Store the float-protocol means in the weights' metadata."),
 ) -> None:
     """Gaussian denoising, DnCNN/KAIR protocol: PSNR (RGB, dB), ours beside skimage baselines."""
-    import torch
-
     from aetools.bench.denoise import (
         BASELINES,
         PUBLISHED,
         bm3d_available,
         measure_cost,
+        ours_label,
         run_denoise_benchmark,
     )
     from aetools.weights import record_metrics
@@ -112,12 +155,15 @@ def eval_denoise(
     if not set(variant_list) <= {"float", "8-bit"}:
         raise fail("--variants: choose from float, 8-bit")
     files = benchmark_files(data, limit, fmt)
+    precision_list = parse_precisions(precisions)
     net = load_task_model(model, "denoise", "cpu")
 
     result = measure(
         f"eval denoise on {data.name}",
         files,
-        lambda on_image: run_denoise_benchmark(files, sigmas, net, chosen, variant_list, on_image=on_image),
+        lambda on_image: run_denoise_benchmark(
+            files, sigmas, net, chosen, variant_list, on_image=on_image, precisions=precision_list
+        ),
     )
 
     methods = list(dict.fromkeys(m for m, _, _ in result.psnr))
@@ -135,17 +181,8 @@ def eval_denoise(
     render(f"Denoising PSNR (dB, RGB) on {data.name}, {len(files)} images", header, rows, fmt)
 
     if cost:
-        cost_rows = measure_cost(net)
-        ours = cost_rows[0].megapixels_per_s
-        render(
-            f"CPU cost (512x512 input, {torch.get_num_threads()} torch threads)",
-            ["network", "params", "MP/s", "ours is faster by"],
-            [
-                [r.name, f"{r.params / 1e6:.2f} M", f"{r.megapixels_per_s:.3f}", f"{ours / r.megapixels_per_s:.1f}x"]
-                for r in cost_rows
-            ],
-            fmt,
-        )
+        rows = measure_cost(net, precisions=precision_list)
+        render_cost("CPU cost, 512x512 input", rows, precision_list, rows[-1].name, "MP/s", fmt)
 
     if record:
         metrics = {
@@ -153,6 +190,14 @@ def eval_denoise(
             for s in sigmas
             if result.mean("ours (blind)", s, "float") is not None
         }
+        if "bf16" in precision_list:
+            pairs = [
+                (result.mean(ours_label(g, "fp32"), s, v), result.mean(ours_label(g, "bf16"), s, v))
+                for g in (False, True)
+                for s in sigmas
+                for v in variant_list
+            ]
+            metrics.update(bf16_record([p for p in pairs if None not in p]))
         record_metrics(net.weights_path, metrics)
         console.print(f"recorded {len(metrics)} metrics in {net.weights_path}")
 
@@ -593,7 +638,7 @@ def eval_generative(
     import torch
 
     from aetools.bench.generative import evaluate_model, frechet_scores
-    from aetools.cli.images import prepare
+    from aetools.cli.console import prepare
     from aetools.data.fashion import DatasetError, load_fashion_mnist
     from aetools.generative.pipeline import GENERATIVE_TASKS, load_generative
     from aetools.weights import WeightsError, load_model, read_manifest, record_metrics

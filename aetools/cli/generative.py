@@ -24,7 +24,7 @@ FASHION_DIR = Path("../shared/data/fashion_mnist")
 
 
 def _load(model: str, device: str):
-    from aetools.cli.images import prepare
+    from aetools.cli.console import prepare
     from aetools.generative.pipeline import load_generative
     from aetools.weights import WeightsError
 

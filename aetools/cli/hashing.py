@@ -15,8 +15,8 @@ from typing import Annotated
 import typer
 
 from aetools.cli import app
-from aetools.cli.console import console, fail, out, progress_bar
-from aetools.cli.images import DeviceOpt, ModelOpt, prepare
+from aetools.cli.console import console, fail, out, prepare, progress_bar
+from aetools.cli.images import DeviceOpt, ModelOpt
 
 IndexOpt = Annotated[
     Path | None, typer.Option("--index", help="Index folder (default: FOLDER/.aetools-index).", show_default=False)

@@ -1,6 +1,7 @@
 """The image-task contract, shared by every image command (denoise, upscale, colorize, inpaint):
 
-    aetools <task> INPUT... [-o OUTPUT] [--model NAME|PATH] [--device D] [--tile N] [--overwrite] [-r]
+    aetools <task> INPUT... [-o OUTPUT] [--model NAME|PATH] [--device D] [--precision P] [--tile N]
+                            [--overwrite] [-r]
 
 - INPUT: image files and/or folders (images inside; -r recurses, keeping sub-folders in the output).
 - One input file and `-o FILE`: writes FILE. Otherwise -o is a folder (created if needed) holding
@@ -22,7 +23,7 @@ from typing import Annotated
 import typer
 
 from aetools.cli import app
-from aetools.cli.console import console, fail, progress_bar
+from aetools.cli.console import console, fail, prepare, progress_bar
 
 Inputs = Annotated[list[Path], typer.Argument(help="Image files and/or folders.", show_default=False)]
 Output = Annotated[
@@ -159,28 +160,41 @@ def run_image_task(
         raise typer.Exit(1)
 
 
-def prepare(device: str, seed: int | None):
-    """Resolve --device and --seed once per command; a bad value is a one-line usage error."""
-    import torch
+PrecisionOpt = Annotated[
+    str,
+    typer.Option(
+        "--precision",
+        help="auto (bf16 where the processor computes it natively and the model's benchmark showed no loss),"
+        " fp32 or bf16.",
+    ),
+]
 
-    from aetools.inference import DeviceError, resolve_device
 
-    if seed is not None:
-        torch.manual_seed(seed)
-        torch.use_deterministic_algorithms(True, warn_only=True)
+def load_pipeline(name: str, model: str | None, device: str, precision: str, seed: int | None):
+    """--device, --seed, --model and --precision resolved once per command into the task's pipeline; a bad
+    value is a one-line usage error."""
+    from aetools.pipeline import get_pipeline
+    from aetools.precision import PrecisionError
+    from aetools.weights import WeightsError
+
+    dev = prepare(device, seed)
     try:
-        return resolve_device(device)
-    except DeviceError as e:
+        return get_pipeline(name).from_pretrained(model, dev, precision)
+    except (PrecisionError, WeightsError) as e:
         raise fail(str(e)) from None
 
 
-def load_task_model(model: str | None, task: str, device):
-    from aetools.weights import WeightsError, load_model
+def check_options(pipe, **options) -> None:
+    """Options a pipeline would refuse for every file are refused once, before any file is read."""
+    from aetools.pipeline import check_tile
 
     try:
-        return load_model(model, task, device)
-    except WeightsError as e:
-        raise fail(str(e)) from None
+        check_tile(options.get("tile"))
+        if "scale" in options and options["scale"] not in pipe.model.config.scales:
+            scales = ", ".join(map(str, pipe.model.config.scales))
+            raise ValueError(f"--scale {options['scale']}: this model upscales by {scales} only")
+    except ValueError as e:
+        raise fail(str(e).replace("tile ", "--tile ", 1)) from None
 
 
 # ------------------------------------------------------------------------------------------ commands
@@ -196,24 +210,17 @@ def denoise(
     ] = None,
     model: ModelOpt = None,
     device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
     tile: TileOpt = None,
     overwrite: OverwriteOpt = False,
     recursive: RecursiveOpt = False,
     seed: SeedOpt = None,
 ) -> None:
     """Remove noise from photos (blind Gaussian denoiser, sigma 0-55; --sigma if you know it)."""
-    from aetools.api import denoise_image
-
-    dev = prepare(device, seed)
-    net = load_task_model(model, "denoise", dev)
+    pipe = load_pipeline("denoise", model, device, precision, seed)
+    check_options(pipe, tile=tile)
     run_image_task(
-        "denoise",
-        inputs,
-        output,
-        "denoised",
-        overwrite,
-        recursive,
-        lambda image, _: denoise_image(image, sigma=sigma, model=net, tile=tile),
+        "denoise", inputs, output, "denoised", overwrite, recursive, lambda image, _: pipe(image, sigma, tile)
     )
 
 
@@ -227,6 +234,7 @@ def upscale(
     ] = False,
     model: ModelOpt = None,
     device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
     tile: TileOpt = None,
     overwrite: OverwriteOpt = False,
     recursive: RecursiveOpt = False,
@@ -236,14 +244,10 @@ def upscale(
 
     For camera and web photos (blur, noise, JPEG) try --model upscale-real.
     """
-    from aetools.api import upscale_image
-
     if scale not in (2, 3, 4):
         raise fail(f"--scale {scale}: choose 2, 3 or 4")
-    dev = prepare(device, seed)
-    net = load_task_model(model, "superres", dev)
-    if scale not in net.config.scales:
-        raise fail(f"--scale {scale}: this model upscales by {', '.join(map(str, net.config.scales))} only")
+    pipe = load_pipeline("upscale", model, device, precision, seed)
+    check_options(pipe, tile=tile, scale=scale)
     run_image_task(
         "upscale",
         inputs,
@@ -251,7 +255,7 @@ def upscale(
         f"x{scale}",
         overwrite,
         recursive,
-        lambda image, _: upscale_image(image, scale=scale, model=net, tile=tile, ensemble=ensemble),
+        lambda image, _: pipe(image, scale=scale, tile=tile, ensemble=ensemble),
     )
 
 
@@ -264,6 +268,7 @@ def colorize(
     ] = 1.0,
     model: ModelOpt = None,
     device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
     overwrite: OverwriteOpt = False,
     recursive: RecursiveOpt = False,
     seed: SeedOpt = None,
@@ -272,18 +277,9 @@ def colorize(
 
     Colour and tinted (sepia, blue-cast) scans are desaturated first. Output is RGB; alpha is kept.
     """
-    from aetools.api import colorize_image
-
-    dev = prepare(device, seed)
-    net = load_task_model(model, "colorize", dev)
+    pipe = load_pipeline("colorize", model, device, precision, seed)
     run_image_task(
-        "colorize",
-        inputs,
-        output,
-        "color",
-        overwrite,
-        recursive,
-        lambda image, _: colorize_image(image, strength=strength, model=net),
+        "colorize", inputs, output, "color", overwrite, recursive, lambda image, _: pipe(image, strength=strength)
     )
 
 
@@ -303,6 +299,7 @@ def inpaint(
     ensemble: Annotated[bool, typer.Option("--ensemble", help="Average the 8 flips/rotations: 8x slower.")] = False,
     model: ModelOpt = None,
     device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
     tile: TileOpt = None,
     overwrite: OverwriteOpt = False,
     recursive: RecursiveOpt = False,
@@ -313,13 +310,11 @@ def inpaint(
     Pixels outside the holes are kept exactly; JPEG and WebP inputs are therefore written as PNG
     (name an output file with -o to choose another format).
     """
-    from aetools.api import inpaint_image
-
     if mask is not None and not mask.exists():
         raise fail(f"--mask {mask}: no such file or folder")
     masks = MaskFinder(mask)
-    dev = prepare(device, seed)
-    net = load_task_model(model, "inpaint", dev)
+    pipe = load_pipeline("inpaint", model, device, precision, seed)
+    check_options(pipe, tile=tile)
     run_image_task(
         "inpaint",
         inputs,
@@ -327,9 +322,7 @@ def inpaint(
         "filled",
         overwrite,
         recursive,
-        lambda image, src: inpaint_image(
-            image, mask=masks.mask_for(src, image), model=net, tile=tile, ensemble=ensemble
-        ),
+        lambda image, src: pipe(image, mask=masks.mask_for(src, image), tile=tile, ensemble=ensemble),
         lossless=True,
         exclude=mask,  # masks kept inside the photo folder are not photos to fill
     )

@@ -37,7 +37,9 @@ def train(
     checkpoint_every: int = typer.Option(250, "--checkpoint-every", help="Checkpoint every N steps."),
     workers: int = typer.Option(0, help="Data-loading processes (0: in the training process)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
-    amp: bool = typer.Option(True, "--amp/--no-amp", help="Mixed precision on CUDA."),
+    precision: str = typer.Option(
+        "auto", help="auto (bf16 autocast where the CPU or GPU computes it natively, else fp32), fp32 or bf16."
+    ),
     seed: int = typer.Option(0, help="Seed for the initial weights and the data stream."),
     scale: list[int] = typer.Option(None, "--scale", help="superres: scale(s) to train (default: 2 3 4)."),
     degradation: str = typer.Option(None, help="superres: bicubic (the benchmark's) or real (blur, noise, JPEG)."),
@@ -148,7 +150,7 @@ def train(
         init=str(init) if init else None,
         seed=seed,
         device=device,
-        amp=amp,
+        precision=precision,
         workers=workers,
         train_only=train_only,
     )

@@ -166,8 +166,10 @@ class Autoencoder(nn.Module):
     @torch.no_grad()
     def _track_codes(self, code: torch.Tensor) -> None:
         m = self.config.stats_momentum
-        self.code_mean.lerp_(code.mean(0), m)
-        self.code_moment.lerp_(code.t() @ code / code.shape[0], m)
+        with torch.autocast(code.device.type, enabled=False):  # running moments in fp32 under bf16 autocast
+            code = code.float()
+            self.code_mean.lerp_(code.mean(0), m)
+            self.code_moment.lerp_(code.t() @ code / code.shape[0], m)
 
     def forward(self, image: torch.Tensor) -> AEOutput:
         c = self.config

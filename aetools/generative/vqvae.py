@@ -128,15 +128,18 @@ class VectorQuantizer(nn.Module):
             self.revived += int(dead.sum())
 
     def forward(self, z_e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        b, d, h, w = z_e.shape
-        flat = z_e.permute(0, 2, 3, 1).reshape(-1, d).float()  # (B*H*W, D)
-        indices = self.nearest(flat)
-        if self.training:
-            self._update(flat, indices)
-        z_q = self.lookup(indices.view(b, h, w)).to(z_e.dtype)
-        commitment = self.beta * F.mse_loss(z_e, z_q.detach())  # the encoder moves to its code, not the reverse
-        z_q_st = z_e + (z_q - z_e).detach()  # straight-through: forward z_q, gradient to z_e unchanged
-        return z_q_st, commitment, indices.view(b, h, w)
+        # fp32 even under bf16 autocast: nearest-code distances and the EMA statistics need fp32's mantissa
+        with torch.autocast(z_e.device.type, enabled=False):
+            b, d, h, w = z_e.shape
+            z = z_e.float()
+            flat = z.permute(0, 2, 3, 1).reshape(-1, d)  # (B*H*W, D)
+            indices = self.nearest(flat)
+            if self.training:
+                self._update(flat, indices)
+            z_q = self.lookup(indices.view(b, h, w))
+            commitment = self.beta * F.mse_loss(z, z_q.detach())  # the encoder moves to its code, not the reverse
+            z_q_st = z + (z_q - z).detach()  # straight-through: forward z_q, gradient to z_e unchanged
+        return z_q_st.to(z_e.dtype), commitment, indices.view(b, h, w)
 
 
 class CodePrior(nn.Module):

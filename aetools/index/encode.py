@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from aetools.data.io import ImageError, load_image
 from aetools.index.store import pack_codes
+from aetools.precision import Precision, autocast
 from aetools.weights import sha256_file
 
 BATCH = 64
@@ -129,15 +130,25 @@ def dihedral(x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def codes_of(model: torch.nn.Module, images: torch.Tensor, orientations: bool = False) -> np.ndarray:
-    """images (B, 3, S, S) -> packed codes (B, bits / 8) uint8; with orientations (B, 8, bits / 8)."""
+def codes_of(
+    model: torch.nn.Module, images: torch.Tensor, orientations: bool = False, precision: Precision | None = None
+) -> np.ndarray:
+    """images (B, 3, S, S) -> packed codes (B, bits / 8) uint8; with orientations (B, 8, bits / 8).
+    precision: None = fp32; bf16 autocasts the encoder (its code bits are the signs of fp32 logits)."""
     device = next(model.parameters()).device
+    fast = precision is not None and precision.is_bf16
+
+    def codes(x: torch.Tensor) -> np.ndarray:
+        x = x.to(device)
+        if not fast:
+            return model.codes(x).cpu().numpy()
+        with autocast(device, precision):
+            return model.codes(x.contiguous(memory_format=torch.channels_last)).cpu().numpy()
+
     if not orientations:
-        return pack_codes(model.codes(images.to(device)).cpu().numpy())
+        return pack_codes(codes(images))
     b = images.shape[0]
-    views = dihedral(images).flatten(0, 1)
-    packed = pack_codes(model.codes(views.to(device)).cpu().numpy())
-    return packed.reshape(b, 8, -1)
+    return pack_codes(codes(dihedral(images).flatten(0, 1))).reshape(b, 8, -1)
 
 
 def encode_files(
@@ -146,13 +157,14 @@ def encode_files(
     known: Callable[[str], np.ndarray | None] = lambda sha: None,
     workers: int | None = None,
     on_file: Callable[[Loaded], None] | None = None,
+    precision: Precision | None = None,
 ) -> Iterator[Loaded]:
     """Read, decode and encode files in parallel -> each file's Loaded with its packed `code` (or `error`),
     in input order.
 
     known(sha256): the code of bytes already encoded (an unchanged, touched, moved or copied file), which
         are then not decoded; None for unknown bytes.
-    on_file: called as each file is read (progress)."""
+    on_file: called as each file is read (progress). precision: as `codes_of`."""
     size = model.config.size
     workers = workers or min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(workers) as pool:
@@ -161,7 +173,7 @@ def encode_files(
 
         def flush() -> Iterator[Loaded]:
             tensors = [item.tensor for item in batch if item.tensor is not None]
-            codes = iter(codes_of(model, torch.stack(tensors)) if tensors else [])
+            codes = iter(codes_of(model, torch.stack(tensors), precision=precision) if tensors else [])
             for item in batch:
                 if item.tensor is not None:
                     item.code, item.tensor = next(codes), None

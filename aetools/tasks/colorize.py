@@ -23,7 +23,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from aetools.data.io import ImageData
 from aetools.heads.colorize import ANNEALED_MEAN_T, annealed_mean
+from aetools.pipeline import ImagePipeline, register_pipeline
+from aetools.precision import Precision
 from aetools.tasks.base import Batch, Task, TrainDefaults, register_task
 from aetools.tasks.colorize_bins import load_prior, rebalancing_weights
 
@@ -162,11 +165,12 @@ def colorize_pixels(
     pixels: np.ndarray,
     strength: float = 1.0,
     device: torch.device | None = None,
+    precision: Precision | None = None,
     **readout: Any,
 ) -> np.ndarray:
     """pixels (H, W, C) float in [0, 1], C = 1 or 3 -> RGB (H, W, 3) float in [0, 1] with the input's L.
     See `colorize_lightness` for the options."""
-    return colorize_lightness(model, luminance(pixels), strength, device, **readout)
+    return colorize_lightness(model, luminance(pixels), strength, device, precision=precision, **readout)
 
 
 def colorize_lightness(
@@ -177,6 +181,7 @@ def colorize_lightness(
     work_size: int | None = None,
     temperature: float | None = None,
     calibration: float | None = None,
+    precision: Precision | None = None,
 ) -> np.ndarray:
     """CIE L (H, W) in [0, 100] -> RGB (H, W, 3) float in [0, 1] whose L is `lightness`.
 
@@ -186,7 +191,7 @@ def colorize_lightness(
     temperature, calibration: the readout (`ab_from_logits`); default: the model's.
     """
     config = model.config
-    logits = colorize_logits(model, lightness, work_size, device)
+    logits = colorize_logits(model, lightness, work_size, device, precision)
     t = config.temperature if temperature is None else temperature
     c = config.calibration if calibration is None else calibration
     ab = ab_from_logits(logits, model.ab_bins, lightness.shape, t, c)[0].permute(1, 2, 0).numpy() * strength
@@ -194,11 +199,15 @@ def colorize_lightness(
 
 
 def colorize_logits(
-    model: torch.nn.Module, lightness: np.ndarray, work_size: int | None = None, device: torch.device | None = None
+    model: torch.nn.Module,
+    lightness: np.ndarray,
+    work_size: int | None = None,
+    device: torch.device | None = None,
+    precision: Precision | None = None,
 ) -> torch.Tensor:
     """CIE L (H, W) -> the network's logits (1, Q, h, w) on the CPU, from one global pass on L resized so its
     long side is at most `work_size` (default: the model's)."""
-    from aetools.inference import autocast_for, model_device
+    from aetools.inference import model_device, run_model
 
     h, w = lightness.shape
     grey = torch.from_numpy(np.asarray(lightness, dtype=np.float32) / 100.0)[None, None]
@@ -208,5 +217,24 @@ def colorize_logits(
         small = (max(1, round(h * factor)), max(1, round(w * factor)))
         grey = F.interpolate(grey, size=small, mode="bilinear", antialias=True, align_corners=False)
     device = device or model_device(model)
-    with torch.inference_mode(), autocast_for(device):  # one global pass: the context branch sees it all
-        return model(grey.to(device)).float().cpu()
+    # one global pass (tile=0): the context branch sees the whole picture
+    return run_model(model, grey, tile=0, device=device, precision=precision)
+
+
+@register_pipeline
+class ColorizePipeline(ImagePipeline):
+    """Colour a grey photo: the output is RGB whose lightness (CIE L) is the input's, at full resolution.
+    Colour or tinted (sepia) inputs are desaturated first. strength: 0 = grey, 1 = the model's colours.
+    Alpha is kept. A grey input's ICC profile (a grey profile) is dropped: it does not describe RGB."""
+
+    name = "colorize"
+    task = "colorize"
+
+    def __call__(self, image: ImageData, strength: float = 1.0) -> ImageData:
+        from dataclasses import replace
+
+        if not 0.0 <= strength <= 1.0:
+            raise ValueError(f"strength {strength}: expected a value from 0 to 1")
+        out = colorize_pixels(self.model, image.pixels, strength, self.device, self.precision)
+        result = image.with_pixels(out.astype(np.float32))
+        return replace(result, icc_profile=None) if image.is_grey else result

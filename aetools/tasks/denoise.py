@@ -14,9 +14,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from aetools.data.io import ImageData
+from aetools.pipeline import ImagePipeline, check_tile, from_network_output, register_pipeline, to_network_input
+from aetools.precision import Precision
 from aetools.tasks.base import Batch, Task, TrainDefaults, register_task
 
-MAX_SIGMA = 55.0
+MAX_SIGMA = 55.0  # trained on sigma 0-55
+MAX_SIGMA_OPTION = 100.0  # what --sigma accepts (beyond the training range the model extrapolates)
 
 
 def degrade_for_denoise(clean: torch.Tensor, generator: torch.Generator) -> Batch:
@@ -64,19 +68,28 @@ def denoise_pixels(
     sigma: float | None = None,
     tile: int | None = None,
     device: torch.device | None = None,
+    precision: Precision | None = None,
 ) -> np.ndarray:
-    """pixels (H, W, C) float in [0, 1], C = 1 or 3 -> denoised (H, W, C) float32 (not clipped).
-
-    Grey images go through the colour network as three equal channels and come back averaged.
-    """
+    """pixels (H, W, C) float in [0, 1], C = 1 or 3 -> denoised (H, W, C) float32 (not clipped)."""
     from aetools.inference import run_model
 
-    x = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32)).permute(2, 0, 1)[None]
-    grey = x.shape[1] == 1
-    if grey:
-        x = x.expand(-1, 3, -1, -1)
+    x, grey = to_network_input(pixels)
     sigma_t = torch.tensor([-1.0 if sigma is None else float(sigma)])
-    y = run_model(model, x, extra={"sigma": sigma_t}, tile=tile, device=device)
-    if grey:
-        y = y.mean(dim=1, keepdim=True)
-    return y[0].permute(1, 2, 0).numpy()
+    y = run_model(model, x, extra={"sigma": sigma_t}, tile=tile, device=device, precision=precision)
+    return from_network_output(y, grey)
+
+
+@register_pipeline
+class DenoisePipeline(ImagePipeline):
+    """Remove Gaussian-like noise: `pipe(image, sigma=25)` if the level is known (0-255 scale), else blind.
+    Alpha is kept."""
+
+    name = "denoise"
+    task = "denoise"
+
+    def __call__(self, image: ImageData, sigma: float | None = None, tile: int | None = None) -> ImageData:
+        if sigma is not None and not 0 <= sigma <= MAX_SIGMA_OPTION:
+            raise ValueError(f"sigma {sigma}: expected 0 to {MAX_SIGMA_OPTION:g} (0-255 scale), or None for blind")
+        check_tile(tile)
+        out = denoise_pixels(self.model, image.pixels, sigma, tile, self.device, self.precision)
+        return image.with_pixels(np.clip(out, 0.0, 1.0))

@@ -13,7 +13,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from aetools.data.io import ImageData
 from aetools.data.masks import random_mask
+from aetools.pipeline import ImagePipeline, check_tile, register_pipeline
+from aetools.precision import Precision
 from aetools.tasks.base import Batch, Task, TrainDefaults, register_task
 
 TRAIN_HOLE_RATIOS = (0.1, 0.5)
@@ -77,6 +80,7 @@ def inpaint_pixels(
     device: torch.device | None = None,
     work_size: int | None = None,
     ensemble: bool = False,
+    precision: Precision | None = None,
 ) -> np.ndarray:
     """pixels (H, W, C) float in [0, 1], C = 1 or 3; mask (H, W) bool, True = hole -> (H, W, C) float32,
     equal to `pixels` (bit for bit) outside the mask. work_size: default the model's. ensemble: average
@@ -107,15 +111,15 @@ def inpaint_pixels(
         size = (max(1, round(image.shape[-2] * f)), max(1, round(image.shape[-1] * f)))
         small = F.interpolate(image, size=size, mode="bilinear", antialias=True, align_corners=False)
         small_hole = (F.interpolate(hole, size=size, mode="area") > 0).float()  # any hole pixel -> hole
-        coarse = _paint(model, small, small_hole, tile=0, device=device, ensemble=ensemble)
+        coarse = _paint(model, small, small_hole, 0, device, ensemble, precision)
         coarse = F.interpolate(coarse, size=image.shape[-2:], mode="bilinear", align_corners=False)
         distance = torch.from_numpy(distance_transform_edt(hole[0, 0].numpy())).float()[None, None]
         deep = distance > REFINE_BAND
-        refined = _paint(model, torch.where(deep, coarse, image), hole * ~deep, tile, device, ensemble)
+        refined = _paint(model, torch.where(deep, coarse, image), hole * ~deep, tile, device, ensemble, precision)
         weight = ((REFINE_BAND - distance) / BLEND_RAMP).clamp(0, 1)  # 1 near the edge, 0 deep inside
         painted = weight * refined + (1 - weight) * coarse
     else:
-        painted = _paint(model, image, hole, tile=tile, device=device, ensemble=ensemble)
+        painted = _paint(model, image, hole, tile, device, ensemble, precision)
     painted = painted[0].permute(1, 2, 0).numpy()
     if out.shape[2] == 1:
         painted = painted.mean(axis=2, keepdims=True)
@@ -131,12 +135,63 @@ def _paint(
     tile: int | None,
     device: torch.device | None,
     ensemble: bool = False,
+    precision: Precision | None = None,
 ) -> torch.Tensor:
     """One pass of the network, tiled when asked or large: (1, 3, H, W), (1, 1, H, W) -> (1, 3, H, W) CPU."""
     from aetools.inference import run_model, self_ensemble
 
     def run(x: torch.Tensor) -> torch.Tensor:  # image and mask travel together, tiled alike
-        return run_model(model, x, tile=tile, device=device, split=3)
+        return run_model(model, x, tile=tile, device=device, split=3, precision=precision)
 
     x = torch.cat([image, hole], dim=1)
     return self_ensemble(run, x) if ensemble else run(x)
+
+
+@register_pipeline
+class InpaintPipeline(ImagePipeline):
+    """Fill holes. mask: (H, W) bool (True = hole), or a mask image (white > 127 = hole); None: the image's
+    fully transparent pixels are the holes. Pixels outside the holes come back unchanged, bit for bit; filled
+    pixels become opaque (alpha that ends up fully opaque is dropped). An empty mask returns the image
+    unchanged with an `ImageWarning`. ensemble: average the fills of the 8 flips/rotations (8x slower)."""
+
+    name = "inpaint"
+    task = "inpaint"
+
+    def __call__(
+        self,
+        image: ImageData,
+        mask: np.ndarray | ImageData | None = None,
+        tile: int | None = None,
+        ensemble: bool = False,
+    ) -> ImageData:
+        import warnings
+        from dataclasses import replace
+
+        from aetools.data.io import ImageError, ImageWarning
+        from aetools.data.masks import mask_from_alpha, mask_from_image
+
+        check_tile(tile)
+        if mask is None:
+            if image.alpha is None:
+                raise ImageError("", "no mask given, and the image has no alpha channel to take the holes from")
+            holes = mask_from_alpha(image.alpha)
+        elif isinstance(mask, ImageData):
+            holes = mask_from_image(mask.pixels, mask.alpha)
+        else:
+            holes = np.asarray(mask, dtype=bool)
+        if holes.shape != image.pixels.shape[:2]:
+            (h, w), (mh, mw) = image.pixels.shape[:2], holes.shape[:2]
+            raise ImageError("", f"the mask is {mw}x{mh} but the image is {w}x{h}")
+        if not holes.any():
+            what = "has no transparent pixel" if mask is None else "is empty (no pixel above 127)"
+            warnings.warn(f"the mask {what}: nothing to fill, image returned unchanged", ImageWarning, stacklevel=2)
+            return image
+        out = inpaint_pixels(
+            self.model, image.pixels, holes, tile, self.device, ensemble=ensemble, precision=self.precision
+        )
+        alpha = image.alpha
+        if alpha is not None:
+            alpha = np.where(holes, np.float32(1), alpha)
+            if (alpha >= 1).all():
+                return replace(image, pixels=out, alpha=None)
+        return image.with_pixels(out, alpha)

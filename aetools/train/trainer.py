@@ -36,8 +36,9 @@ from aetools.data.fashion import (
     load_fashion_mnist,
     split_arrays,
 )
-from aetools.inference import autocast_for, resolve_device
+from aetools.inference import resolve_device
 from aetools.nn.registry import create_model, model_config_dict
+from aetools.precision import PrecisionError, autocast, resolve_precision, use_channels_last
 from aetools.tasks.base import get_task
 from aetools.train.checkpoint import load_checkpoint, read_checkpoint_header, save_checkpoint
 from aetools.weights import WeightsError, count_parameters, read_weights, save_weights
@@ -80,7 +81,7 @@ class TrainConfig:
     init: str | None = None
     seed: int = 0
     device: str = "auto"
-    amp: bool = True
+    precision: str = "auto"  # auto | fp32 | bf16 (aetools.precision): bf16 autocast where the device has it
     workers: int = 0
     grad_clip: float = 1.0
     train_only: str | None = None
@@ -201,12 +202,19 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
         model = create_model(task.arch, **{**base, **config.model})
     except (ValueError, KeyError) as e:
         raise TrainError(f"{task.name}: {str(e).strip(chr(39))}") from None
+    try:
+        precision = resolve_precision(config.precision, device)
+    except PrecisionError as e:
+        raise TrainError(str(e)) from None
+    channels_last = use_channels_last(device, precision)
     if config.init:
         init_record = {"file": Path(config.init).name, "training": header.get("training", {})}
         if header["config"] != model_config_dict(model):
             raise TrainError(f"{config.init}: --init weights have another size than the options ask for")
         model.load_state_dict({k: v.float() for k, v in tensors.items()})
     model.to(device)
+    if channels_last:  # NHWC: the layout bf16 convolutions run fastest in; values and resume are unaffected
+        model.to(memory_format=torch.channels_last)
     trainable = list(model.parameters())
     if config.train_only:  # a second stage: the rest of the network is frozen, weights and state
         prefix = config.train_only
@@ -216,8 +224,9 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
         if not trainable:
             raise TrainError(f"--train-only {prefix}: no parameters of {task.arch} are named so")
     optimizer = torch.optim.Adam(trainable, lr=peak_lr)
-    use_scaler = device.type == "cuda" and config.amp and not torch.cuda.is_bf16_supported()
-    scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+    # No GradScaler: bf16 has fp32's exponent range, so gradients cannot underflow as fp16's do; the
+    # weights, Adam's moments and the loss stay fp32 (autocast casts only the operations' inputs).
+    scaler = None
 
     # ----- data: Fashion-MNIST's arrays, or random crops of image files
     val_count = config.val_images or d.val_images
@@ -257,7 +266,7 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
 
     ckpt_path = config.checkpoint_path()
     options_record = json.loads(json.dumps(options))  # as JSON gives it back (tuples -> lists)
-    start, state = 0, {"seconds": 0.0, "val_psnr": None, "options": options_record}
+    start, state = 0, {"seconds": 0.0, "val_psnr": None, "options": options_record, "precision": precision.name}
     if config.resume:
         if not ckpt_path.exists():
             raise TrainError(f"--resume: no checkpoint at {ckpt_path}")
@@ -267,6 +276,16 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
         saved_options = header["state"].get("options", options_record)
         if saved_options != options_record:
             raise TrainError(f"{ckpt_path}: checkpoint was trained with options {saved_options}, not {options_record}")
+        saved_precision = header["state"].get("precision", "fp32")  # runs before precision was recorded: fp32
+        if saved_precision != precision.name:
+            if (config.precision or "auto") != "auto":
+                raise TrainError(
+                    f"{ckpt_path}: checkpoint was trained in {saved_precision}, not {precision.name}; "
+                    f"resume with --precision {saved_precision} (or auto) to continue it exactly"
+                )
+            precision = resolve_precision(saved_precision, device)  # auto continues in the run's own precision
+            channels_last = use_channels_last(device, precision)
+            model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
         header = load_checkpoint(ckpt_path, model, optimizer, scaler)
         start, state = header["step"], {**state, **header["state"]}
     elif is_main and ckpt_path.exists():
@@ -301,12 +320,21 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
 
     notes = {"val": ""}
 
+    def to_device(batch):
+        batch = batch.to(device)
+        if channels_last:
+            batch.inputs = {
+                k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v
+                for k, v in batch.inputs.items()
+            }
+        return batch
+
     def validate() -> float | None:
         if not val:
             return None
         model.eval()
-        with torch.no_grad(), autocast_for(device, config.amp):
-            outputs = [(model(**b.to(device).inputs).float(), b) for b in val]
+        with torch.no_grad(), autocast(device, precision):
+            outputs = [(model(**to_device(b).inputs).float(), b) for b in val]
             if task.score is not None:
                 scores = [task.score(output, b) for output, b in outputs]
             else:
@@ -335,17 +363,15 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
             lr = learning_rate(step, steps, peak_lr, config.warmup, config.min_lr_ratio)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            batch = batch.to(device)
-            with autocast_for(device, config.amp):
+            batch = to_device(batch)
+            with autocast(device, precision):
                 prediction = train_model(**batch.inputs)
             loss = task.loss(prediction.float(), batch.target)
             optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
+            loss.backward()
             if config.grad_clip:
-                scaler.unscale_(optimizer)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
+            optimizer.step()
 
             value = loss.item()
             loss_ema = value if loss_ema is None else 0.98 * loss_ema + 0.02 * value
@@ -388,6 +414,8 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
             "options": options_record,
             "seconds": round(state["seconds"], 1),
             "device": device.type,
+            "precision": precision.name,
+            "channels_last": channels_last,
             "processes": world,
             "params": count_parameters(model),
             f"val_{task.score_name.lower()}": state["val_psnr"],

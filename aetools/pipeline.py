@@ -1,0 +1,124 @@
+"""Pipelines: a trained network plus everything between a user's image and it (diffusers' split of models
+and pipelines).
+
+    pipe = DenoisePipeline.from_pretrained()             # shipped weights, device and precision resolved once
+    clean = pipe(load_image("noisy.png"), sigma=25)      # ImageData in -> ImageData out
+
+A pipeline owns: the device, the numeric precision (`aetools.precision`), the memory layout, and the
+image-level work of its task (grey and alpha, tiling, output size and dpi). The network stays a plain
+nn.Module, tensors in and tensors out. Each task file defines its pipeline next to its training recipe and
+registers it here by name; the Python API and the CLI find it with `get_pipeline(name)`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from aetools.data.io import ImageData
+from aetools.precision import Precision, resolve_precision, use_channels_last
+
+# Recorded by `aetools eval <task> --record` when the head's benchmark loses at most this much in bf16.
+BF16_METRIC = "bf16_auto"
+
+
+def bf16_measured_safe(model: nn.Module) -> bool:
+    """Whether the weights' own benchmark record says bf16 costs nothing measurable (`eval ... --record`
+    writes `bf16_auto`). Weights without that record (e.g. freshly trained) run fp32 under `auto`."""
+    header = getattr(model, "weights_header", None) or {}
+    return bool(header.get("metrics", {}).get(BF16_METRIC, False))
+
+
+class ImagePipeline:
+    """Args:
+    model: the task's network (an nn.Module of the task's architecture).
+    device: where it runs (default: where the model is).
+    precision: auto, fp32 or bf16 (`aetools.precision.resolve_precision`); auto takes bf16 only where the
+        device computes it natively and the weights' benchmark showed the cost negligible.
+    """
+
+    name: ClassVar[str]  # the verb: denoise, upscale, colorize, inpaint
+    task: ClassVar[str]  # the task whose weights it runs (`weights.load_model(..., task)`)
+
+    def __init__(self, model: nn.Module, device: str | torch.device | None = None, precision: str = "auto"):
+        from aetools.inference import model_device, resolve_device
+
+        self.device = resolve_device(device) if device is not None else model_device(model)
+        self.model = model.to(self.device).eval()
+        self.precision: Precision = resolve_precision(precision, self.device, bf16_measured_safe(model))
+        if use_channels_last(self.device, self.precision):
+            self.model.to(memory_format=torch.channels_last)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model: str | Path | nn.Module | None = None,
+        device: str | torch.device | None = "auto",
+        precision: str = "auto",
+    ) -> ImagePipeline:
+        """model: a shipped name, a .safetensors path, an nn.Module, or None for the task's default weights."""
+        from aetools.inference import resolve_device
+        from aetools.weights import load_model
+
+        if isinstance(model, nn.Module):
+            return cls(model, device if device != "auto" else None, precision)
+        dev = resolve_device(device or "auto")
+        return cls(load_model(None if model is None else str(model), cls.task, dev), dev, precision)
+
+    def __call__(self, image: ImageData, **options: Any) -> ImageData:
+        raise NotImplementedError
+
+
+# ------------------------------------------------------------------------- pixels <-> network tensors
+
+MIN_TILE = 16  # px: below this the margins of context dwarf the tiles (a 1-px tile ran 25x slower)
+
+
+def check_tile(tile: int | None) -> None:
+    """tile: None (automatic), 0 (never tile) or a side of at least MIN_TILE pixels."""
+    if tile is not None and tile != 0 and not MIN_TILE <= tile:
+        raise ValueError(f"tile {tile}: use 0 (no tiling) or a side of at least {MIN_TILE} pixels")
+
+
+def to_network_input(pixels: np.ndarray) -> tuple[torch.Tensor, bool]:
+    """(H, W, C) float in [0, 1], C = 1 or 3 -> ((1, 3, H, W) float32, was grey). Grey images go through
+    the colour networks as three equal channels."""
+    x = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32)).permute(2, 0, 1)[None]
+    grey = x.shape[1] == 1
+    return (x.expand(-1, 3, -1, -1) if grey else x), grey
+
+
+def from_network_output(y: torch.Tensor, grey: bool) -> np.ndarray:
+    """(1, 3, H, W) -> (H, W, C) float32 numpy, the three channels averaged back to one for a grey input."""
+    if grey:
+        y = y.mean(dim=1, keepdim=True)
+    return y[0].permute(1, 2, 0).numpy()
+
+
+# ----------------------------------------------------------------------------------------- registry
+
+_PIPELINES: dict[str, type[ImagePipeline]] = {}
+
+
+def register_pipeline(cls: type[ImagePipeline]) -> type[ImagePipeline]:
+    """Class decorator: the task file's pipeline, found by its verb (`get_pipeline("denoise")`)."""
+    _PIPELINES[cls.name] = cls
+    return cls
+
+
+def get_pipeline(name: str) -> type[ImagePipeline]:
+    import aetools.tasks  # noqa: F401  (the task files register their pipelines)
+
+    if name not in _PIPELINES:
+        raise KeyError(f"unknown image task {name!r}; known: {', '.join(sorted(_PIPELINES))}")
+    return _PIPELINES[name]
+
+
+def list_pipelines() -> list[str]:
+    import aetools.tasks  # noqa: F401
+
+    return sorted(_PIPELINES)
