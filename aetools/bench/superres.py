@@ -12,8 +12,6 @@ Grey images (Set14's bridge) are replicated to RGB, whose Y is the grey level ma
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,17 +79,28 @@ def run_superres_benchmark(
     degradation: str = "bicubic",
     on_image: Callable[[str], None] | None = None,
     ensemble: bool = False,
+    precisions: Iterable[str] = ("fp32",),
 ) -> SuperResBenchmark:
     """models: {row label: network}. degradation "real" replaces the protocol's LR with the real-photo
-    degradation (blur, noise, JPEG), seeded per image: not a published protocol, a check of the variant."""
+    degradation (blur, noise, JPEG), seeded per image: not a published protocol, a check of the variant.
+    precisions: each model is also run in these (rows "<label>, bf16"); the ensemble runs in fp32."""
+    from aetools.bench.reference import precision_named
     from aetools.data.io import load_image, to_uint8
     from aetools.tasks.superres import bicubic_downscale, crop_to_multiple, real_photo_lr, upscale_pixels
 
-    def network(model: torch.nn.Module, ensemble: bool = False) -> Callable[[np.ndarray, int], np.ndarray]:
-        return lambda lr, s: to_uint8(upscale_pixels(model, lr.astype(np.float32) / 255, s, tile=0, ensemble=ensemble))
+    def network(
+        model: torch.nn.Module, ensemble: bool = False, precision: str = "fp32"
+    ) -> Callable[[np.ndarray, int], np.ndarray]:
+        p = precision_named(precision)
+        return lambda lr, s: to_uint8(
+            upscale_pixels(model, lr.astype(np.float32) / 255, s, tile=0, ensemble=ensemble, precision=p)
+        )
 
     result = SuperResBenchmark(dataset=str(files[0].parent) if files else "", images=len(files))
-    methods = {label: network(m) for label, m in models.items()}
+    methods = {}
+    for precision in precisions:
+        suffix = "" if precision == "fp32" else f", {precision}"
+        methods.update({label + suffix: network(m, precision=precision) for label, m in models.items()})
     if ensemble:
         methods.update({f"{label} + self-ensemble (8x time)": network(m, True) for label, m in models.items()})
     methods.update(BASELINES)
@@ -126,56 +135,64 @@ def vdsr_shaped(channels: int = 3, depth: int = 20, width: int = 64) -> torch.nn
 
 @dataclass
 class CostRow:
+    """megapixels_per_s: {precision: output megapixels per second}."""
+
     name: str
     params: int
-    output_megapixels_per_s: float
+    megapixels_per_s: dict[str, float]
 
 
-def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-@torch.inference_mode()
 def measure_cost(
-    model: torch.nn.Module, scales: Iterable[int], output_side: int = 480, repeats: int = 3
+    model: torch.nn.Module,
+    scales: Iterable[int],
+    output_side: int = 480,
+    repeats: int = 3,
+    precisions: Iterable[str] = ("fp32", "bf16"),
 ) -> list[CostRow]:
     """CPU output-megapixels/s of ours at each scale and of a VDSR-shaped net (scale-independent: it runs
-    on the bicubic-upscaled image), on the same output size, in the same run."""
+    on the bicubic-upscaled image), on the same output size, in each precision, in the same run."""
     import torch.nn.functional as F
 
+    from aetools.bench.reference import median_seconds, prepared
     from aetools.weights import count_parameters
 
-    model = model.cpu().eval()
-    rows = []
     megapixels = output_side * output_side / 1e6
+
+    def layout(x: torch.Tensor, precision: str) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if precision == "bf16" else x
+
+    rows = []
     for s in scales:
-        lr = torch.rand(1, 3, output_side // s, output_side // s)
-        seconds = _median_seconds(lambda lr=lr, s=s: model(lr, s), repeats)
-        rows.append(CostRow(f"ours x{s}", count_parameters(model), megapixels / seconds))
+        speeds = {}
+        for p in precisions:
+            net, lr = prepared(model, p), layout(torch.rand(1, 3, output_side // s, output_side // s), p)
+            speeds[p] = megapixels / median_seconds(lambda net=net, lr=lr, s=s: net(lr, s), repeats, p)
+        rows.append(CostRow(f"ours x{s}", count_parameters(model), speeds))
     vdsr = vdsr_shaped()
-    lr = torch.rand(1, 3, output_side // 2, output_side // 2)
+    speeds = {}
+    for p in precisions:
+        net, lr = prepared(vdsr, p), layout(torch.rand(1, 3, output_side // 2, output_side // 2), p)
 
-    def run_vdsr() -> torch.Tensor:
-        up = F.interpolate(lr, scale_factor=2, mode="bicubic", align_corners=False)
-        return up + vdsr(up)
+        def run_vdsr(net=net, lr=lr) -> torch.Tensor:
+            up = F.interpolate(lr, scale_factor=2, mode="bicubic", align_corners=False)
+            return up + net(up)
 
-    rows.append(
-        CostRow("VDSR-shaped (20 conv, 64 ch)", count_parameters(vdsr), megapixels / _median_seconds(run_vdsr, repeats))
-    )
+        speeds[p] = megapixels / median_seconds(run_vdsr, repeats, p)
+    rows.append(CostRow("VDSR-shaped (20 conv, 64 ch)", count_parameters(vdsr), speeds))
     return rows
 
 
 def photo_seconds(
-    model: torch.nn.Module, size: tuple[int, int] = (640, 480), scale: int = 4, repeats: int = 3
+    model: torch.nn.Module,
+    size: tuple[int, int] = (640, 480),
+    scale: int = 4,
+    repeats: int = 3,
+    precision: str = "fp32",
 ) -> float:
-    """Median wall time of `upscale_pixels` on a width x height photo (the whole image-level operation)."""
+    """Median wall time of the upscale pipeline's pixel work on a width x height photo."""
+    from aetools.bench.reference import median_seconds, precision_named, prepared
     from aetools.tasks.superres import upscale_pixels
 
+    net, p = prepared(model, precision), precision_named(precision)
     pixels = np.random.default_rng(0).random((size[1], size[0], 3), dtype=np.float32)
-    return _median_seconds(lambda: upscale_pixels(model.cpu().eval(), pixels, scale), repeats)
+    return median_seconds(lambda: upscale_pixels(net, pixels, scale, precision=p), repeats)

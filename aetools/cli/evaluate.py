@@ -107,14 +107,23 @@ def render_cost(title: str, rows: list, precisions: list[str], reference: str, w
     typer.echo(f"Precision: {capability_line(torch.device('cpu'))}.\n")
 
 
-def bf16_record(pairs: list[tuple[float, float]]) -> dict:
-    """The metrics `--record` stores about bf16: its largest loss and whether `auto` may use it."""
-    from aetools.bench.reference import bf16_verdict
+def bf16_record(pairs: list[tuple[float, float]], net, benchmark: str, tolerance: float | None = None) -> dict:
+    """The metrics `--record` stores about bf16: its largest loss on this benchmark, and whether `auto` may
+    use bf16 (every benchmark recorded so far within the tolerance)."""
+    from aetools.bench.reference import BF16_PSNR_TOLERANCE, bf16_verdict
     from aetools.pipeline import BF16_METRIC
 
-    ok, loss = bf16_verdict(pairs)
-    console.print(f"bf16 costs at most {loss:.3f} on this benchmark: --precision auto uses {'bf16' if ok else 'fp32'}")
-    return {"bf16_max_loss": round(loss, 4), BF16_METRIC: ok}
+    tolerance = BF16_PSNR_TOLERANCE if tolerance is None else tolerance
+    ok, loss = bf16_verdict(pairs, tolerance)
+    key = f"{benchmark}_bf16_max_loss"
+    losses = {k: v for k, v in net.weights_header.get("metrics", {}).items() if k.endswith("_bf16_max_loss")}
+    losses[key] = round(loss, 4)
+    allowed = all(v <= tolerance for v in losses.values())
+    console.print(
+        f"bf16 loses at most {loss:.3f} on {benchmark} (tolerance {tolerance:g}); over every benchmark recorded, "
+        f"--precision auto uses {'bf16' if allowed else 'fp32'} for this model"
+    )
+    return {key: round(loss, 4), BF16_METRIC: allowed}
 
 
 @eval_app.command("denoise", context_settings=MULTI, no_args_is_help=True)
@@ -197,7 +206,7 @@ def eval_denoise(
                 for s in sigmas
                 for v in variant_list
             ]
-            metrics.update(bf16_record([p for p in pairs if None not in p]))
+            metrics.update(bf16_record([p for p in pairs if None not in p], net, data.name))
         record_metrics(net.weights_path, metrics)
         console.print(f"recorded {len(metrics)} metrics in {net.weights_path}")
 
@@ -214,13 +223,12 @@ def eval_superres(
     limit: int = typer.Option(0, help="Use only the first N images (0: all)."),
     ensemble: bool = typer.Option(False, "--ensemble", help="Also score ours with the 8-fold self-ensemble."),
     cost: bool = typer.Option(True, "--cost/--no-cost", help="Also time ours beside a VDSR-shaped network."),
+    precisions: str = typer.Option("fp32,bf16", "--precisions", help="Run ours in these: fp32, bf16 or both."),
     fmt: str = typer.Option("table", "--format", help="table or markdown."),
     record: bool = typer.Option(False, "--record", help="Store the Y-PSNR/SSIM means in the weights' metadata."),
 ) -> None:
     """Super-resolution, standard protocol: Y-PSNR / SSIM (BT.601, border shaved), ours beside bicubic and
     Lanczos."""
-    import torch
-
     from aetools.bench.superres import PUBLISHED, measure_cost, photo_seconds, run_superres_benchmark
     from aetools.weights import record_metrics
 
@@ -228,6 +236,7 @@ def eval_superres(
     if any(s not in (2, 3, 4) for s in scales):
         raise fail("--scale: choose from 2, 3, 4")
     files = benchmark_files(data, limit, fmt)
+    precision_list = parse_precisions(precisions)
     if degradation not in ("bicubic", "real"):
         raise fail("--degradation: bicubic or real")
     names = model or [None]
@@ -243,7 +252,9 @@ def eval_superres(
     result = measure(
         f"eval superres on {data.name}",
         files,
-        lambda on_image: run_superres_benchmark(files, scales, nets, degradation, on_image=on_image, ensemble=ensemble),
+        lambda on_image: run_superres_benchmark(
+            files, scales, nets, degradation, on_image=on_image, ensemble=ensemble, precisions=precision_list
+        ),
     )
 
     methods = list(dict.fromkeys(m for m, _ in result.scores))
@@ -261,25 +272,11 @@ def eval_superres(
 
     net = next(iter(nets.values()))
     if cost:
-        cost_rows = measure_cost(net, scales)
-        reference = cost_rows[-1].output_megapixels_per_s
-        render(
-            f"CPU cost (480x480 output, {torch.get_num_threads()} torch threads)",
-            ["network", "params", "output MP/s", "vs VDSR-shaped"],
-            [
-                [
-                    r.name,
-                    f"{r.params / 1e6:.2f} M",
-                    f"{r.output_megapixels_per_s:.3f}",
-                    f"{r.output_megapixels_per_s / reference:.1f}x",
-                ]
-                for r in cost_rows
-            ],
-            fmt,
-        )
+        rows = measure_cost(net, scales, precisions=precision_list)
+        render_cost("CPU cost, 480x480 output", rows, precision_list, rows[-1].name, "output MP/s", fmt)
         if 4 in net.config.scales:
-            seconds = photo_seconds(net)
-            typer.echo(f"640x480 photo upscaled x4 (2560x1920): {seconds:.2f} s (median of 3, after a warm-up)\n")
+            times = ", ".join(f"{photo_seconds(net, precision=p):.2f} s in {p}" for p in precision_list)
+            typer.echo(f"640x480 photo upscaled x4 (2560x1920): {times} (median of 3, after a warm-up)\n")
 
     if record:
         metrics = {}
@@ -289,6 +286,9 @@ def eval_superres(
             if mean:
                 metrics[f"{key}_x{s}_y_psnr"] = round(mean[0], 2)
                 metrics[f"{key}_x{s}_y_ssim"] = round(mean[1], 4)
+        if "bf16" in precision_list:
+            pairs = [(result.mean("ours", s)[0], result.mean("ours, bf16", s)[0]) for s in scales]
+            metrics.update(bf16_record(pairs, net, key))
         record_metrics(net.weights_path, metrics)
         console.print(f"recorded {len(metrics)} metrics in {net.weights_path}")
 
