@@ -112,15 +112,20 @@ def run_colorize_benchmark(
     return result
 
 
-def photo_seconds(model: torch.nn.Module, path: Path, repeats: int = 3) -> tuple[float, tuple[int, int]]:
+def photo_seconds(
+    model: torch.nn.Module, path: Path, repeats: int = 3, precision: str = "fp32"
+) -> tuple[float, tuple[int, int]]:
     """Median wall time to colour the photo at `path` end to end (its L in, RGB out), after a warm-up
     -> (seconds, (width, height))."""
+    from aetools.bench.reference import precision_named, prepared
+
     data = load_image(path)
     lightness = luminance(data.pixels)
-    colorize_lightness(model, lightness)
+    net, p = prepared(model, precision), precision_named(precision)
+    colorize_lightness(net, lightness, precision=p)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        colorize_lightness(model, lightness)
+        colorize_lightness(net, lightness, precision=p)
         times.append(time.perf_counter() - start)
     return statistics.median(times), data.size

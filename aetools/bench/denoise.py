@@ -118,15 +118,15 @@ def run_denoise_benchmark(
     """precisions: ours is run in each (fp32, bf16), on the same noisy images."""
     from skimage.metrics import peak_signal_noise_ratio
 
-    from aetools.bench.reference import precision_named
+    from aetools.bench.reference import precision_named, prepared
     from aetools.data.io import load_image
     from aetools.tasks.denoise import denoise_pixels
 
     result = DenoiseBenchmark(dataset=str(files[0].parent) if files else "", images=len(files))
 
     def ours(given: bool, precision: str) -> Callable[[np.ndarray, float], np.ndarray]:
-        p = precision_named(precision)
-        return lambda noisy, sigma: denoise_pixels(model, noisy, sigma if given else None, tile=0, precision=p)
+        net, p = prepared(model, precision), precision_named(precision)
+        return lambda noisy, sigma: denoise_pixels(net, noisy, sigma if given else None, tile=0, precision=p)
 
     methods: dict[str, Callable[[np.ndarray, float], np.ndarray]] = {}
     for precision in precisions:

@@ -76,12 +76,17 @@ def imagehash_hasher(kind: str, trim: bool = False) -> Hasher:
     return lambda images: pack_codes(np.stack([fn(prepare(im)).hash.ravel() for im in images]))
 
 
-def model_hasher(model: torch.nn.Module, batch: int = 256) -> Hasher:
-    """Ours: the network's codes."""
+def model_hasher(model: torch.nn.Module, batch: int = 256, precision: str = "fp32") -> Hasher:
+    """Ours: the network's codes, computed in `precision`."""
+    from aetools.bench.reference import precision_named, prepared
+
+    net, p = prepared(model, precision), precision_named(precision)
 
     def encode(images: list[Image.Image]) -> np.ndarray:
         packed = [
-            codes_of(model, torch.stack([pil_to_tensor(im, model.config.size) for im in images[i : i + batch]]))
+            codes_of(
+                net, torch.stack([pil_to_tensor(im, net.config.size) for im in images[i : i + batch]]), precision=p
+            )
             for i in range(0, len(images), batch)
         ]
         return np.concatenate(packed)

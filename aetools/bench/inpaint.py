@@ -47,10 +47,15 @@ def biharmonic(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def ours(
-    model: torch.nn.Module, work_size: int | None = None, ensemble: bool = False
+    model: torch.nn.Module, work_size: int | None = None, ensemble: bool = False, precision: str = "fp32"
 ) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    from aetools.bench.reference import precision_named, prepared
+
+    net, p = prepared(model, precision), precision_named(precision)
+
     def fill(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        return to_uint8(inpaint_pixels(model, image / np.float32(255), mask, work_size=work_size, ensemble=ensemble))
+        pixels = image / np.float32(255)
+        return to_uint8(inpaint_pixels(net, pixels, mask, work_size=work_size, ensemble=ensemble, precision=p))
 
     return fill
 

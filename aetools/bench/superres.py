@@ -84,16 +84,16 @@ def run_superres_benchmark(
     """models: {row label: network}. degradation "real" replaces the protocol's LR with the real-photo
     degradation (blur, noise, JPEG), seeded per image: not a published protocol, a check of the variant.
     precisions: each model is also run in these (rows "<label>, bf16"); the ensemble runs in fp32."""
-    from aetools.bench.reference import precision_named
+    from aetools.bench.reference import precision_named, prepared
     from aetools.data.io import load_image, to_uint8
     from aetools.tasks.superres import bicubic_downscale, crop_to_multiple, real_photo_lr, upscale_pixels
 
     def network(
         model: torch.nn.Module, ensemble: bool = False, precision: str = "fp32"
     ) -> Callable[[np.ndarray, int], np.ndarray]:
-        p = precision_named(precision)
+        net, p = prepared(model, precision), precision_named(precision)
         return lambda lr, s: to_uint8(
-            upscale_pixels(model, lr.astype(np.float32) / 255, s, tile=0, ensemble=ensemble, precision=p)
+            upscale_pixels(net, lr.astype(np.float32) / 255, s, tile=0, ensemble=ensemble, precision=p)
         )
 
     result = SuperResBenchmark(dataset=str(files[0].parent) if files else "", images=len(files))

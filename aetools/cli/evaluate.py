@@ -305,6 +305,7 @@ def eval_colorize(
     calibration: float = typer.Option(None, "--calibration", help="Rebalancing undone, 0-1 (default: the model's)."),
     limit: int = typer.Option(0, help="Use only the first N images (0: all)."),
     cost: bool = typer.Option(True, "--cost/--no-cost", help="Also time a 768x512 photo end to end."),
+    precisions: str = typer.Option("fp32,bf16", "--precisions", help="Run ours in these: fp32, bf16 or both."),
     fmt: str = typer.Option("table", "--format", help="table or markdown."),
     record: bool = typer.Option(False, "--record", help="Store ours' means in the weights' metadata."),
 ) -> None:
@@ -319,11 +320,20 @@ def eval_colorize(
     if any(s < 16 for s in sizes):
         raise fail("--work-size: at least 16 pixels")
     files = benchmark_files(data, limit, fmt)
+    precision_list = parse_precisions(precisions)
     net = load_task_model(model, "colorize", "cpu")
     if record and (sizes or temperature is not None or calibration is not None):
         raise fail("--record: measure the model as shipped (no --work-size, --temperature or --calibration)")
     readout = {"temperature": temperature, "calibration": calibration}
-    methods = {"ours": (net, {**readout, "work_size": None})}
+    from aetools.bench.reference import precision_named, prepared
+
+    methods = {
+        "ours" + ("" if p == "fp32" else f", {p}"): (
+            prepared(net, p),
+            {**readout, "work_size": None, "precision": precision_named(p)},
+        )
+        for p in precision_list
+    }
     if sizes:
         methods = {f"ours, work size {s}": (net, {**readout, "work_size": s}) for s in sizes}
 
@@ -356,10 +366,15 @@ def eval_colorize(
         fmt,
     )
     if cost:
-        seconds, (w, h) = photo_seconds(net, files[0])
+        from aetools.precision import capability_line
+
+        timed = [(p, *photo_seconds(net, files[0], precision=p)) for p in precision_list]
+        (w, h) = timed[0][2]
+        times = ", ".join(f"{seconds:.2f} s in {p}" for p, seconds, _ in timed)
         typer.echo(
-            f"{files[0].name} ({w}x{h}), end to end (L in, RGB out): {seconds:.2f} s on {torch.get_num_threads()}"
-            f" torch threads (median of 3, after a warm-up); {count_parameters(net) / 1e6:.2f} M parameters\n"
+            f"{files[0].name} ({w}x{h}), end to end (L in, RGB out): {times} on {torch.get_num_threads()}"
+            f" torch threads (median of 3, after a warm-up); {count_parameters(net) / 1e6:.2f} M parameters.\n"
+            f"Precision: {capability_line(torch.device('cpu'))}.\n"
         )
     if record:
         s = result.summary("ours")
@@ -369,6 +384,9 @@ def eval_colorize(
             f"{data.name}_washed_out_share": round(s["washed_out_share"], 3),
             f"{data.name}_delta_l": round(s["delta_l"], 3),
         }
+        if "bf16" in precision_list:
+            pair = [(s["psnr"], result.summary("ours, bf16")["psnr"])]
+            metrics.update(bf16_record(pair, net, f"{data.name}_colorize"))
         record_metrics(net.weights_path, metrics)
         console.print(f"recorded {len(metrics)} metrics in {net.weights_path}")
 
@@ -384,6 +402,7 @@ def eval_inpaint(
     ),
     ensemble: bool = typer.Option(False, "--ensemble", help="Also score ours with the 8-fold self-ensemble."),
     limit: int = typer.Option(0, help="Use only the first N images (0: all)."),
+    precisions: str = typer.Option("fp32,bf16", "--precisions", help="Run ours in these: fp32, bf16 or both."),
     fmt: str = typer.Option("table", "--format", help="table or markdown."),
     record: bool = typer.Option(False, "--record", help="Store ours' means in the weights' metadata."),
 ) -> None:
@@ -406,8 +425,10 @@ def eval_inpaint(
     except ImportError:
         raise fail("the Telea baseline needs OpenCV: pip install opencv-python-headless") from None
     files = benchmark_files(data, limit, fmt)
+    precision_list = parse_precisions(precisions)
     net = load_task_model(model, "inpaint", "cpu")
-    methods = {"OpenCV Telea": telea, "skimage biharmonic": biharmonic, "ours": ours(net)}
+    methods = {"OpenCV Telea": telea, "skimage biharmonic": biharmonic}
+    methods |= {"ours" + ("" if p == "fp32" else f", {p}"): ours(net, precision=p) for p in precision_list}
     methods |= {f"ours, work size {s}": ours(net, s) for s in sizes}
     if ensemble:
         methods["ours + self-ensemble (8x time)"] = ours(net, ensemble=True)
@@ -434,9 +455,12 @@ def eval_inpaint(
         rows,
         fmt,
     )
+    from aetools.precision import capability_line
+
     typer.echo(
         f"times: mean per image over the hole ratios, on {torch.get_num_threads()} torch threads;"
-        f" ours has {count_parameters(net) / 1e6:.2f} M parameters\n"
+        f" ours has {count_parameters(net) / 1e6:.2f} M parameters.\n"
+        f"Precision: {capability_line(torch.device('cpu'))}.\n"
     )
     if record:
         metrics = {
@@ -444,6 +468,9 @@ def eval_inpaint(
             for r in ratios
             for what in ("psnr", "ssim")
         }
+        if "bf16" in precision_list:
+            pairs = [(result.mean("ours", r, "psnr"), result.mean("ours, bf16", r, "psnr")) for r in ratios]
+            metrics.update(bf16_record(pairs, net, f"{data.name}_inpaint"))
         record_metrics(net.weights_path, metrics)
         console.print(f"recorded {len(metrics)} metrics in {net.weights_path}")
 
@@ -461,6 +488,7 @@ def eval_hash(
     ),
     distractors: int = typer.Option(1000, help="Distractor photos in the near-duplicate database."),
     parts: list[str] = typer.Option(None, "--part", help="near-dup, semantic, speed (default: all three)."),
+    precisions: str = typer.Option("fp32,bf16", "--precisions", help="Run ours in these: fp32, bf16 or both."),
     fmt: str = typer.Option("table", "--format", help="table or markdown."),
     record: bool = typer.Option(False, "--record", help="Store ours' scores in the weights' metadata."),
 ) -> None:
@@ -484,6 +512,7 @@ def eval_hash(
         import imagehash  # noqa: F401
     except ImportError:
         raise fail("the baselines need imagehash: pip install imagehash") from None
+    precision_list = parse_precisions(precisions)
     net = load_task_model(model, "hash", "cpu")
     threads = torch.get_num_threads()
     metrics: dict[Path, dict[str, float]] = {}  # weights file -> its measured scores
@@ -500,8 +529,11 @@ def eval_hash(
             "pHash (imagehash)": bench.imagehash_hasher("phash"),
             "dHash (imagehash)": bench.imagehash_hasher("dhash"),
             "pHash, borders trimmed as ours": bench.imagehash_hasher("phash", trim=True),
-            f"ours ({net.config.bits} bits)": bench.model_hasher(net),
         }
+        for p in precision_list:
+            hashers[f"ours ({net.config.bits} bits)" + ("" if p == "fp32" else f", {p}")] = bench.model_hasher(
+                net, 256, p
+            )
         with progress_bar("eval hash: near-duplicates", "", transient=True) as progress:
             bar = progress.add_task("near-dup", total=len(hashers))
             result = bench.run_near_duplicate(hashers, originals, others, lambda: progress.advance(bar))
@@ -541,6 +573,12 @@ def eval_hash(
             for e in edits:
                 slug = re.sub(r"[^a-z0-9]+", "_", e.lower()).strip("_")
                 metrics.setdefault(net.weights_path, {})[f"neardup_{slug}{suffix}"] = round(result.recall[key][e], 4)
+        if "bf16" in precision_list:  # auto may use bf16 if no edit's Recall@1 moves by more than 0.5 points
+            bf16 = f"{ours_name}, bf16"
+            pairs = [(100 * result.recall[ours_name][e], 100 * result.recall[bf16][e]) for e in edits]
+            pairs += [(b, a) for a, b in pairs]  # a change either way counts
+            if record:
+                metrics[net.weights_path].update(bf16_record(pairs, net, "neardup", tolerance=0.5))
 
     if "semantic" in parts:
         if cifar is None:
