@@ -156,25 +156,34 @@ def hash_code(image: Any, model: Any = None, device: Any = None, precision: str 
     reads it (JPEG draft decoding), so its code is the one an index holds. precision: auto, fp32 or bf16
     (`aetools.precision`; auto takes bf16 only where the model's benchmark showed it keeps the recall)."""
     from aetools.data.io import ImageError
-    from aetools.index.encode import codes_of, encode_files, pixels_to_tensor
+    from aetools.index.encode import codes_of, encode_files, pixels_to_tensor, tensor_for_code
     from aetools.pipeline import bf16_measured_safe
     from aetools.precision import resolve_precision
 
     net = hash_model(model, device)
     prec = resolve_precision(precision, next(net.parameters()).device, bf16_measured_safe(net))
-    many = isinstance(image, (list, tuple))
-    items = list(image) if many else [image]
     size = net.config.size
+
+    def tensor_of(item: Any) -> torch.Tensor:
+        if isinstance(item, (str, Path)):
+            return tensor_for_code(Path(item), size)
+        return pixels_to_tensor(_to_image_data(item)[0].pixels, size)
+
+    if not isinstance(image, (list, tuple)):  # one image: no thread pool to start
+        packed = codes_of(net, tensor_of(image)[None], precision=prec)
+        return np.unpackbits(packed[0], bitorder="little").astype(bool)
+    items = list(image)
     codes: list[np.ndarray | None] = [None] * len(items)
     paths = [(i, Path(x)) for i, x in enumerate(items) if isinstance(x, (str, Path))]
-    for (i, _), loaded in zip(paths, encode_files(net, [p for _, p in paths], precision=prec)):
+    files = encode_files(net, [p for _, p in paths], precision=prec, identity=False)  # threads decode, batches
+    for (i, _), loaded in zip(paths, files):
         if loaded.error is not None:
             raise ImageError(loaded.path, loaded.error)
         codes[i] = loaded.code
     others = [(i, x) for i, x in enumerate(items) if not isinstance(x, (str, Path))]
     if others:
-        tensors = torch.stack([pixels_to_tensor(_to_image_data(x)[0].pixels, size) for _, x in others])
-        for (i, _), code in zip(others, codes_of(net, tensors, precision=prec)):
+        for (i, _), code in zip(others, codes_of(net, torch.stack([tensor_of(x) for _, x in others]), precision=prec)):
             codes[i] = code
-    bits = np.unpackbits(np.stack(codes), axis=1, bitorder="little").astype(bool)
-    return bits if many else bits[0]
+    if not items:
+        return np.zeros((0, net.config.bits), dtype=bool)
+    return np.unpackbits(np.stack(codes), axis=1, bitorder="little").astype(bool)

@@ -393,3 +393,24 @@ def test_output_format_without_input_format_or_writer(tmp_path):
     assert Image.open(tmp_path / "out.xyz").format == "PNG"
     with pytest.raises(ImageError, match="cannot write PSD"):
         save_image(d, tmp_path / "out.psd")
+
+
+def test_16_bit_png_whose_data_inflates_past_its_header_is_refused(tmp_path):
+    """A zlib bomb behind a small declared size: 8x8 pixels declared, 64 MB of zeros compressed to ~64 KB.
+    The reader inflates at most what the header implies and refuses the rest."""
+    import struct
+    import zlib
+
+    from aetools.data.io import ImageError, load_image
+    from aetools.data.png16 import PNG_SIGNATURE, expected_bytes
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    bomb = zlib.compress(b"\0" * (64 << 20), 9)
+    assert len(bomb) < 100_000 and expected_bytes(8, 8, 3, 0) == 8 * (1 + 8 * 6)
+    ihdr = struct.pack(">IIBBBBB", 8, 8, 16, 2, 0, 0, 0)  # 8x8, 16-bit RGB
+    path = tmp_path / "bomb.png"
+    path.write_bytes(PNG_SIGNATURE + chunk(b"IHDR", ihdr) + chunk(b"IDAT", bomb) + chunk(b"IEND", b""))
+    with pytest.raises(ImageError, match="inflates past the 392 bytes"):
+        load_image(path)

@@ -326,6 +326,20 @@ def phash_files(files: list[Path]) -> None:
             imagehash.phash(im)
 
 
+def api_one_call_per_file(model: torch.nn.Module) -> Callable[[list[Path]], None]:
+    """`aetools.hash_code(path)` called once per file, as a script looping over files would."""
+    from aetools.api import hash_code
+
+    return lambda files: [hash_code(path, model=model) for path in files]
+
+
+def api_list_of_files(model: torch.nn.Module) -> Callable[[list[Path]], None]:
+    """`aetools.hash_code([paths])`: one call, decoding in threads, the network in batches."""
+    from aetools.api import hash_code
+
+    return lambda files: hash_code(files, model=model)
+
+
 def ours_files(model: torch.nn.Module) -> Callable[[list[Path]], None]:
     from aetools.index.encode import encode_files
 

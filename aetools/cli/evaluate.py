@@ -623,10 +623,19 @@ def eval_hash(
                 console.print(f"eval hash: timing {label} ...")
                 p = bench.files_per_second(bench.phash_files, files)
                 o = bench.files_per_second(bench.ours_files(net), files)
-                rows.append([label, f"{p:.0f}", f"{o:.0f}", f"{o / p:.2f}x"])
+                one = bench.files_per_second(bench.api_one_call_per_file(net), files)
+                many = bench.files_per_second(bench.api_list_of_files(net), files)
+                rows.append([label, f"{p:.0f}", f"{o:.0f}", f"{o / p:.2f}x", f"{one:.0f}", f"{many:.0f}"])
         render(
             "Indexing speed (files/s: read, decode, code; best of 2 passes)",
-            ["files", "pHash (imagehash, 1 process)", f"ours (hash-index pipeline, {threads} threads)", "ours / pHash"],
+            [
+                "files",
+                "pHash (imagehash, 1 process)",
+                f"ours (hash-index pipeline, {threads} threads)",
+                "ours / pHash",
+                "aetools.hash_code(path), a call per file",
+                "aetools.hash_code(list of paths)",
+            ],
             rows,
             fmt,
         )

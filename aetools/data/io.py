@@ -8,7 +8,7 @@ bit depth unless the output name says otherwise, alpha reattached, written atomi
 
 Pillow (13) keeps 16 bits only for grey without alpha: it cuts 16-bit colour or grey+alpha PNGs and TIFFs
 to 8 bits (and cannot open 16-bit grey+alpha TIFFs at all), so those are read and written here: PNG with a
-small zlib + numpy codec, TIFF with tifffile (see the private section at the end).
+small zlib + numpy codec (`png16`), TIFF with tifffile (`tiff`).
 
 Every failure is an `ImageError` whose message is one line naming the file and the problem.
 """
@@ -25,6 +25,9 @@ from pathlib import Path
 
 import numpy as np
 from PIL import ExifTags, Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from aetools.data.png16 import PngError, encode_png16, needs_own_decoder, read_png16
+from aetools.data.tiff import TIFF_MAGIC
 
 # Decompression-bomb guard: refuse images above this many pixels before decoding them.
 MAX_PIXELS = int(float(os.environ.get("AETOOLS_MAX_PIXELS", 250e6)))
@@ -137,7 +140,7 @@ def _load(path: Path, draft: int | None = None) -> ImageData:
     try:
         img = Image.open(path)
     except UnidentifiedImageError:
-        data = _load_tiff(path) if _head(path, 4) in _TIFF_MAGIC else None  # e.g. 16-bit grey + alpha
+        data = _load_tiff(path) if _head(path, 4) in TIFF_MAGIC else None  # e.g. 16-bit grey + alpha
         if data is None:
             raise
         return data
@@ -152,8 +155,12 @@ def _load(path: Path, draft: int | None = None) -> ImageData:
         img.load()
         orientation = img.getexif().get(ExifTags.Base.Orientation, 1)
         data = image_from_pil(img)
-        if img.format == "PNG" and _png_needs_own_decoder(path):
-            px = _orient(_read_png16(path), orientation).astype(np.float32) / 65535.0
+        if img.format == "PNG" and needs_own_decoder(_head(path, 26)):
+            try:
+                deep = read_png16(path)
+            except PngError as e:
+                raise ImageError(path, str(e)) from None
+            px = _orient(deep, orientation).astype(np.float32) / 65535.0
             c = 1 if px.shape[2] <= 2 else 3  # not data's: Pillow turns 16-bit grey + alpha into RGBA
             alpha = np.ascontiguousarray(px[..., c]) if px.shape[2] > c else data.alpha  # data's: tRNS
             data = replace(data, pixels=np.ascontiguousarray(px[..., :c]), alpha=alpha, bit_depth=16)
@@ -256,9 +263,11 @@ def save_image(image: ImageData, path: str | Path, fmt: str | None = None, overw
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
     try:
         if deep is not None and fmt == "PNG":
-            tmp.write_bytes(_encode_png16(deep, image.icc_profile, image.exif, image.dpi))
+            tmp.write_bytes(encode_png16(deep, image.icc_profile, image.exif, image.dpi))
         elif deep is not None:
-            _write_tiff16(tmp, deep, image.icc_profile, image.dpi)
+            from aetools.data.tiff import write_tiff16
+
+            write_tiff16(tmp, deep, image.icc_profile, image.dpi)
         else:
             image_to_pil(image, fmt).save(tmp, format=fmt, **options)
         os.replace(tmp, path)
@@ -293,12 +302,8 @@ def _head(path: Path, n: int) -> bytes:
         return f.read(n)
 
 
-# ------------------------------------------------------- 16-bit colour and grey+alpha (private helpers)
+# ------------------------------------------------------- 16-bit colour and grey+alpha (codecs: png16, tiff)
 
-_TIFF_MAGIC = frozenset({b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"})  # classic and BigTIFF
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_PNG_COLOUR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # channels -> colour type (grey, grey+alpha, RGB, RGBA)
-_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
 _ORIENT = {  # EXIF orientation -> the numpy version of what ImageOps.exif_transpose does, on (H, W, C)
     2: lambda a: a[:, ::-1],
     3: lambda a: a[::-1, ::-1],
@@ -328,126 +333,14 @@ def _sixteen_bit_array(image: ImageData, fmt: str) -> np.ndarray | None:
 
 
 def _load_tiff(path: Path) -> ImageData | None:
-    """First page of a TIFF through tifffile (8- or 16-bit grey/RGB, +alpha); None for anything else,
-    including compressions tifffile needs the optional imagecodecs package for (LZW, JPEG...)."""
-    import tifffile
+    """A TIFF Pillow cannot read faithfully, through tifffile; None if tifffile cannot either."""
+    from aetools.data.tiff import read_tiff
 
-    with tifffile.TiffFile(path) as tif:
-        page = tif.pages.first
-        _check_pixels(path, page.imagewidth, page.imagelength)
-        if (
-            page.photometric not in (1, 2)
-            or page.dtype not in (np.uint8, np.uint16)
-            or page.axes not in ("YX", "YXS", "SYX")
-            or page.compression not in tifffile.TIFF.DECOMPRESSORS
-            or page.predictor not in tifffile.TIFF.UNPREDICTORS
-        ):  # MINISBLACK or RGB, decodable here
-            return None
-        arr = page.asarray()
-        tags = page.tags
-        icc = tags.valueof("InterColorProfile")
-        orientation = tags.valueof("Orientation", 1)
-        unit, res = tags.valueof("ResolutionUnit", 2), page.resolution  # 2: inch, 3: cm
-    arr = np.moveaxis(arr, 0, -1) if page.axes.startswith("S") else arr.reshape(arr.shape[:2] + (-1,))
-    if arr.ndim != 3 or arr.shape[2] > 4:
+    tiff = read_tiff(path, lambda w, h: _check_pixels(path, w, h))
+    if tiff is None:
         return None
-    bit_depth = 16 if arr.dtype == np.uint16 else 8
-    px = _orient(arr, orientation).astype(np.float32) / (65535.0 if bit_depth == 16 else 255.0)
+    bit_depth = 16 if tiff.pixels.dtype == np.uint16 else 8
+    px = _orient(tiff.pixels, tiff.orientation).astype(np.float32) / (65535.0 if bit_depth == 16 else 255.0)
     c = 3 if px.shape[2] >= 3 else 1
     alpha = np.ascontiguousarray(px[..., c]) if px.shape[2] > c else None
-    dpi = None if unit not in (2, 3) or not all(res) else tuple(r * (2.54 if unit == 3 else 1.0) for r in res)
-    return ImageData(np.ascontiguousarray(px[..., :c]), alpha, bit_depth, "TIFF", icc, None, dpi)
-
-
-def _write_tiff16(path: Path, arr: np.ndarray, icc: bytes | None, dpi: tuple[float, float] | None) -> None:
-    import tifffile
-
-    c = arr.shape[2]
-    tifffile.imwrite(
-        path,
-        arr,
-        photometric="rgb" if c >= 3 else "minisblack",
-        planarconfig="contig",
-        extrasamples=["unassalpha"] if c in (2, 4) else None,
-        compression="zlib",
-        resolution=dpi,
-        resolutionunit="INCH" if dpi else None,
-        iccprofile=icc,
-    )
-
-
-def _png_needs_own_decoder(path: Path) -> bool:
-    head = _head(path, 26)  # signature, IHDR length + type, width, height, bit depth, colour type
-    return head[:8] == _PNG_SIGNATURE and head[24] == 16 and head[25] in (2, 4, 6)
-
-
-def _read_png16(path: Path) -> np.ndarray:
-    """(H, W, C) uint16 pixels of a 16-bit PNG, from its IHDR and IDAT chunks (interlaced or not)."""
-    data, pos, ihdr, idat = path.read_bytes(), 8, None, []
-    while pos + 8 <= len(data):
-        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
-        if kind == b"IHDR":
-            ihdr = struct.unpack(">IIBBBBB", data[pos + 8 : pos + 21])
-        elif kind == b"IDAT":
-            idat.append(data[pos + 8 : pos + 8 + length])
-        elif kind == b"IEND":
-            break
-        pos += 12 + length  # length, type, data, CRC
-    width, height, depth, colour, _, _, interlace = ihdr
-    c = {0: 1, 4: 2, 2: 3, 6: 4}[colour]
-    raw, pos = zlib.decompress(b"".join(idat)), 0
-    out = np.empty((height, width, c), np.uint16)
-    for x0, y0, dx, dy in _ADAM7 if interlace else ((0, 0, 1, 1),):  # each pass is a small image of its own
-        w, h = -(-(width - x0) // dx), -(-(height - y0) // dy)
-        if w <= 0 or h <= 0:
-            continue
-        rows = np.frombuffer(raw, np.uint8, h * (1 + w * 2 * c), pos).reshape(h, -1)
-        pos += rows.size
-        out[y0::dy, x0::dx] = _unfilter(rows[:, 0], rows[:, 1:].reshape(h, w, 2 * c)).view(">u2")
-    return out
-
-
-def _unfilter(kinds: np.ndarray, f: np.ndarray) -> np.ndarray:
-    """Undo the PNG row filters of f, (H, W, bytes per pixel) uint8, one filter type per row.
-
-    A pixel is predicted from its left (a), upper (b) and upper-left (c) neighbours once they are
-    decoded, so the pixels are decoded one anti-diagonal x + y = t at a time: H + W steps, each
-    vectorised over the diagonal. r is the output padded with a zero row on top and a zero column on the
-    left, so that r[y + 1, x + 1] is pixel (y, x) and the neighbours outside the image read as 0.
-    """
-    if kinds.max(initial=0) <= 2:  # only None/Sub/Up rows (as we write them): a vectorised step per row
-        out, prev = np.empty_like(f), np.zeros_like(f[0])
-        for y, k in enumerate(kinds):  # uint8 sums wrap modulo 256, as PNG wants
-            out[y] = prev = f[y] + prev if k == 2 else np.cumsum(f[y], axis=0, dtype=np.uint8) if k == 1 else f[y]
-        return out
-    h, w, _ = f.shape
-    r = np.zeros((h + 1, w + 1, f.shape[2]), np.int16)
-    kinds = kinds.astype(np.int16)[:, None]
-    for t in range(h + w - 1):
-        y = np.arange(max(0, t - w + 1), min(h, t + 1))  # the rows that have a pixel on this diagonal
-        x = t - y
-        a, b, c = r[y + 1, x], r[y, x + 1], r[y, x]
-        pa, pb, pc = np.abs(b - c), np.abs(a - c), np.abs(a + b - 2 * c)
-        paeth = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
-        k = kinds[y]
-        pred = np.select([k == 1, k == 2, k == 3, k == 4], [a, b, (a + b) >> 1, paeth], 0)
-        r[y + 1, x + 1] = (f[y, x] + pred) & 255
-    return r[1:, 1:].astype(np.uint8)
-
-
-def _encode_png16(arr: np.ndarray, icc: bytes | None, exif: bytes | None, dpi: tuple[float, float] | None) -> bytes:
-    """A 16-bit PNG of arr, (H, W, C) uint16: every row 'Up'-filtered (a vectorised byte difference)."""
-    h, w, c = arr.shape
-    rows = arr.astype(">u2").view(np.uint8).reshape(h, w * 2 * c)
-    up = np.diff(rows, axis=0, prepend=np.zeros((1, rows.shape[1]), np.uint8))  # wraps modulo 256
-    chunks = [(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, _PNG_COLOUR_TYPES[c], 0, 0, 0))]
-    if icc:
-        chunks.append((b"iCCP", b"ICC profile\0\0" + zlib.compress(icc)))
-    if dpi:
-        chunks.append((b"pHYs", struct.pack(">IIB", round(dpi[0] / 0.0254), round(dpi[1] / 0.0254), 1)))
-    if exif:
-        chunks.append((b"eXIf", exif.removeprefix(b"Exif\0\0")))
-    chunks += [(b"IDAT", zlib.compress(np.insert(up, 0, 2, axis=1).tobytes())), (b"IEND", b"")]
-    return _PNG_SIGNATURE + b"".join(
-        struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body)) for kind, body in chunks
-    )
+    return ImageData(np.ascontiguousarray(px[..., :c]), alpha, bit_depth, "TIFF", tiff.icc, None, tiff.dpi)

@@ -107,8 +107,16 @@ def tensor_for_code(path: Path, size: int) -> torch.Tensor:
     return pixels_to_tensor(load_image(path, draft=DRAFT_FACTOR * size).pixels, size)
 
 
-def load_for_code(path: Path, size: int, known: Callable[[str], np.ndarray | None] = lambda sha: None) -> Loaded:
-    """Read one file: its identity, then its known code (`known(sha256)`) or else its pixels. Never raises."""
+def load_for_code(
+    path: Path, size: int, known: Callable[[str], np.ndarray | None] = lambda sha: None, identity: bool = True
+) -> Loaded:
+    """Read one file: its identity, then its known code (`known(sha256)`) or else its pixels. Never raises.
+    identity=False skips the sha256 (codes wanted, no index to keep)."""
+    if not identity:
+        try:
+            return Loaded(path, 0, 0, "", tensor_for_code(path, size))
+        except ImageError as e:
+            return Loaded(path, 0, 0, "", error=e.reason)
     try:
         n, mtime, digest = file_identity(path)
     except OSError as e:
@@ -158,13 +166,15 @@ def encode_files(
     workers: int | None = None,
     on_file: Callable[[Loaded], None] | None = None,
     precision: Precision | None = None,
+    identity: bool = True,
 ) -> Iterator[Loaded]:
     """Read, decode and encode files in parallel -> each file's Loaded with its packed `code` (or `error`),
     in input order.
 
     known(sha256): the code of bytes already encoded (an unchanged, touched, moved or copied file), which
         are then not decoded; None for unknown bytes.
-    on_file: called as each file is read (progress). precision: as `codes_of`."""
+    on_file: called as each file is read (progress). precision: as `codes_of`. identity: also hash each
+        file's bytes (sha256, for an index); False for codes alone."""
     size = model.config.size
     workers = workers or min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(workers) as pool:
@@ -189,7 +199,7 @@ def encode_files(
                 yield from flush()
 
         for path in paths:
-            ahead.append(pool.submit(load_for_code, path, size, known))
+            ahead.append(pool.submit(load_for_code, path, size, known, identity))
             if len(ahead) >= 2 * BATCH:
                 yield from drain_one()
         while ahead:
