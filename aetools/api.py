@@ -24,7 +24,7 @@ from aetools.data.io import ImageData, image_from_pil, image_to_pil, load_image
 
 @lru_cache(maxsize=8)
 def _cached_pipeline(name: str, model: str | None, device: str, precision: str):
-    from aetools.pipeline import get_pipeline
+    from aetools.tasks import get_pipeline
 
     return get_pipeline(name).from_pretrained(model, device, precision)
 
@@ -33,7 +33,7 @@ def pipeline(name: str, model: str | Path | torch.nn.Module | None = None, devic
     """The pipeline of image task `name` (denoise, upscale, colorize, inpaint), cached unless `model` is an
     nn.Module: `aetools.api.pipeline("upscale")(load_image("a.png"), scale=4)`."""
     from aetools.inference import resolve_device
-    from aetools.pipeline import get_pipeline
+    from aetools.tasks import get_pipeline
 
     if isinstance(model, torch.nn.Module):
         return get_pipeline(name)(model, device, precision)

@@ -7,7 +7,7 @@ and pipelines).
 A pipeline owns: the device, the numeric precision (`aetools.precision`), the memory layout, and the
 image-level work of its task (grey and alpha, tiling, output size and dpi). The network stays a plain
 nn.Module, tensors in and tensors out. Each task file defines its pipeline next to its training recipe and
-registers it here by name; the Python API and the CLI find it with `get_pipeline(name)`.
+registers it here by name; the Python API and the CLI find it with `aetools.tasks.get_pipeline(name)`.
 """
 
 from __future__ import annotations
@@ -111,14 +111,12 @@ def register_pipeline(cls: type[ImagePipeline]) -> type[ImagePipeline]:
 
 
 def get_pipeline(name: str) -> type[ImagePipeline]:
-    import aetools.tasks  # noqa: F401  (the task files register their pipelines)
-
+    """The pipeline registered as `name`. A leaf lookup: importing `aetools.tasks` (which the API and the CLI
+    do) is what registers the task files' pipelines."""
     if name not in _PIPELINES:
         raise KeyError(f"unknown image task {name!r}; known: {', '.join(sorted(_PIPELINES))}")
     return _PIPELINES[name]
 
 
 def list_pipelines() -> list[str]:
-    import aetools.tasks  # noqa: F401
-
     return sorted(_PIPELINES)

@@ -114,7 +114,7 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
 
 
 def model_from_weights(tensors: dict[str, torch.Tensor], header: dict[str, Any], source: str) -> nn.Module:
-    from aetools.nn.registry import create_model
+    from aetools.models import create_model
 
     try:
         model = create_model(header["arch"], **header["config"])

@@ -37,7 +37,7 @@ def run(*args):
 
 def tiny_model(arch: str, **config) -> torch.nn.Module:
     """A small randomly initialised (seed 0) model of a registered architecture, in eval mode."""
-    from aetools.nn.registry import create_model
+    from aetools.models import create_model
 
     torch.manual_seed(0)
     return create_model(arch, **config).eval()

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from aetools.nn.registry import create_model, list_models
+from aetools.models import create_model, list_models
 from aetools.nn.unet import BackboneConfig, SkipAutoencoder
 
 

@@ -37,7 +37,7 @@ def lightness(rgb: np.ndarray) -> np.ndarray:
 
 
 def test_gamut_bins_and_rebalancing_weights():
-    from aetools.tasks.colorize_bins import gamut_bins, load_prior, rebalancing_weights
+    from aetools.heads.colorize_bins import gamut_bins, load_prior, rebalancing_weights
 
     bins, prior = load_prior()
     assert np.array_equal(bins, gamut_bins())  # the shipped table is what the code computes
@@ -192,8 +192,8 @@ def test_shipped_model_colours_a_bundled_photo_better_than_grey():
     from skimage.metrics import peak_signal_noise_ratio
 
     from aetools.bench.colorize import colourfulness
+    from aetools.heads.colorize_bins import load_prior
     from aetools.tasks.colorize import colorize_lightness, lab_to_rgb_keeping_l, rgb_to_lab
-    from aetools.tasks.colorize_bins import load_prior
     from aetools.weights import load_model
 
     model = load_model(None, "colorize")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from aetools.nn.registry import create_model
+from aetools.models import create_model
 from tests.conftest import photo, run
 
 

@@ -414,3 +414,16 @@ def test_16_bit_png_whose_data_inflates_past_its_header_is_refused(tmp_path):
     path.write_bytes(PNG_SIGNATURE + chunk(b"IHDR", ihdr) + chunk(b"IDAT", bomb) + chunk(b"IEND", b""))
     with pytest.raises(ImageError, match="inflates past the 392 bytes"):
         load_image(path)
+
+
+def test_the_image_loader_loads_no_model_code():
+    """Dependencies point one way: `aetools.data` is a leaf (no task, head, model or torch behind io)."""
+    import subprocess
+    import sys
+
+    code = "import sys, aetools.data.io, aetools.data.datasets; print(' '.join(sorted(sys.modules)))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    ours = [m for m in loaded if m.startswith("aetools.")]
+    assert all(m == "aetools.data" or m.startswith("aetools.data.") for m in ours), ours
+    io_only = "import sys, aetools.data.io; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", io_only], capture_output=True, text=True).stdout.strip() == "False"

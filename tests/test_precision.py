@@ -144,7 +144,7 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _both(name: str, image, **options):
-    from aetools.pipeline import get_pipeline
+    from aetools.tasks import get_pipeline
 
     return [get_pipeline(name).from_pretrained(None, "cpu", p)(image, **options).pixels for p in ("fp32", "bf16")]
 

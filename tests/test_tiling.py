@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from aetools.nn.registry import create_model
+from aetools.models import create_model
 from aetools.tasks.denoise import denoise_pixels
 from aetools.tiling import run_tiled
 

@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from aetools.nn.registry import create_model
+from aetools.models import create_model
 from aetools.weights import (
     WeightsError,
     load_model,

@@ -173,8 +173,8 @@ PrecisionOpt = Annotated[
 def load_pipeline(name: str, model: str | None, device: str, precision: str, seed: int | None):
     """--device, --seed, --model and --precision resolved once per command into the task's pipeline; a bad
     value is a one-line usage error."""
-    from aetools.pipeline import get_pipeline
     from aetools.precision import PrecisionError
+    from aetools.tasks import get_pipeline
     from aetools.weights import WeightsError
 
     dev = prepare(device, seed)

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from aetools.data.batch import Batch
 from aetools.data.io import IMAGE_EXTENSIONS, ImageError, load_image
-from aetools.tasks.base import Batch
 
 
 def list_images(inputs: Iterable[str | Path], recursive: bool = True) -> list[Path]:

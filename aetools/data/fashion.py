@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from aetools.tasks.base import Batch
+from aetools.data.batch import Batch
 
 FASHION_MNIST = "fashion-mnist"  # the --data value that selects these files
 DEFAULT_FASHION_DIR = Path("../shared/data/fashion_mnist")

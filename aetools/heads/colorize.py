@@ -39,7 +39,7 @@ ANNEALED_MEAN_T = 0.38  # Zhang et al.'s temperature: between the mode (T -> 0) 
 class ColorizeConfig:
     """Args:
     widths, blocks, bottleneck_blocks: the backbone's (see `BackboneConfig`).
-    bins: number of ab classes (`aetools.tasks.colorize_bins`).
+    bins: number of ab classes (`aetools.heads.colorize_bins`).
     work_size: the long side (px) the image is resized to for the network; ab is upsampled back.
     temperature, calibration: the readout (`aetools.tasks.colorize.ab_from_logits`), chosen after training
         on held-out training photos.
@@ -58,7 +58,7 @@ class ColorizeConfig:
 class ColorizeNet(nn.Module):
     def __init__(self, config: ColorizeConfig):
         super().__init__()
-        from aetools.tasks.colorize_bins import load_prior
+        from aetools.heads.colorize_bins import load_prior
 
         self.config = config
         self.backbone = SkipAutoencoder(BackboneConfig(4, config.widths, config.blocks, config.bottleneck_blocks))

@@ -2,6 +2,9 @@
 
 The config is a dataclass; `dataclasses.asdict(model.config)` is what the weights file stores, so a
 `.safetensors` file alone is enough to rebuild its network (see `aetools.weights`).
+
+A leaf: the model families register into it (`@register_model`) and it imports none of them.
+`aetools.models` imports the families and is where callers create models from.
 """
 
 from __future__ import annotations
@@ -29,19 +32,11 @@ def register_model(arch: str, config_cls: type) -> Callable[[type[nn.Module]], t
     return wrap
 
 
-def _ensure_loaded() -> None:
-    # Importing the heads and the generative models registers their architectures.
-    import aetools.generative  # noqa: F401
-    import aetools.heads  # noqa: F401
-
-
 def list_models() -> list[str]:
-    _ensure_loaded()
     return sorted(_MODELS)
 
 
 def config_from_dict(arch: str, values: dict[str, Any]):
-    _ensure_loaded()
     if arch not in _MODELS:
         raise KeyError(f"unknown model architecture {arch!r}; known: {', '.join(sorted(_MODELS))}")
     config_cls = _MODELS[arch][1]

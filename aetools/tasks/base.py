@@ -14,19 +14,7 @@ from typing import Any
 
 import torch
 
-
-@dataclass
-class Batch:
-    """inputs: keyword arguments of the model's forward; target: what the loss compares its output with;
-    reference: the clean image, for tasks whose target is not one (colorize: target = ab bins' source)."""
-
-    inputs: dict[str, torch.Tensor]
-    target: torch.Tensor
-    reference: torch.Tensor | None = None
-
-    def to(self, device: torch.device) -> Batch:
-        inputs = {k: v.to(device, non_blocking=True) for k, v in self.inputs.items()}
-        return Batch(inputs, self.target.to(device), self.reference)
+from aetools.data.batch import Batch  # noqa: F401  (tasks build batches; re-exported for them)
 
 
 @dataclass

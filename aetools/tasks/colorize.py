@@ -25,10 +25,10 @@ import torch.nn.functional as F
 
 from aetools.data.io import ImageData
 from aetools.heads.colorize import ANNEALED_MEAN_T, annealed_mean
+from aetools.heads.colorize_bins import load_prior, rebalancing_weights
 from aetools.pipeline import ImagePipeline, register_pipeline
 from aetools.precision import Precision
 from aetools.tasks.base import Batch, Task, TrainDefaults, register_task
-from aetools.tasks.colorize_bins import load_prior, rebalancing_weights
 
 GAMUT_TOLERANCE = 0.5  # Lab units: a colour that comes back from sRGB further off than this was clipped
 SOFT_NEIGHBOURS = 5

@@ -37,7 +37,7 @@ from aetools.data.fashion import (
     split_arrays,
 )
 from aetools.inference import resolve_device
-from aetools.nn.registry import create_model, model_config_dict
+from aetools.models import create_model, model_config_dict
 from aetools.precision import PrecisionError, autocast, resolve_precision, use_channels_last
 from aetools.tasks.base import get_task
 from aetools.train.checkpoint import load_checkpoint, read_checkpoint_header, save_checkpoint

@@ -6,7 +6,7 @@ the nearest cell centre). Zhang et al. count 313 such cells with their convex-hu
 of the sRGB gamut, computed here with skimage, gives 262: the same grid without the cells outside the gamut.
 
 The prior p(q) is how often each class occurs in natural photos. Measured once on the training photos
-(`python -m aetools.tasks.colorize_bins PHOTO_DIR` rewrites `colorize_prior.json`); the model stores the
+(`python -m aetools.heads.colorize_bins PHOTO_DIR` rewrites `colorize_prior.json`); the model stores the
 bin centres in its weights, so inference needs neither.
 """
 
@@ -91,7 +91,7 @@ def main(argv: list[str]) -> None:
         json.dumps(
             {
                 "about": "ab bins (10x10 cells occupied by sRGB colours) and their frequencies in the training "
-                f"photos ({len(files)} images, 4000 random pixels each); made by aetools.tasks.colorize_bins",
+                f"photos ({len(files)} images, 4000 random pixels each); made by aetools.heads.colorize_bins",
                 "grid": GRID,
                 "bins": bins.astype(int).tolist(),
                 "prior": [round(float(p), 8) for p in prior],
