@@ -1,7 +1,7 @@
 """Write the CIFAR-10 benchmark's database images (19,000: all but the 1,000 queries) as PNGs, to train the
 `hash-cifar` model on them without labels and without ever seeing a query.
 
-    python examples/cifar_database.py ../shared/data/cifar10 runs/cifar-db
+    python examples/cifar_database.py DATA/cifar10 runs/cifar-db
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@
     gen_traversal.png      beta-VAE (betavae-fashion): one row per code dimension, swept over +-3
     gen_samples.png        64 samples each from ae-fashion (Gaussian codes), vae-fashion, vqvae-fashion (prior)
 
-    python examples/generative_figures.py [--fashion-dir ../shared/data/fashion_mnist]
+    python examples/generative_figures.py --fashion-dir DATA/fashion_mnist
 
 The two 50-dimensional models are trained here with `aetools train` (1,500 steps each, a few minutes on 2
 CPU cores; kept in runs/examples/ and reused); the rest use the shipped weights.
@@ -50,7 +50,7 @@ def train_50d(task: str, fashion_dir: Path) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fashion-dir", type=Path, default=Path("../shared/data/fashion_mnist"))
+    parser.add_argument("--fashion-dir", type=Path, required=True, help="Folder of Fashion-MNIST's idx files.")
     args = parser.parse_args()
     IMAGES.mkdir(exist_ok=True)
     test = load_fashion_mnist("test", args.fashion_dir)

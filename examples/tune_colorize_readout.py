@@ -1,7 +1,7 @@
 """Choose a colorization model's readout (annealed-mean temperature T and rebalancing calibration) on the
 photos its training held out, never on a benchmark set, and optionally write the choice into the weights.
 
-    python examples/tune_colorize_readout.py runs/colorize.safetensors --data ../shared/data/photos [--write]
+    python examples/tune_colorize_readout.py runs/colorize.safetensors --data DATA/photos [--write]
 
 The held-out photos are the trainer's own validation split (same files, same seed). Rule: the highest mean
 RGB PSNR among readouts whose colourfulness is at least `--min-colour` (0.7) of the truth's on those

@@ -665,7 +665,9 @@ def eval_generative(
         None, help="Generative models (shipped names or .safetensors paths); default: every shipped one."
     ),
     data: str = typer.Option("fashion-mnist", "--data", help="fashion-mnist: its 10,000 test images."),
-    fashion_dir: Path = typer.Option(Path("../shared/data/fashion_mnist"), "--fashion-dir", help="The idx files."),
+    fashion_dir: Path = typer.Option(
+        None, "--fashion-dir", help="Folder of the idx files (default: $AETOOLS_FASHION_MNIST)."
+    ),
     classifier: str = typer.Option("classifier-fashion", help="The classifier whose features score samples."),
     samples: int = typer.Option(2000, min=0, help="Samples per generator for the Fréchet distance (0: skip)."),
     iwae_k: int = typer.Option(100, "--iwae-k", min=1, help="Importance samples per image for the IWAE bound."),

@@ -20,7 +20,6 @@ InvertOpt = Annotated[
     typer.Option("--invert", help="Dark things on a light background: invert (Fashion-MNIST is light on black)."),
 ]
 ZoomOpt = Annotated[int, typer.Option("--zoom", min=1, max=16, help="Enlarge each cell N times (nearest).")]
-FASHION_DIR = Path("../shared/data/fashion_mnist")
 
 
 def _load(model: str, device: str):
@@ -163,7 +162,9 @@ def traverse(
 def latent_plot(
     model: GenModel = "ae3-fashion",
     data: Annotated[str, typer.Option("--data", help="fashion-mnist (its test set).")] = "fashion-mnist",
-    fashion_dir: Annotated[Path, typer.Option("--fashion-dir", help="Folder of the idx files.")] = FASHION_DIR,
+    fashion_dir: Annotated[
+        Path | None, typer.Option("--fashion-dir", help="Folder of the idx files (default: $AETOOLS_FASHION_MNIST).")
+    ] = None,
     output: OutFile = Path("latent.png"),
     limit: Annotated[int, typer.Option("--limit", min=10, help="Test images plotted.")] = 10_000,
     device: DeviceOpt = "auto",

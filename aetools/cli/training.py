@@ -49,7 +49,7 @@ def train(
     ),
     rgb: bool = typer.Option(False, "--rgb", help="hash: encode colour, not standardised luminance."),
     fashion_dir: Path = typer.Option(
-        None, "--fashion-dir", help="Folder of Fashion-MNIST's 4 idx files (default ../shared/data/fashion_mnist)."
+        None, "--fashion-dir", help="Folder of Fashion-MNIST's 4 idx files (default: $AETOOLS_FASHION_MNIST)."
     ),
     grey: bool = typer.Option(False, "--grey", help="ae, vae, hvae, vqvae on image folders: train on grey images."),
     latent: int = typer.Option(None, help="ae, vae, hvae: the code's dimension."),

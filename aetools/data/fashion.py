@@ -3,8 +3,8 @@
     <dir>/train-images-idx3-ubyte.gz   60,000 x 28 x 28 uint8      <dir>/train-labels-idx1-ubyte.gz
     <dir>/t10k-images-idx3-ubyte.gz    10,000 x 28 x 28 uint8      <dir>/t10k-labels-idx1-ubyte.gz
 
-Nothing is downloaded: `--data fashion-mnist` reads the folder given by `--fashion-dir` (default
-`../shared/data/fashion_mnist`). The idx format: a big-endian header (magic 0x00000803 for images, 0x00000801
+Nothing is downloaded: `--data fashion-mnist` reads the folder given by `--fashion-dir`, or else by the
+environment variable AETOOLS_FASHION_MNIST. The idx format: a big-endian header (magic 0x00000803 for images, 0x00000801
 for labels; the 3rd byte is the type, 0x08 = uint8; the 4th the number of dimensions), the dimension sizes
 as big-endian int32, then the values in C order. The files may be gzipped or not.
 """
@@ -12,6 +12,7 @@ as big-endian int32, then the values in C order. The files may be gzipped or not
 from __future__ import annotations
 
 import gzip
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ import torch
 from aetools.data.batch import Batch
 
 FASHION_MNIST = "fashion-mnist"  # the --data value that selects these files
-DEFAULT_FASHION_DIR = Path("../shared/data/fashion_mnist")
+FASHION_ENV = "AETOOLS_FASHION_MNIST"  # the idx files' folder when --fashion-dir is not given
 CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 _FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -79,7 +80,9 @@ class ArrayData:
 
 def load_fashion_mnist(split: str = "train", folder: str | Path | None = None) -> ArrayData:
     """split "train" (60,000) or "test" (10,000) -> ArrayData with images (N, 28, 28, 1)."""
-    folder = Path(folder) if folder else DEFAULT_FASHION_DIR
+    if not folder and not os.environ.get(FASHION_ENV):
+        raise DatasetError(f"Fashion-MNIST: give the idx files' folder with --fashion-dir (or set {FASHION_ENV})")
+    folder = Path(folder or os.environ[FASHION_ENV])
     if not folder.is_dir():
         raise DatasetError(f"{folder}: no such folder (give the Fashion-MNIST idx files' folder with --fashion-dir)")
     image_stem, label_stem = _FILES[split]

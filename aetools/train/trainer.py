@@ -54,7 +54,7 @@ class TrainConfig:
     options: the task's training options (`Task.options`), e.g. {"scales": (4,)} for superres.
     init: start from these weights (fine-tuning) instead of a random initialisation.
     val_data: validation images; default: `val_images` files held out of `data`.
-    fashion_dir: where `data=["fashion-mnist"]` finds the idx files (default `../shared/data/fashion_mnist`).
+    fashion_dir: where `data=["fashion-mnist"]` finds the idx files (default: $AETOOLS_FASHION_MNIST).
     workers: DataLoader processes preparing batches ahead (0 = in the training process).
     train_only: train only the parameters under this module name (e.g. "prior": the VQ-VAE's second stage,
         its prior fitted to the codes of a frozen, trained autoencoder); the rest stays as it is.
