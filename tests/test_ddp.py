@@ -8,6 +8,8 @@ import textwrap
 
 import pytest
 
+pytestmark = pytest.mark.slow  # each case starts two torchrun processes
+
 SCRIPT = textwrap.dedent(
     """
     import hashlib, json, os, sys

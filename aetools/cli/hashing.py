@@ -16,7 +16,7 @@ import typer
 
 from aetools.cli import app
 from aetools.cli.console import console, fail, out, prepare, progress_bar
-from aetools.cli.images import DeviceOpt, ModelOpt
+from aetools.cli.images import DeviceOpt, ModelOpt, PrecisionOpt
 
 IndexOpt = Annotated[
     Path | None, typer.Option("--index", help="Index folder (default: FOLDER/.aetools-index).", show_default=False)
@@ -29,12 +29,14 @@ RecursiveFlag = Annotated[
 ]
 
 
-def _load_hash_model(model: str | None, device: str):
-    from aetools.weights import WeightsError, load_model
+def _load_hash_model(model: str | None, device: str, precision: str = "auto"):
+    from aetools.index.encode import load_hash_model
+    from aetools.precision import PrecisionError
+    from aetools.weights import WeightsError
 
     try:
-        return load_model(model, "hash", prepare(device, None))
-    except WeightsError as e:
+        return load_hash_model(model, prepare(device, None), precision)
+    except (WeightsError, PrecisionError) as e:
         raise fail(str(e)) from None
 
 
@@ -69,12 +71,13 @@ def hash_index(
     index: IndexOpt = None,
     model: ModelOpt = None,
     device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
 ) -> None:
     """Index a folder's images by their binary codes (faiss + an SQLite list of files), for hash-search
     and dedup. Exit 1 if some files could not be read (they are listed; the rest is indexed)."""
     from aetools.index.folder import default_index_dir
 
-    net = _load_hash_model(model, device)
+    net = _load_hash_model(model, device, precision)
     result, report = _build_index(folder, index, recursive, update, net, "hash-index")
     where = index or default_index_dir(folder)
     parts = [f"{report.added} added"]
@@ -128,13 +131,14 @@ def hash_search(
     ] = False,
     model: ModelOpt = None,
     device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
 ) -> None:
     """Find the indexed images nearest each query, with their Hamming distances (bits that differ)."""
     from aetools.index.folder import model_identity, search_files
     from aetools.index.store import HashIndex, HashIndexError
 
     where = index or _find_index(queries)
-    net = _load_hash_model(model, device)
+    net = _load_hash_model(model, device, precision)
     try:
         loaded = HashIndex.load(where, model_identity(net))
     except HashIndexError as e:
@@ -171,6 +175,7 @@ def dedup(
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the groups as JSON ('-': stdout).")] = None,
     model: ModelOpt = None,
     device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
 ) -> None:
     """Group near-duplicate images: copies resized, re-compressed, cropped, recoloured, captioned, flipped.
     Exact copies (identical bytes) are marked. The folder's index is brought up to date first."""
@@ -178,7 +183,7 @@ def dedup(
     from aetools.index.report import duplicates_html, duplicates_json
     from aetools.weights import atomic_write_bytes
 
-    net = _load_hash_model(model, device)
+    net = _load_hash_model(model, device, precision)
     result, report = _build_index(folder, index, recursive, True, net, "dedup: indexing")
     groups = find_duplicates(result, radius)
     copies = sum(len(g) - 1 for g in groups)

@@ -130,6 +130,20 @@ def load_for_code(
         return Loaded(path, n, mtime, digest, error=e.reason)
 
 
+def load_hash_model(name_or_path: str | Path | None, device: torch.device, precision: str = "auto") -> torch.nn.Module:
+    """The hashing network with its inference precision resolved once (`aetools.precision`; auto takes bf16
+    only where the weights' benchmark recorded that it keeps the recall), kept as `inference_precision`."""
+    from aetools.pipeline import bf16_measured_safe
+    from aetools.precision import resolve_precision
+    from aetools.weights import load_model
+
+    model = load_model(name_or_path, "hash", device)
+    model.inference_precision = resolve_precision(precision, device, bf16_measured_safe(model))
+    if model.inference_precision.is_bf16:
+        model.to(memory_format=torch.channels_last)
+    return model
+
+
 def dihedral(x: torch.Tensor) -> torch.Tensor:
     """(B, C, S, S) -> (B, 8, C, S, S): the 8 orientations (4 quarter turns, each also mirrored), the
     identity first. Turning a square after squeezing equals squeezing after turning."""
@@ -142,8 +156,10 @@ def codes_of(
     model: torch.nn.Module, images: torch.Tensor, orientations: bool = False, precision: Precision | None = None
 ) -> np.ndarray:
     """images (B, 3, S, S) -> packed codes (B, bits / 8) uint8; with orientations (B, 8, bits / 8).
-    precision: None = fp32; bf16 autocasts the encoder (its code bits are the signs of fp32 logits)."""
+    precision: bf16 autocasts the encoder (its code bits are the signs of fp32 logits); None = the model's
+    `inference_precision` if a loader set one (`load_hash_model`), else fp32."""
     device = next(model.parameters()).device
+    precision = precision or getattr(model, "inference_precision", None)
     fast = precision is not None and precision.is_bf16
 
     def codes(x: torch.Tensor) -> np.ndarray:
