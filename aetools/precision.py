@@ -6,14 +6,15 @@ AVX512-BF16; NVIDIA Ampere and later), convolutions in bf16 run several times fa
 
     auto  bf16 on a device that computes it natively (AMX/AVX512-BF16 CPUs, CUDA GPUs with bf16), else fp32
     fp32  full precision everywhere
-    bf16  bf16 autocast (training) or bf16 weights (inference), asked for explicitly
+    bf16  bf16 autocast, asked for explicitly
 
 Training autocasts: the weights, the optimizer's state and the loss stay fp32 (master weights); the
 convolutions' inputs are cast to bf16. No loss scaling: scaling exists because fp16's 5-bit exponent
 flushes small gradients to zero, and bf16's exponent is fp32's, so its gradients do not underflow.
 
-Inference of an image head casts the whole network to bf16 (half the memory traffic, no cast per layer)
-where that head's benchmark has shown the cost to be negligible (`auto`), and keeps fp32 for the rest.
+Inference autocasts the same way, in the channels_last layout, for a model whose own benchmark recorded
+the cost as negligible (`auto`); residual additions and read-outs stay fp32, which keeps the images' last
+bits. Other models stay fp32 under `auto`.
 
 Nothing here imports a model: this module is a leaf that the trainer, the pipelines and the CLI share.
 """

@@ -155,21 +155,22 @@ def test_training_pairs_have_seeded_holes_in_the_ratio_range():
     ratios = mask.mean(dim=(1, 2, 3))
     assert ((ratios >= 0.09) & (ratios <= 0.51)).all() and ratios.std() > 0.02
     assert torch.equal(a.inputs["image"] * mask, torch.zeros_like(clean))  # the holes carry no truth
-    assert torch.equal(a.target[:, :3], clean) and torch.equal(a.target[:, 3:], mask)
+    assert torch.equal(a.target, clean) and torch.equal(a.inputs["mask"], mask)  # the loss reads the mask there
 
 
 def test_loss_counts_hole_pixels_only_and_weighs_them_equally():
+    from aetools.tasks.base import Batch
     from aetools.tasks.inpaint import inpaint_loss
 
     clean = torch.zeros(2, 3, 8, 8)
     mask = torch.zeros(2, 1, 8, 8)
     mask[0, :, :1] = 1  # a thin hole
     mask[1, :, :4] = 1  # a big one
-    target = torch.cat([clean, mask], dim=1)
+    batch = Batch({"image": clean * (1 - mask), "mask": mask}, clean)
     painted = clean + 0.5 * mask  # every hole pixel off by 0.5
-    assert inpaint_loss(painted, target).item() == pytest.approx(0.5)
+    assert inpaint_loss(painted, batch)[0].item() == pytest.approx(0.5)
     outside = painted + (1 - mask)  # changes outside the holes do not count
-    assert inpaint_loss(outside, target).item() == pytest.approx(0.5)
+    assert inpaint_loss(outside, batch)[0].item() == pytest.approx(0.5)
 
 
 def test_train_inpaint_and_resume(train_folder, tmp_path):
@@ -288,9 +289,9 @@ def test_eval_inpaint_prints_ours_beside_baselines(tmp_path, tiny_inpaint_weight
         "markdown",
     )
     assert r.exit_code == 0, r.output
-    for text in ["| OpenCV Telea |", "| skimage biharmonic |", "| ours |", "PSNR 10%", "SSIM 30%"]:
+    for text in ["| OpenCV Telea |", "| skimage biharmonic |", "| ours |", "| ours, bf16 |", "PSNR 10%", "SSIM 30%"]:
         assert text in r.output
-    assert r.output.count("| 0 |") == 3  # no method changes a known pixel
+    assert r.output.count("| 0 |") == 4  # no method changes a known pixel (ours in fp32 and in bf16 included)
 
 
 def test_cli_masks_inside_the_photo_folder_are_not_filled(tmp_path, tiny_inpaint_weights):

@@ -28,7 +28,7 @@ from aetools.heads.colorize import ANNEALED_MEAN_T, annealed_mean
 from aetools.heads.colorize_bins import load_prior, rebalancing_weights
 from aetools.pipeline import ImagePipeline, register_pipeline
 from aetools.precision import Precision
-from aetools.tasks.base import Batch, Task, TrainDefaults, register_task
+from aetools.tasks.base import Batch, Task, TrainDefaults, against_target, register_task
 
 GAMUT_TOLERANCE = 0.5  # Lab units: a colour that comes back from sRGB further off than this was clipped
 SOFT_NEIGHBOURS = 5
@@ -145,7 +145,7 @@ TASK = register_task(
         name="colorize",
         arch="colorize-unet",
         degrade=degrade_for_colorize,
-        loss=colorize_loss,
+        loss=against_target(colorize_loss),
         train=TrainDefaults(crop=128, batch_size=16, steps=12_000, lr=1e-3, val_images=24, val_crop=256),
         validation_pair=colorize_validation_pair,
         description="grey photo to colour (Lab: L in, a distribution over ab bins out)",

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from aetools.data.io import ImageData
 from aetools.pipeline import ImagePipeline, check_tile, from_network_output, register_pipeline, to_network_input
 from aetools.precision import Precision
-from aetools.tasks.base import Batch, Task, TrainDefaults, register_task
+from aetools.tasks.base import Batch, Task, TrainDefaults, against_target, register_task
 
 MAX_SIGMA = 55.0  # trained on sigma 0-55
 MAX_SIGMA_OPTION = 100.0  # what --sigma accepts (beyond the training range the model extrapolates)
@@ -54,7 +54,7 @@ TASK = register_task(
         name="denoise",
         arch="denoise-unet",
         degrade=degrade_for_denoise,
-        loss=F.l1_loss,
+        loss=against_target(F.l1_loss),
         train=TrainDefaults(crop=96, batch_size=16, steps=20_000, lr=1e-3),
         val_degrade=degrade_for_denoise_validation,
         description="blind Gaussian noise removal, sigma 0-55",

@@ -19,7 +19,7 @@ from aetools.generative.classic import AEOutput, ae_loss
 from aetools.generative.frechet import classifier_loss
 from aetools.generative.vae import VAEOutput, vae_loss
 from aetools.generative.vqvae import VQOutput, code_usage, vq_loss
-from aetools.tasks.base import Batch, Task, TrainDefaults, register_task
+from aetools.tasks.base import Batch, Task, TrainDefaults, fashion_mnist_or_folders, register_task
 
 # Fashion-MNIST: 60,000 training images, 1,000 of them held out for validation; 4,000 steps of 128 = 8.6 epochs.
 FASHION_DEFAULTS = dict(crop=28, batch_size=128, steps=4000, lr=2e-3, val_every=500, val_images=1000, val_crop=28)
@@ -41,6 +41,21 @@ def shifted_with_labels(clean: torch.Tensor, generator: torch.Generator, labels:
 
 def labelled(clean: torch.Tensor, generator: torch.Generator, labels: torch.Tensor) -> Batch:
     return Batch({"image": clean}, labels)
+
+
+def autoencoder_loss(output: AEOutput, batch: Batch):
+    """ae: MSE + lambda * Omega (`ae_loss`), the penalty logged."""
+    return ae_loss(output, batch.target), {"penalty": output.penalty}
+
+
+def variational_loss(output: VAEOutput, batch: Batch):
+    """vae, hvae: the negative ELBO per pixel (`vae_loss`), KL per image logged."""
+    return vae_loss(output, batch.target), {"kl": output.kl.mean()}
+
+
+def quantised_loss(output: VQOutput, batch: Batch):
+    """vqvae: reconstruction + commitment + the prior's cross-entropy (`vq_loss`), the last two logged."""
+    return vq_loss(output, batch.target), {"commitment": output.commitment, "prior nll": output.prior_nll}
 
 
 def vq_notes(model, outputs: list[VQOutput]) -> str:
@@ -70,6 +85,7 @@ def autoencoder_task(name: str, loss, reconstruction, description: str, val_note
             arch=name,
             degrade=reconstruction_pair,
             loss=loss,
+            data=fashion_mnist_or_folders,
             val_notes=val_notes,
             channels=1,
             sized=True,
@@ -86,17 +102,21 @@ def vae_mean(out: VAEOutput) -> torch.Tensor:
 
 autoencoder_task(
     "ae",
-    ae_loss,
+    autoencoder_loss,
     lambda out: out.recon,
     "undercomplete autoencoder: conv or linear (= PCA); sparse, denoising, contractive",
 )
 autoencoder_task(
-    "vae", vae_loss, vae_mean, "variational autoencoder; beta-VAE with --beta, KL warm-up or capacity", vae_notes
+    "vae",
+    variational_loss,
+    vae_mean,
+    "variational autoencoder; beta-VAE with --beta, KL warm-up or capacity",
+    vae_notes,
 )
-autoencoder_task("hvae", vae_loss, vae_mean, "two-level hierarchical VAE with top-down inference", vae_notes)
+autoencoder_task("hvae", variational_loss, vae_mean, "two-level hierarchical VAE with top-down inference", vae_notes)
 autoencoder_task(
     "vqvae",
-    vq_loss,
+    quantised_loss,
     lambda out: out.recon,
     "VQ-VAE (EMA codebook) with a learned autoregressive prior over its codes",
     vq_notes,
@@ -107,7 +127,8 @@ register_task(
         arch="fashion-classifier",
         degrade=shifted_with_labels,
         val_degrade=labelled,
-        loss=classifier_loss,
+        loss=lambda logits, batch: (classifier_loss(logits, batch.target), {}),
+        data=fashion_mnist_or_folders,
         channels=1,
         labels=True,
         train=TrainDefaults(**{**FASHION_DEFAULTS, "steps": 3000}),

@@ -110,6 +110,12 @@ def hash_loss(output: HashOutput, photos: torch.Tensor) -> torch.Tensor:
     return RECON_WEIGHT * terms["recon"] + terms["contrast"] + terms["balance"] + terms["decorrelation"]
 
 
+def hash_objective(output: HashOutput, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The task loss: `hash_loss` on the batch's photos, each term logged."""
+    terms = hash_loss_terms(output, batch.target)
+    return RECON_WEIGHT * terms["recon"] + terms["contrast"] + terms["balance"] + terms["decorrelation"], terms
+
+
 def hash_validation_pair(output: HashOutput, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
     """For the trainer's validation PSNR: the photo rebuilt from its binary code, and the photo as the encoder
     saw it (`HashNet.seen`)."""
@@ -122,7 +128,7 @@ TASK = register_task(
         name="hash",
         arch="hash-unet",
         degrade=degrade_for_hash,
-        loss=hash_loss,
+        loss=hash_objective,
         train=TrainDefaults(crop=256, batch_size=64, steps=4000, lr=1e-3, val_every=250, val_images=16, val_crop=256),
         validation_pair=hash_validation_pair,
         description="binary codes for near-duplicate and similar-image search (sigmoid units + noise)",

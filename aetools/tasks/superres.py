@@ -24,7 +24,7 @@ from PIL import Image, ImageFilter
 from aetools.data.io import ImageData, to_uint8
 from aetools.pipeline import ImagePipeline, check_tile, from_network_output, register_pipeline, to_network_input
 from aetools.precision import Precision
-from aetools.tasks.base import Batch, Task, TrainDefaults, register_task
+from aetools.tasks.base import Batch, Task, TrainDefaults, against_target, register_task
 
 LR_PATCH = 48
 DEGRADATIONS = ("bicubic", "real")
@@ -117,7 +117,7 @@ TASK = register_task(
         name="superres",
         arch="superres-unet",
         degrade=SuperResDegradation(),
-        loss=F.l1_loss,  # L1, as EDSR: sharper than L2 and the usual choice for PSNR-oriented SR
+        loss=against_target(F.l1_loss),  # L1, as EDSR: sharper than L2 and the usual choice for PSNR-oriented SR
         train=TrainDefaults(crop=LR_PATCH * 4, batch_size=16, steps=20_000, lr=5e-4, val_images=16, val_crop=240),
         val_degrade=SuperResDegradation(lr_patch=None, fixed_scale=2),
         options={"scales": (2, 3, 4), "degradation": "bicubic"},

@@ -27,19 +27,10 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from aetools.data.datasets import StepBatches, list_images, split_validation, validation_batches
-from aetools.data.fashion import (
-    FASHION_MNIST,
-    ArrayBatches,
-    DatasetError,
-    array_validation_batches,
-    load_fashion_mnist,
-    split_arrays,
-)
 from aetools.inference import resolve_device
 from aetools.models import create_model, model_config_dict
 from aetools.precision import PrecisionError, autocast, resolve_precision, use_channels_last
-from aetools.tasks.base import get_task
+from aetools.tasks.base import DataError, DataRequest, get_task
 from aetools.train.checkpoint import load_checkpoint, read_checkpoint_header, save_checkpoint
 from aetools.weights import WeightsError, count_parameters, read_weights, save_weights
 
@@ -48,7 +39,8 @@ from aetools.weights import WeightsError, count_parameters, read_weights, save_w
 class TrainConfig:
     """Args (None = the task's default):
     task: a registered task name.
-    data: image files or folders (searched recursively), or ["fashion-mnist"] for Fashion-MNIST's idx files.
+    data: image files or folders (searched recursively), or ["fashion-mnist"] for Fashion-MNIST's idx files
+        (tasks that take it: `Task.data`).
     out: where the final weights go; the checkpoint sits beside it as <out>.ckpt.safetensors.
     model: config overrides for the task's architecture, e.g. {"widths": (16, 32)}.
     options: the task's training options (`Task.options`), e.g. {"scales": (4,)} for superres.
@@ -101,6 +93,7 @@ class TrainProgress:
     event: str = "step"  # step | val | checkpoint | start | done | interrupted
     step_loss: float = float("nan")  # this step's loss (`loss` is a moving average)
     notes: str = ""  # with "val": the task's own validation figures (`Task.val_notes`), e.g. codebook usage
+    logs: dict[str, float] = field(default_factory=dict)  # with "step": the loss's own terms (`Task.loss`)
 
 
 @dataclass
@@ -228,41 +221,25 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
     # weights, Adam's moments and the loss stay fp32 (autocast casts only the operations' inputs).
     scaler = None
 
-    # ----- data: Fashion-MNIST's arrays, or random crops of image files
-    val_count = config.val_images or d.val_images
-    if config.data == [FASHION_MNIST]:
-        try:
-            arrays = load_fashion_mnist("train", config.fashion_dir)
-        except DatasetError as e:
-            raise TrainError(str(e)) from None
-        shape = arrays.images.shape[1:]  # (28, 28, 1)
-        if task.sized and (model.config.size, model.config.channels) != (shape[0], shape[2]):
-            raise TrainError(
-                f"Fashion-MNIST images are {shape[0]}x{shape[1]} grey; the model is set for size "
-                f"{model.config.size} with {model.config.channels} channels"
-            )
-        crop = shape[0]
-        train_arrays, val_arrays = split_arrays(arrays, val_count, seed=config.seed)
-        train_count = len(train_arrays)
-        dataset = ArrayBatches(train_arrays, batch_size, degrade, config.seed, rank, steps, labels=task.labels)
-        val = array_validation_batches(val_arrays, val_degrade, task.labels) if is_main else []
-    else:
-        if task.labels:
-            raise TrainError(f"task {task.name} needs labelled data: --data {FASHION_MNIST}")
-        files = list_images(config.data)
-        if not files:
-            raise TrainError(f"no images found in {', '.join(map(str, config.data))}")
-        if config.val_data:
-            train_files, val_files = files, list_images(config.val_data)
-        else:
-            train_files, val_files = split_validation(files, val_count, seed=config.seed)
-        train_count = len(train_files)
-        channels = getattr(model.config, "channels", task.channels)
-        if task.sized:  # whole images at the model's size
-            crop = model.config.size
-        dataset = StepBatches(train_files, crop, batch_size, degrade, channels, config.seed, rank, steps)
-        val_crop = crop if task.sized else d.val_crop
-        val = validation_batches(val_files, val_crop, val_degrade, channels) if is_main else []
+    # ----- data: the task chooses (image folders; the generators also Fashion-MNIST's arrays)
+    request = DataRequest(
+        sources=[str(p) for p in config.data],
+        val_sources=config.val_data,
+        fashion_dir=config.fashion_dir,
+        batch_size=batch_size,
+        crop=crop,
+        val_crop=d.val_crop,
+        val_count=config.val_images or d.val_images,
+        steps=steps,
+        seed=config.seed,
+        rank=rank,
+        validate=is_main,
+    )
+    try:
+        data = task.data(task, model, request, degrade, val_degrade)
+    except DataError as e:
+        raise TrainError(str(e)) from None
+    dataset, val, train_count, crop = data.train, data.val, data.images, data.crop
 
     ckpt_path = config.checkpoint_path()
     options_record = json.loads(json.dumps(options))  # as JSON gives it back (tuples -> lists)
@@ -366,7 +343,7 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
             batch = to_device(batch)
             with autocast(device, precision):
                 prediction = train_model(**batch.inputs)
-            loss = task.loss(prediction.float(), batch.target)
+            loss, logs = task.loss(prediction.float(), batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.grad_clip:
@@ -378,9 +355,9 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
             seen += batch.target.shape[0] * world
             now = time.time()
             done = step + 1
-            report(
-                TrainProgress(done, steps, loss_ema, lr, seen / max(now - t0, 1e-9), state["val_psnr"], "step", value)
-            )
+            speed = seen / max(now - t0, 1e-9)
+            terms = {k: float(v) for k, v in logs.items()}
+            report(TrainProgress(done, steps, loss_ema, lr, speed, state["val_psnr"], "step", value, logs=terms))
 
             if is_main and (done % val_every == 0 or done == steps):
                 state["val_psnr"] = validate()
