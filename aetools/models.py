@@ -9,6 +9,13 @@ from __future__ import annotations
 
 import aetools.generative  # noqa: F401  (registers ae, vae, hvae, vqvae, classifier)
 import aetools.heads  # noqa: F401  (registers the task heads)
-from aetools.nn.registry import config_from_dict, create_model, list_models, model_config_dict, register_model
+from aetools.nn.registry import (
+    config_defaults,
+    config_from_dict,
+    create_model,
+    list_models,
+    model_config_dict,
+    register_model,
+)
 
-__all__ = ["config_from_dict", "create_model", "list_models", "model_config_dict", "register_model"]
+__all__ = ["config_defaults", "config_from_dict", "create_model", "list_models", "model_config_dict", "register_model"]

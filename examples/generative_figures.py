@@ -43,7 +43,7 @@ def train_50d(task: str, fashion_dir: Path) -> Path:
     if not out.exists():
         RUNS.mkdir(parents=True, exist_ok=True)
         cmd = ["aetools", "train", task, "--data", "fashion-mnist", "--fashion-dir", str(fashion_dir)]
-        cmd += ["--latent", "50", "--steps", "1500", "-o", str(out)]
+        cmd += ["--set", "latent=50", "--steps", "1500", "-o", str(out)]
         subprocess.run(cmd, check=True)
     return out
 

@@ -141,7 +141,7 @@ def test_train_hash_and_resume(train_folder, tmp_path):
 
     out = tmp_path / "h.safetensors"
     args = ["--data", train_folder, "--val", train_folder, "--out", out, "--batch-size", "4", "--crop", "48"]
-    args += ["--widths", "8,16", "--bits", "16", "--size", "16"]
+    args += ["--widths", "8,16", "--set", "bits=16", "--set", "size=16"]
     r = run("train", "hash", *args, "--steps", "2", "--checkpoint-every", "1", "--val-every", "2")
     assert r.exit_code == 0, r.output
     r = run("train", "hash", *args, "--steps", "3", "--resume")
@@ -149,7 +149,8 @@ def test_train_hash_and_resume(train_folder, tmp_path):
     tensors, header = read_weights(out)
     assert header["task"] == "hash" and header["config"]["bits"] == 16 and header["training"]["steps"] == 3
     assert int(tensors["trained_steps"]) == 3  # the noise schedule's clock came back with the checkpoint
-    assert run("train", "denoise", *args[:8], "--bits", "16").exit_code == 2  # --bits is hash's
+    assert run("train", "denoise", *args[:8], "--set", "bits=16").exit_code == 2  # bits is hash's setting
+    assert "bits 12: choose from" in run("train", "hash", *args[:8], "--set", "bits=12").output  # the config checks
 
 
 def test_luma_input_is_the_same_for_grey_and_rescaled_copies():

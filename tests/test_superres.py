@@ -164,12 +164,12 @@ def test_train_superres_single_scale_records_options(train_folder, tmp_path):
     out = tmp_path / "sr.safetensors"
     r = run(
         "train", "superres", "--data", train_folder, "--out", out, "--steps", "3", "--batch-size", "2",
-        "--crop", "64", "--widths", "8,16", "--scale", "4", "--val-every", "3",
+        "--crop", "64", "--widths", "8,16", "--set", "scales=4", "--val-every", "3",
     )  # fmt: skip
     assert r.exit_code == 0, r.output
     _, header = read_weights(out)
     assert header["config"]["scales"] == [4] and header["training"]["options"]["scales"] == [4]
-    r = run("train", "denoise", "--data", train_folder, "--out", tmp_path / "d.safetensors", "--scale", "2")
+    r = run("train", "denoise", "--data", train_folder, "--out", tmp_path / "d.safetensors", "--set", "scales=2")
     assert r.exit_code == 2 and "does not apply" in r.output
 
 
@@ -187,14 +187,14 @@ def test_self_ensemble_is_equivariant_to_flips_and_turns(tiny_sr):
     assert np.abs(upscale_pixels(tiny_sr, x[:, ::-1], 2) - plain[:, ::-1]).max() > 1e-4
 
 
-def test_train_superres_as_the_issue_types_it(train_folder, tmp_path, monkeypatch):
-    """`aetools train superres --scale 4 --data DIR --resume`: no --out needed (./superres.safetensors)."""
+def test_train_superres_one_scale_without_out_and_resume(train_folder, tmp_path, monkeypatch):
+    """`aetools train superres --set scales=4 --data DIR --resume`: no --out needed (./superres.safetensors)."""
     monkeypatch.chdir(tmp_path)
     args = ["--data", train_folder, "--steps", "2", "--batch-size", "2", "--crop", "64", "--widths", "8,16"]
-    r = run("train", "superres", "--scale", "4", *args, "--checkpoint-every", "1")
+    r = run("train", "superres", "--set", "scales=4", *args, "--checkpoint-every", "1")
     assert r.exit_code == 0, r.output
     assert (tmp_path / "superres.safetensors").exists()
-    r = run("train", "superres", "--scale", "4", *args[:2], "--steps", "3", *args[4:], "--resume")
+    r = run("train", "superres", "--set", "scales=4", *args[:2], "--steps", "3", *args[4:], "--resume")
     assert r.exit_code == 0, r.output
     r = run("train", "superres", *args, "--resume")  # the checkpoint is an x4-only network
     assert r.exit_code == 2 and "another task or model size" in r.output

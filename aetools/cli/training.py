@@ -10,9 +10,48 @@ from aetools.cli import app
 from aetools.cli.console import console, fail, progress_bar
 
 
-@app.command(no_args_is_help=True, context_settings={"allow_extra_args": True, "ignore_unknown_options": False})
+def parse_setting(text: str) -> tuple[str, object]:
+    """ "KEY=VALUE" -> (key, value): true/false, an integer, a number, integers separated by commas (a tuple),
+    or text."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise fail(f"--set {text!r}: expected KEY=VALUE, e.g. --set bits=32")
+    raw = raw.strip()
+    if raw.lower() in ("true", "false"):
+        return key.strip(), raw.lower() == "true"
+    for kind in (int, float):
+        try:
+            return key.strip(), kind(raw)
+        except ValueError:
+            pass
+    if "," in raw:
+        try:
+            return key.strip(), tuple(int(v) for v in raw.split(","))
+        except ValueError:
+            raise fail(f"--set {text!r}: a list must be integers separated by commas") from None
+    return key.strip(), raw
+
+
+def split_settings(task, settings: list[str]) -> tuple[dict, dict]:
+    """--set values -> (the model's config overrides, the task's training options). A key is a task option
+    (`Task.options`) or a field of the task's model config; anything else is a one-line error."""
+    from aetools.models import config_defaults
+
+    model_fields, model, options = config_defaults(task.arch), {}, {}
+    for text in settings:
+        key, value = parse_setting(text)
+        default = task.options.get(key, model_fields.get(key))
+        if key not in task.options and key not in model_fields:
+            known = ", ".join(sorted(set(task.options) | set(model_fields)))
+            raise fail(f"--set {key}: does not apply to task {task.name!r} (its settings: {known})")
+        if isinstance(default, tuple) and not isinstance(value, tuple):
+            value = (value,)  # --set scales=4
+        (options if key in task.options else model)[key] = value
+    return model, options
+
+
+@app.command(no_args_is_help=True)
 def train(
-    ctx: typer.Context,
     task: str = typer.Argument(
         ..., help="Task to train: colorize, denoise, hash, inpaint, superres; ae, vae, hvae, vqvae, classifier."
     ),
@@ -26,7 +65,13 @@ def train(
     batch_size: int = typer.Option(None, "--batch-size", "-b", help="Crops per step, per process."),
     crop: int = typer.Option(None, help="Training crop side in pixels."),
     lr: float = typer.Option(None, help="Peak learning rate (Adam; warm-up then cosine decay)."),
-    widths: str = typer.Option(None, help="Backbone channels per level, e.g. 32,64,128,256."),
+    widths: str = typer.Option(None, help="Backbone channels per level, e.g. 32,64,128,256 (= --set widths=...)."),
+    settings: list[str] = typer.Option(
+        None,
+        "--set",
+        help="KEY=VALUE, repeatable: a model setting or a task option, checked against the task's model, e.g."
+        " hash: bits=32, luma=false; superres: scales=4, degradation=real; vae: latent=10, beta=4.",
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT.ckpt.safetensors exactly."),
     init: Path = typer.Option(None, help="Start from these weights (fine-tune) instead of random."),
     train_only: str = typer.Option(
@@ -41,29 +86,9 @@ def train(
         "auto", help="auto (bf16 autocast where the CPU or GPU computes it natively, else fp32), fp32 or bf16."
     ),
     seed: int = typer.Option(0, help="Seed for the initial weights and the data stream."),
-    scale: list[int] = typer.Option(None, "--scale", help="superres: scale(s) to train (default: 2 3 4)."),
-    degradation: str = typer.Option(None, help="superres: bicubic (the benchmark's) or real (blur, noise, JPEG)."),
-    bits: int = typer.Option(None, help="hash: code length, 16, 32, 64 (default), 128 or 256."),
-    size: int = typer.Option(
-        None, help="hash: the side images are resized to (default 64); ae, vae, hvae, vqvae: the image side."
-    ),
-    rgb: bool = typer.Option(False, "--rgb", help="hash: encode colour, not standardised luminance."),
     fashion_dir: Path = typer.Option(
         None, "--fashion-dir", help="Folder of Fashion-MNIST's 4 idx files (default: $AETOOLS_FASHION_MNIST)."
     ),
-    grey: bool = typer.Option(False, "--grey", help="ae, vae, hvae, vqvae on image folders: train on grey images."),
-    latent: int = typer.Option(None, help="ae, vae, hvae: the code's dimension."),
-    beta: float = typer.Option(None, help="vae, hvae: the KL weight (beta-VAE); vqvae: the commitment weight."),
-    codes: int = typer.Option(None, help="vqvae: codebook size."),
-    reg: str = typer.Option(None, help="ae: none, sparse, contractive or denoising."),
-    lam: float = typer.Option(None, help="ae: the sparse or contractive penalty's weight."),
-    linear: bool = typer.Option(False, "--linear", help="ae: linear encoder and decoder (learns PCA's subspace)."),
-    corruption: str = typer.Option(None, help="ae --reg denoising: gaussian or masking."),
-    level: float = typer.Option(None, help="ae --reg denoising: noise std or masking rate."),
-    jacobian: str = typer.Option(None, help="ae --reg contractive: exact or hutchinson."),
-    likelihood: str = typer.Option(None, help="vae, hvae: bernoulli or gaussian decoder."),
-    kl_warmup: int = typer.Option(None, "--kl-warmup", help="vae, hvae: steps over which the KL weight rises to beta."),
-    capacity: float = typer.Option(None, help="vae, hvae: KL capacity target in nats (Burgess et al.)."),
 ) -> None:
     """Train a task's model on your images; Ctrl-C writes a checkpoint, --resume continues it.
 
@@ -71,7 +96,6 @@ def train(
     """
     import os
 
-    from aetools.cli.console import parse_numbers
     from aetools.inference import DeviceError
     from aetools.tasks import get_task, list_tasks
     from aetools.train.trainer import TrainConfig, TrainError
@@ -80,57 +104,17 @@ def train(
 
     if task not in list_tasks():
         raise fail(f"unknown task {task!r}; choose from {', '.join(list_tasks())}")
-    model: dict = {}
+    recipe = get_task(task)
     if widths:
-        try:
-            model["widths"] = tuple(int(w) for w in widths.split(","))
-        except ValueError:
-            raise fail(f"--widths {widths!r}: expected comma-separated integers such as 32,64,128") from None
-    generative = {name for name in list_tasks() if get_task(name).sized}  # ae, vae, hvae, vqvae
-    for flag, key, value, tasks in (
-        ("--bits", "bits", bits, {"hash"}),
-        ("--size", "size", size, {"hash"} | generative),
-        ("--rgb", "luma", False if rgb else None, {"hash"}),
-        ("--grey", "channels", 1 if grey else None, generative),
-        ("--latent", "latent", latent, {"ae", "vae", "hvae"}),
-        ("--beta", "beta", beta, {"vae", "hvae", "vqvae"}),
-        ("--codes", "codes", codes, {"vqvae"}),
-        ("--reg", "reg", reg, {"ae"}),
-        ("--lam", "lam", lam, {"ae"}),
-        ("--linear", "linear", True if linear else None, {"ae"}),
-        ("--corruption", "corruption", corruption, {"ae"}),
-        ("--level", "level", level, {"ae"}),
-        ("--jacobian", "jacobian", jacobian, {"ae"}),
-        ("--likelihood", "likelihood", likelihood, {"vae", "hvae"}),
-        ("--kl-warmup", "kl_warmup", kl_warmup, {"vae", "hvae"}),
-        ("--capacity", "capacity", capacity, {"vae", "hvae"}),
-    ):
-        if value is None:
-            continue
-        if task not in tasks:
-            raise fail(f"{flag} does not apply to task {task!r}")
-        model[key] = value
+        settings = [*(settings or []), f"widths={widths}"]
+    model, options = split_settings(recipe, settings or [])
+    if "widths" in model and not isinstance(model["widths"], tuple):
+        model["widths"] = (model["widths"],)
     fashion = [str(p) for p in data] == ["fashion-mnist"]
-    if task in generative and not fashion and "channels" not in model:
-        model["channels"] = 3  # image folders: colour unless --grey
     if fashion_dir and not fashion:
         raise fail("--fashion-dir applies to --data fashion-mnist only")
-    if bits is not None and bits not in (16, 32, 64, 128, 256):
-        raise fail(f"--bits {bits}: choose from 16, 32, 64, 128, 256")
-    options: dict = {}
-    scales = parse_numbers(scale, ctx.args, "--scale", int) if scale else []
-    if ctx.args and not scales:
-        raise fail(f"unexpected argument {ctx.args[0]!r}")
-    for flag, key, value in (("--scale", "scales", tuple(scales)), ("--degradation", "degradation", degradation)):
-        if not value:
-            continue
-        if key not in get_task(task).options:
-            raise fail(f"{flag} does not apply to task {task!r}")
-        options[key] = value
-    if "scales" in options:
-        if any(s not in (2, 3, 4) for s in options["scales"]):
-            raise fail(f"--scale {' '.join(map(str, scales))}: choose from 2, 3, 4")
-        model["scales"] = options["scales"] = tuple(sorted(set(options["scales"])))
+    if recipe.configure is not None:
+        recipe.configure(model, options, [str(p) for p in data])
     out = out or Path(f"{task}.safetensors")
     config = TrainConfig(
         task=task,

@@ -60,6 +60,10 @@ class HashConfig:
     noise_ramp: int = 1000
     luma: bool = True
 
+    def __post_init__(self) -> None:
+        if self.bits not in (16, 32, 64, 128, 256):
+            raise ValueError(f"bits {self.bits}: choose from 16, 32, 64, 128, 256")
+
 
 @dataclass
 class HashOutput:

@@ -49,6 +49,13 @@ def config_from_dict(arch: str, values: dict[str, Any]):
     return config_cls(**fixed)
 
 
+def config_defaults(arch: str) -> dict[str, Any]:
+    """The settings of an architecture's config and their defaults: what `aetools train --set` may change."""
+    if arch not in _MODELS:
+        raise KeyError(f"unknown model architecture {arch!r}; known: {', '.join(sorted(_MODELS))}")
+    return {f.name: getattr(_MODELS[arch][1](), f.name) for f in dataclasses.fields(_MODELS[arch][1])}
+
+
 def create_model(arch: str, **overrides: Any) -> nn.Module:
     """Build a freshly initialised network: `create_model("denoise-unet", widths=(16, 32))`."""
     config = config_from_dict(arch, overrides)

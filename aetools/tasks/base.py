@@ -160,6 +160,8 @@ class Task:
         usage and perplexity; VAE: KL and its weight).
     sized: the model works at one image size, its config's `size`: training and validation crops from
         image folders are that size (the generative models).
+    configure: (model settings, task options, --data) -> None, adjusting in place the settings that follow
+        from others (superres: the model's tails are the scales trained), before the model is built.
     """
 
     name: str
@@ -183,6 +185,7 @@ class Task:
     sized: bool = False
     val_notes: Callable[[Any, list[Any]], str] | None = None
     data: Callable[..., TrainingData] = image_folders
+    configure: Callable[[dict[str, Any], dict[str, Any], list[str]], None] | None = None
 
     def degradations(self, options: dict[str, Any] | None = None) -> tuple[dict[str, Any], Callable, Callable]:
         """-> (the options in force, training degrade, validation degrade). Unknown options: ValueError."""

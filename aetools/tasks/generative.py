@@ -19,7 +19,7 @@ from aetools.generative.classic import AEOutput, ae_loss
 from aetools.generative.frechet import classifier_loss
 from aetools.generative.vae import VAEOutput, vae_loss
 from aetools.generative.vqvae import VQOutput, code_usage, vq_loss
-from aetools.tasks.base import Batch, Task, TrainDefaults, fashion_mnist_or_folders, register_task
+from aetools.tasks.base import FASHION_MNIST, Batch, Task, TrainDefaults, fashion_mnist_or_folders, register_task
 
 # Fashion-MNIST: 60,000 training images, 1,000 of them held out for validation; 4,000 steps of 128 = 8.6 epochs.
 FASHION_DEFAULTS = dict(crop=28, batch_size=128, steps=4000, lr=2e-3, val_every=500, val_images=1000, val_crop=28)
@@ -41,6 +41,12 @@ def shifted_with_labels(clean: torch.Tensor, generator: torch.Generator, labels:
 
 def labelled(clean: torch.Tensor, generator: torch.Generator, labels: torch.Tensor) -> Batch:
     return Batch({"image": clean}, labels)
+
+
+def colour_from_folders(model: dict, options: dict, data: list[str]) -> None:
+    """Image folders train colour models unless `--set channels=1`; Fashion-MNIST is grey."""
+    if data != [FASHION_MNIST]:
+        model.setdefault("channels", 3)
 
 
 def autoencoder_loss(output: AEOutput, batch: Batch):
@@ -86,6 +92,7 @@ def autoencoder_task(name: str, loss, reconstruction, description: str, val_note
             degrade=reconstruction_pair,
             loss=loss,
             data=fashion_mnist_or_folders,
+            configure=colour_from_folders,
             val_notes=val_notes,
             channels=1,
             sized=True,

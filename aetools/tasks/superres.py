@@ -112,6 +112,12 @@ def make_superres_degrade(options: dict[str, Any]):
     )
 
 
+def _tails_for_the_scales_trained(model: dict[str, Any], options: dict[str, Any]) -> None:
+    """Training some scales only (`--set scales=4`) builds a network with just their tails."""
+    if "scales" in options:
+        model["scales"] = options["scales"] = tuple(sorted(set(options["scales"])))
+
+
 TASK = register_task(
     Task(
         name="superres",
@@ -122,6 +128,7 @@ TASK = register_task(
         val_degrade=SuperResDegradation(lr_patch=None, fixed_scale=2),
         options={"scales": (2, 3, 4), "degradation": "bicubic"},
         make_degrade=make_superres_degrade,
+        configure=lambda model, options, data: _tails_for_the_scales_trained(model, options),
         description="super-resolution x2/x3/x4 (one network, a tail per scale)",
     )
 )

@@ -356,7 +356,7 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
             now = time.time()
             done = step + 1
             speed = seen / max(now - t0, 1e-9)
-            terms = {k: float(v) for k, v in logs.items()}
+            terms = {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in logs.items()}
             report(TrainProgress(done, steps, loss_ema, lr, speed, state["val_psnr"], "step", value, logs=terms))
 
             if is_main and (done % val_every == 0 or done == steps):
