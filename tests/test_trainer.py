@@ -149,3 +149,66 @@ def test_init_fine_tunes_from_fp16_weights_of_any_size(train_folder, tmp_path):
     assert header["config"]["widths"] == [8, 16] and header["training"]["init"]["file"] == "half.safetensors"
     with pytest.raises(TrainError, match="another size"):
         train(config(train_folder, tmp_path / "x.safetensors", steps=1, model={"widths": (8, 32)}, init=str(half)))
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"steps": 0}, "--steps 0: must be at least 1"),
+        ({"steps": -5}, "--steps -5: must be at least 1"),
+        ({"batch_size": 0}, "--batch-size 0: must be at least 1"),
+        ({"crop": 0}, "--crop 0: must be at least 8"),
+        ({"lr": -1.0}, "--lr -1.0: must be above 0"),
+        ({"checkpoint_every": 0}, "--checkpoint-every must be at least 1"),
+    ],
+)
+def test_bad_numbers_are_refused_before_any_work(train_folder, tmp_path, change, message):
+    with pytest.raises(TrainError, match=message):
+        train(config(train_folder, tmp_path / "n.safetensors", **{"steps": 2, **change}))
+    assert not list(tmp_path.glob("n.safetensors*"))
+
+
+def test_missing_or_unreadable_data_fails_fast_with_the_reason(tmp_path):
+    with pytest.raises(TrainError, match="no such file or folder"):
+        train(config(tmp_path / "nowhere", tmp_path / "a.safetensors", steps=2))
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for i in range(3):
+        (broken / f"{i}.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(TrainError, match="cannot read the training images: 3 of 3 files failed"):
+        train(config(broken, tmp_path / "b.safetensors", steps=2, val_images=0))
+
+
+def test_some_unreadable_files_are_skipped_and_reported(train_folder, tmp_path):
+    (train_folder / "zz_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    result = train(config(train_folder, tmp_path / "s.safetensors", steps=8, val_images=0))
+    assert result.out is not None and list(result.unreadable) == [str(train_folder / "zz_broken.png")]
+
+
+def test_outputs_are_checked_before_training(train_folder, tmp_path):
+    photo = train_folder / "0_0.png"
+    before = photo.read_bytes()
+    with pytest.raises(TrainError, match="written as a .safetensors file"):
+        train(config(train_folder, photo, steps=2))
+    assert photo.read_bytes() == before
+    done = tmp_path / "deep" / "new" / "w.safetensors"  # a folder that does not exist yet is created first
+    train(config(train_folder, done, steps=2))
+    done.with_name("w.safetensors.ckpt.safetensors").unlink()
+    with pytest.raises(TrainError, match="exists \\(use --overwrite"):
+        train(config(train_folder, done, steps=2))
+    train(config(train_folder, done, steps=2, overwrite=True))
+
+
+def test_resume_refuses_a_different_batch_size_crop_or_rate(train_folder, tmp_path):
+    out = tmp_path / "r.safetensors"
+
+    def crash_at_3(p):
+        if p.event == "step" and p.step == 3:  # after the step-2 checkpoint
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(config(train_folder, out, steps=6, checkpoint_every=2), crash_at_3)
+    for change in ({"batch_size": 2}, {"crop": 48}, {"lr": 5e-4}):
+        with pytest.raises(TrainError, match="resume with the same values"):
+            train(config(train_folder, out, steps=6, resume=True, **change))
+    assert train(config(train_folder, out, steps=4, resume=True)).steps == 4  # --steps may change

@@ -73,6 +73,7 @@ def train(
         " hash: bits=32, luma=false; superres: scales=4, degradation=real; vae: latent=10, beta=4.",
     ),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT.ckpt.safetensors exactly."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT (a resumed run may)."),
     init: Path = typer.Option(None, help="Start from these weights (fine-tune) instead of random."),
     train_only: str = typer.Option(
         None, "--train-only", help="Train only this part (e.g. prior, with --init: the VQ-VAE's second stage)."
@@ -137,6 +138,7 @@ def train(
         precision=precision,
         workers=workers,
         train_only=train_only,
+        overwrite=overwrite,
     )
     quiet = int(os.environ.get("RANK", "0")) != 0
     score, unit = get_task(task).score_name, get_task(task).score_unit
@@ -176,6 +178,10 @@ def train(
         raise fail(str(e)) from None
     if quiet:
         return
+    for path, reason in list(result.unreadable.items())[:20]:
+        console.print(f"[yellow]skipped[/] {path}: {reason}", soft_wrap=True)
+    if len(result.unreadable) > 20:
+        console.print(f"[yellow]skipped[/] {len(result.unreadable) - 20} more unreadable training files")
     if result.interrupted:
         console.print(f"interrupted at step {result.steps}; checkpoint {result.checkpoint}; continue with --resume")
         raise typer.Exit(130)

@@ -17,6 +17,14 @@ from aetools.data.batch import Batch
 from aetools.data.io import IMAGE_EXTENSIONS, ImageError, load_image
 
 
+class DataError(ValueError):
+    """No usable training data; the message is one line for the user."""
+
+
+# A step gives up when this many draws in a row found no readable image (and says which files failed).
+MAX_UNREADABLE_DRAWS = 200
+
+
 def list_images(inputs: Iterable[str | Path], recursive: bool = True) -> list[Path]:
     """Image files among `inputs` (files are kept, folders are listed), sorted, hidden files skipped."""
     found: list[Path] = []
@@ -118,19 +126,28 @@ class StepBatches(torch.utils.data.Dataset):
         self.files, self.crop, self.batch_size = files, crop, batch_size
         self.degrade, self.seed, self.rank, self.total_steps = degrade, seed, rank, total_steps
         self.cache = ImageCache(channels)
+        self.unreadable: dict[Path, str] = {}  # files skipped because they cannot be read, and why
 
     def __len__(self) -> int:
         return self.total_steps
 
     def __getitem__(self, step: int) -> Batch:
         rng = np.random.default_rng([self.seed, self.rank, step])
-        patches = []
+        patches, misses = [], 0
         while len(patches) < self.batch_size:
             path = self.files[int(rng.integers(len(self.files)))]
             try:
                 pixels = self.cache.get(path)
-            except ImageError:
-                continue  # an unreadable training file is skipped, deterministically
+            except ImageError as e:  # an unreadable training file is skipped, deterministically
+                self.unreadable[path] = e.reason
+                misses += 1
+                if misses >= MAX_UNREADABLE_DRAWS:
+                    raise DataError(
+                        f"cannot read the training images: {len(self.unreadable)} of {len(self.files)} files "
+                        f"failed, e.g. {path}: {e.reason}"
+                    ) from None
+                continue
+            misses = 0
             patches.append(to_float(random_crop(pixels, self.crop, rng)))
         clean = torch.from_numpy(np.stack(patches)).permute(0, 3, 1, 2).contiguous()  # (B, C, crop, crop)
         generator = torch.Generator().manual_seed(int(rng.integers(2**63)))

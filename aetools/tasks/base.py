@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from aetools.data.batch import Batch  # noqa: F401  (tasks build batches; re-exported for them)
+from aetools.data.datasets import DataError
 from aetools.data.fashion import FASHION_MNIST  # --data fashion-mnist: the idx files
 
 LossFn = Callable[[Any, Batch], tuple[torch.Tensor, dict[str, torch.Tensor]]]
@@ -60,10 +62,6 @@ class TrainingData:
     crop: int
 
 
-class DataError(ValueError):
-    """No usable training data; one line for the user."""
-
-
 def image_folders(task: Task, model: Any, request: DataRequest, degrade: Callable, val_degrade: Callable):
     """Random crops of the image files found in `request.sources` (whole images at the model's size for
     `sized` tasks), `val_count` of them held out for validation unless `val_sources` names others."""
@@ -73,6 +71,9 @@ def image_folders(task: Task, model: Any, request: DataRequest, degrade: Callabl
         raise DataError(f"task {task.name} trains on image folders; --data {FASHION_MNIST} is for the generators")
     if task.labels:
         raise DataError(f"task {task.name} needs labelled data: --data {FASHION_MNIST}")
+    missing = [s for s in request.sources + (request.val_sources or []) if not Path(s).exists()]
+    if missing:
+        raise DataError(f"{missing[0]}: no such file or folder")
     files = list_images(request.sources)
     if not files:
         raise DataError(f"no images found in {', '.join(map(str, request.sources))}")

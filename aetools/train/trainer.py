@@ -77,6 +77,18 @@ class TrainConfig:
     workers: int = 0
     grad_clip: float = 1.0
     train_only: str | None = None
+    overwrite: bool = False  # replace an existing `out` (a resumed run may always replace its own)
+
+    def check(self) -> None:
+        """Numbers out of range are a one-line TrainError before any work (0 never means "the default")."""
+        for name, low in (("steps", 1), ("batch_size", 1), ("crop", 8), ("val_every", 1), ("val_images", 0)):
+            value = getattr(self, name)
+            if value is not None and value < low:
+                raise TrainError(f"--{name.replace('_', '-')} {value}: must be at least {low}")
+        if self.lr is not None and not self.lr > 0:
+            raise TrainError(f"--lr {self.lr}: must be above 0")
+        if self.checkpoint_every < 1 or self.workers < 0 or self.warmup < 0:
+            raise TrainError("--checkpoint-every must be at least 1, --workers at least 0")
 
     def checkpoint_path(self) -> Path:
         return Path(self.checkpoint) if self.checkpoint else Path(str(self.out) + ".ckpt.safetensors")
@@ -105,6 +117,7 @@ class TrainResult:
     checkpoint: Path
     seconds: float
     model: torch.nn.Module | None = None  # this process's replica, trained
+    unreadable: dict[str, str] = field(default_factory=dict)  # training files skipped, and why
 
 
 class TrainError(Exception):
@@ -144,6 +157,8 @@ class _StopFlag:
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
+        if self.stop:  # a second signal: stop now, without the checkpoint (the last one stands)
+            raise KeyboardInterrupt
         self.stop = True
 
     def __exit__(self, *exc: Any) -> None:
@@ -158,6 +173,7 @@ def _distributed() -> tuple[int, int, int]:
 
 
 def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | None = None) -> TrainResult:
+    config.check()
     task = get_task(config.task)
     d = task.train
     steps = config.steps or d.steps
@@ -243,7 +259,10 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
 
     ckpt_path = config.checkpoint_path()
     options_record = json.loads(json.dumps(options))  # as JSON gives it back (tuples -> lists)
+    # what makes the data stream and the schedule: a resume with other values would not be the same run
+    stream = {"batch_size": batch_size, "crop": crop, "lr": peak_lr, "seed": config.seed, "processes": world}
     start, state = 0, {"seconds": 0.0, "val_psnr": None, "options": options_record, "precision": precision.name}
+    state["stream"] = stream
     if config.resume:
         if not ckpt_path.exists():
             raise TrainError(f"--resume: no checkpoint at {ckpt_path}")
@@ -253,6 +272,13 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
         saved_options = header["state"].get("options", options_record)
         if saved_options != options_record:
             raise TrainError(f"{ckpt_path}: checkpoint was trained with options {saved_options}, not {options_record}")
+        saved_stream = header["state"].get("stream", stream)  # runs before this was recorded: not checked
+        changed = [f"{k} {saved_stream[k]} (now {v})" for k, v in stream.items() if saved_stream.get(k, v) != v]
+        if changed:
+            raise TrainError(
+                f"{ckpt_path}: checkpoint was trained with {', '.join(changed)}; resume with the same values "
+                "(only --steps may change), or start a new run with another --out"
+            )
         saved_precision = header["state"].get("precision", "fp32")  # runs before precision was recorded: fp32
         if saved_precision != precision.name:
             if (config.precision or "auto") != "auto":
@@ -267,6 +293,18 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
         start, state = header["step"], {**state, **header["state"]}
     elif is_main and ckpt_path.exists():
         raise TrainError(f"{ckpt_path} exists: add --resume to continue that run, or delete it to start over")
+    out_path = Path(config.out)
+    if is_main:
+        if out_path.suffix != ".safetensors":
+            raise TrainError(f"--out {out_path}: weights are written as a .safetensors file")
+        if out_path.exists() and not (config.resume or config.overwrite):
+            raise TrainError(f"--out {out_path} exists (use --overwrite to replace it, or another --out)")
+        if out_path.is_dir():
+            raise TrainError(f"--out {out_path} is a folder")
+        try:
+            out_path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise TrainError(f"--out {out_path}: cannot create its folder ({e.strerror or e})") from None
 
     train_model = model
     if world > 1:
@@ -336,46 +374,51 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
     t0 = time.time()
     tick = t0
     with _StopFlag() as stop:
-        for step, batch in enumerate(loader, start=start):
-            lr = learning_rate(step, steps, peak_lr, config.warmup, config.min_lr_ratio)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            batch = to_device(batch)
-            with autocast(device, precision):
-                prediction = train_model(**batch.inputs)
-            loss, logs = task.loss(prediction.float(), batch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
+        try:
+            for step, batch in enumerate(loader, start=start):
+                lr = learning_rate(step, steps, peak_lr, config.warmup, config.min_lr_ratio)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                batch = to_device(batch)
+                with autocast(device, precision):
+                    prediction = train_model(**batch.inputs)
+                loss, logs = task.loss(prediction.float(), batch)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if config.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                optimizer.step()
 
-            value = loss.item()
-            loss_ema = value if loss_ema is None else 0.98 * loss_ema + 0.02 * value
-            seen += batch.target.shape[0] * world
-            now = time.time()
-            done = step + 1
-            speed = seen / max(now - t0, 1e-9)
-            terms = {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in logs.items()}
-            report(TrainProgress(done, steps, loss_ema, lr, speed, state["val_psnr"], "step", value, logs=terms))
-
-            if is_main and (done % val_every == 0 or done == steps):
-                state["val_psnr"] = validate()
+                value = loss.item()
+                loss_ema = value if loss_ema is None else 0.98 * loss_ema + 0.02 * value
+                seen += batch.target.shape[0] * world
+                now = time.time()
+                done = step + 1
                 speed = seen / max(now - t0, 1e-9)
-                report(TrainProgress(done, steps, loss_ema, lr, speed, state["val_psnr"], "val", notes=notes["val"]))
-            stop_now = stop.stop
-            if world > 1:  # every rank must agree to stop at the same step
-                flag = torch.tensor([float(stop_now)], device=device)
-                dist.all_reduce(flag)
-                stop_now = bool(flag.item())
-            if done % config.checkpoint_every == 0 or stop_now or done == steps:
-                state["seconds"] += time.time() - tick
-                tick = time.time()
-                write_checkpoint(done)
-                report(TrainProgress(done, steps, loss_ema, lr, 0.0, state["val_psnr"], "checkpoint"))
-            if stop_now and done < steps:
-                interrupted = True
-                break
+                terms = {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in logs.items()}
+                report(TrainProgress(done, steps, loss_ema, lr, speed, state["val_psnr"], "step", value, logs=terms))
+
+                if is_main and (done % val_every == 0 or done == steps):
+                    state["val_psnr"] = validate()
+                    speed = seen / max(now - t0, 1e-9)
+                    report(
+                        TrainProgress(done, steps, loss_ema, lr, speed, state["val_psnr"], "val", notes=notes["val"])
+                    )
+                stop_now = stop.stop
+                if world > 1:  # every rank must agree to stop at the same step
+                    flag = torch.tensor([float(stop_now)], device=device)
+                    dist.all_reduce(flag)
+                    stop_now = bool(flag.item())
+                if done % config.checkpoint_every == 0 or stop_now or done == steps:
+                    state["seconds"] += time.time() - tick
+                    tick = time.time()
+                    write_checkpoint(done)
+                    report(TrainProgress(done, steps, loss_ema, lr, 0.0, state["val_psnr"], "checkpoint"))
+                if stop_now and done < steps:
+                    interrupted = True
+                    break
+        except DataError as e:
+            raise TrainError(str(e)) from None
 
     out = None
     if not interrupted and is_main:
@@ -407,7 +450,8 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
             done, steps, loss_ema or float("nan"), 0.0, 0.0, state["val_psnr"], "interrupted" if interrupted else "done"
         )
     )
-    return TrainResult(done, interrupted, state["val_psnr"], out, ckpt_path, state["seconds"], model)
+    unreadable = {str(k): v for k, v in getattr(dataset, "unreadable", {}).items()}
+    return TrainResult(done, interrupted, state["val_psnr"], out, ckpt_path, state["seconds"], model, unreadable)
 
 
 __all__ = ["TrainConfig", "TrainError", "TrainProgress", "TrainResult", "WeightsError", "learning_rate", "train"]
