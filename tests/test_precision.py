@@ -57,23 +57,9 @@ def test_pipeline_auto_follows_the_weights_record(monkeypatch, tiny_weights, tmp
 
 
 def _config(folder, out, **kw):
-    from aetools.train.trainer import TrainConfig
+    from tests.test_trainer import config
 
-    base = dict(
-        task="denoise",
-        data=[str(folder)],
-        out=str(out),
-        model={"widths": (8, 16), "blocks": 1, "bottleneck_blocks": 1},
-        batch_size=4,
-        crop=32,
-        val_images=2,
-        val_every=1000,
-        device="cpu",
-        warmup=2,
-        steps=6,
-        checkpoint_every=3,
-    )
-    return TrainConfig(**{**base, **kw})
+    return config(folder, out, **{"steps": 6, "checkpoint_every": 3, **kw})
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])

@@ -73,6 +73,14 @@ def render(title: str, header: list[str], rows: list[list[str]], fmt: str) -> No
     out.print(table)
 
 
+def torch_threads() -> str:
+    """ "1 torch thread" / "2 torch threads": the threads a timing ran on."""
+    import torch
+
+    n = torch.get_num_threads()
+    return f"{n} torch thread" + ("" if n == 1 else "s")
+
+
 def parse_precisions(text: str) -> list[str]:
     """--precisions fp32,bf16 -> the precisions ours is measured in (fp32 first: the reference)."""
     from aetools.bench.reference import PRECISIONS
@@ -103,7 +111,7 @@ def render_cost(title: str, rows: list, precisions: list[str], reference: str, w
             cells.append(f"{speeds['bf16'] / speeds['fp32']:.1f}x")
         cells += [f"{speeds[p] / by_name[reference].megapixels_per_s[p]:.1f}x" for p in precisions]
         table.append(cells)
-    render(f"{title} ({torch.get_num_threads()} torch threads)", header, table, fmt)
+    render(f"{title} ({torch_threads()})", header, table, fmt)
     typer.echo(f"Precision: {capability_line(torch.device('cpu'))}.\n")
 
 
@@ -372,8 +380,8 @@ def eval_colorize(
         (w, h) = timed[0][2]
         times = ", ".join(f"{seconds:.2f} s in {p}" for p, seconds, _ in timed)
         typer.echo(
-            f"{files[0].name} ({w}x{h}), end to end (L in, RGB out): {times} on {torch.get_num_threads()}"
-            f" torch threads (median of 3, after a warm-up); {count_parameters(net) / 1e6:.2f} M parameters.\n"
+            f"{files[0].name} ({w}x{h}), end to end (L in, RGB out): {times} on {torch_threads()}"
+            f" (median of 3, after a warm-up); {count_parameters(net) / 1e6:.2f} M parameters.\n"
             f"Precision: {capability_line(torch.device('cpu'))}.\n"
         )
     if record:
@@ -458,7 +466,7 @@ def eval_inpaint(
     from aetools.precision import capability_line
 
     typer.echo(
-        f"times: mean per image over the hole ratios, on {torch.get_num_threads()} torch threads;"
+        f"times: mean per image over the hole ratios, on {torch_threads()};"
         f" ours has {count_parameters(net) / 1e6:.2f} M parameters.\n"
         f"Precision: {capability_line(torch.device('cpu'))}.\n"
     )
