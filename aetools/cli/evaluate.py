@@ -128,7 +128,7 @@ def bf16_record(pairs: list[tuple[float, float]], net, benchmark: str, tolerance
     losses[key] = round(loss, 4)
     allowed = all(v <= tolerance for v in losses.values())
     console.print(
-        f"bf16 loses at most {loss:.3f} on {benchmark} (tolerance {tolerance:g}); over every benchmark recorded, "
+        f"bf16 against fp32 on {benchmark}: {loss:.3f} at most (tolerance {tolerance:g}); over every benchmark recorded, "
         f"--precision auto uses {'bf16' if allowed else 'fp32'} for this model"
     )
     return {key: round(loss, 4), BF16_METRIC: allowed}
