@@ -128,8 +128,8 @@ def bf16_record(pairs: list[tuple[float, float]], net, benchmark: str, tolerance
     losses[key] = round(loss, 4)
     allowed = all(v <= tolerance for v in losses.values())
     console.print(
-        f"bf16 against fp32 on {benchmark}: {loss:.3f} at most (tolerance {tolerance:g}); over every benchmark recorded, "
-        f"--precision auto uses {'bf16' if allowed else 'fp32'} for this model"
+        f"bf16 against fp32 on {benchmark}: {loss:.3f} at most (tolerance {tolerance:g}); "
+        f"over every benchmark recorded, --precision auto uses {'bf16' if allowed else 'fp32'} for this model"
     )
     return {key: round(loss, 4), BF16_METRIC: allowed}
 
