@@ -118,6 +118,7 @@ def test_sparse_and_denoising_regularisers():
     assert torch.equal(noisy.eval()(x).code, noisy.encode(x))
 
 
+@pytest.mark.slow
 def test_linear_autoencoder_learns_the_pca_subspace():
     from aetools.bench.generative import PCA, principal_angles_deg
     from aetools.generative.classic import ae_loss
@@ -275,6 +276,7 @@ def test_resume_after_a_crash_continues_exactly(task, fashion_dir, tmp_path):
         assert torch.equal(a[name], b[name]), name
 
 
+@pytest.mark.slow
 def test_training_improves_each_model_and_the_classifier_learns(fashion_dir, tmp_path):
     for task in ("ae", "vae", "vqvae"):
         _, short = train_tiny(task, fashion_dir, tmp_path / f"{task}1.safetensors", steps=2, warmup=1)
@@ -322,6 +324,7 @@ def test_generate_interpolate_reconstruct_traverse_sizes(tiny_files, tmp_path):
     assert result.exit_code == 2 and "exists" in result.output
 
 
+@pytest.mark.slow
 def test_latent_plot_and_eval_tables(tiny_files, fashion_dir, tmp_path):
     plot = tmp_path / "latent.png"
     result = run("latent-plot", "--model", tiny_files["ae"], "--fashion-dir", fashion_dir, "-o", plot)

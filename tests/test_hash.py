@@ -72,6 +72,7 @@ def train_tiny(noise: float, steps: int = 300) -> tuple[float, float]:
     return soft, hard
 
 
+@pytest.mark.slow
 def test_noise_before_the_sigmoid_makes_thresholding_lossless():
     """Without noise the units settle between 0 and 1 and rounding them costs reconstruction; trained
     through noise they saturate, and the binary code rebuilds the images as well as the units do."""

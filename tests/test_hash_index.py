@@ -230,6 +230,7 @@ def test_python_api_gives_the_indexed_code(pictures, tiny_hash):
     assert pil_code.shape == (32,) and np.count_nonzero(pil_code != code) <= 4
 
 
+@pytest.mark.slow
 def test_eval_hash_prints_ours_beside_the_baselines(tmp_path, tiny_hash):
     import io
     import tarfile

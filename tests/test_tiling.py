@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from aetools.models import create_model
@@ -6,6 +7,7 @@ from aetools.tasks.denoise import denoise_pixels
 from aetools.tiling import run_tiled
 
 
+@pytest.mark.slow
 def test_tiled_equals_untiled_on_the_denoiser():
     torch.manual_seed(0)
     model = create_model("denoise-unet").eval()  # the shipped architecture, random weights

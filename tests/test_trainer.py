@@ -30,6 +30,7 @@ def config(folder, out, **kw):
     return TrainConfig(**{**base, **kw})
 
 
+@pytest.mark.slow
 def test_loss_decreases(train_folder, tmp_path):
     losses = []
     train(
@@ -87,6 +88,7 @@ def test_learning_rate_schedule():
     assert mid == pytest.approx(1e-5 + (1e-3 - 1e-5) * 0.5 * (1 + math.cos(math.pi * 0.5)))
 
 
+@pytest.mark.slow
 def test_sigint_writes_a_checkpoint_and_resume_finishes(train_folder, tmp_path):
     out = tmp_path / "s.safetensors"
     cmd = [
