@@ -340,11 +340,14 @@ def api_list_of_files(model: torch.nn.Module) -> Callable[[list[Path]], None]:
     return lambda files: hash_code(files, model=model)
 
 
-def ours_files(model: torch.nn.Module) -> Callable[[list[Path]], None]:
+def ours_files(model: torch.nn.Module, precision: str = "fp32") -> Callable[[list[Path]], None]:
+    from aetools.bench.reference import precision_named, prepared
     from aetools.index.encode import encode_files
 
+    net, p = prepared(model, precision), precision_named(precision)
+
     def run(files: list[Path]) -> None:
-        for item in encode_files(model, files):
+        for item in encode_files(net, files, precision=p):
             if item.error:
                 raise RuntimeError(f"{item.path}: {item.error}")
 

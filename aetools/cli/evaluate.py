@@ -630,23 +630,29 @@ def eval_hash(
             ):
                 console.print(f"eval hash: timing {label} ...")
                 p = bench.files_per_second(bench.phash_files, files)
-                o = bench.files_per_second(bench.ours_files(net), files)
+                ours = [bench.files_per_second(bench.ours_files(net, q), files) for q in precision_list]
                 one = bench.files_per_second(bench.api_one_call_per_file(net), files)
                 many = bench.files_per_second(bench.api_list_of_files(net), files)
-                rows.append([label, f"{p:.0f}", f"{o:.0f}", f"{o / p:.2f}x", f"{one:.0f}", f"{many:.0f}"])
+                cells = [f"{o:.0f}" for o in ours] + [f"{o / p:.2f}x" for o in ours]
+                rows.append([label, f"{p:.0f}", *cells, f"{one:.0f}", f"{many:.0f}"])
         render(
             "Indexing speed (files/s: read, decode, code; best of 2 passes)",
             [
                 "files",
                 "pHash (imagehash, 1 process)",
-                f"ours (hash-index pipeline, {threads} threads)",
-                "ours / pHash",
+                *[f"ours (hash-index pipeline, {threads} threads), {q}" for q in precision_list],
+                *[f"ours / pHash, {q}" for q in precision_list],
                 "aetools.hash_code(path), a call per file",
                 "aetools.hash_code(list of paths)",
             ],
             rows,
             fmt,
         )
+        from aetools.pipeline import bf16_measured_safe
+        from aetools.precision import capability_line
+
+        chosen = "bf16" if bf16_measured_safe(net) else "fp32 (its benchmark record)"
+        typer.echo(f"Precision: {capability_line(torch.device('cpu'))}; this model under auto: {chosen}.\n")
         latency = bench.query_latency()
         rows = [[f"one query, 100,000 codes, {k}", f"{v * 1e3:.3f} ms"] for k, v in latency.items()]
         for radius, n in ((3, 10_000), (3, 100_000), (3, 300_000), (6, 10_000), (6, 100_000), (6, 300_000)):
