@@ -132,19 +132,21 @@ def inpaint(
 
 
 @lru_cache(maxsize=4)
-def _cached_hash_model(model: str | None, device: str) -> torch.nn.Module:
-    from aetools.weights import load_model
+def _cached_hash_model(model: str | None, device: str, precision: str) -> torch.nn.Module:
+    from aetools.index.encode import load_hash_model
 
-    return load_model(model, "hash", device)
+    return load_hash_model(model, torch.device(device), precision)
 
 
-def hash_model(model: Any = None, device: Any = None) -> torch.nn.Module:
-    """The hashing network: a shipped name, a path or None (the default), loaded once and kept."""
+def hash_model(model: Any = None, device: Any = None, precision: str = "auto") -> torch.nn.Module:
+    """The hashing network with its inference precision: a shipped name, a path or None (the default),
+    loaded once and kept; an nn.Module is used as it is, its precision resolved."""
+    from aetools.index.encode import with_inference_precision
     from aetools.inference import resolve_device
 
     if isinstance(model, torch.nn.Module):
-        return model
-    return _cached_hash_model(None if model is None else str(model), str(resolve_device(device or "auto")))
+        return with_inference_precision(model, precision)
+    return _cached_hash_model(None if model is None else str(model), str(resolve_device(device or "auto")), precision)
 
 
 def hash_code(image: Any, model: Any = None, device: Any = None, precision: str = "auto") -> np.ndarray:
@@ -157,11 +159,8 @@ def hash_code(image: Any, model: Any = None, device: Any = None, precision: str 
     (`aetools.precision`; auto takes bf16 only where the model's benchmark showed it keeps the recall)."""
     from aetools.data.io import ImageError
     from aetools.index.encode import codes_of, encode_files, pixels_to_tensor, tensor_for_code
-    from aetools.pipeline import bf16_measured_safe
-    from aetools.precision import resolve_precision
 
-    net = hash_model(model, device)
-    prec = resolve_precision(precision, next(net.parameters()).device, bf16_measured_safe(net))
+    net = hash_model(model, device, precision)  # codes_of runs it in its `inference_precision`
     size = net.config.size
 
     def tensor_of(item: Any) -> torch.Tensor:
@@ -170,19 +169,19 @@ def hash_code(image: Any, model: Any = None, device: Any = None, precision: str 
         return pixels_to_tensor(_to_image_data(item)[0].pixels, size)
 
     if not isinstance(image, (list, tuple)):  # one image: no thread pool to start
-        packed = codes_of(net, tensor_of(image)[None], precision=prec)
+        packed = codes_of(net, tensor_of(image)[None])
         return np.unpackbits(packed[0], bitorder="little").astype(bool)
     items = list(image)
     codes: list[np.ndarray | None] = [None] * len(items)
     paths = [(i, Path(x)) for i, x in enumerate(items) if isinstance(x, (str, Path))]
-    files = encode_files(net, [p for _, p in paths], precision=prec, identity=False)  # threads decode, batches
+    files = encode_files(net, [p for _, p in paths], identity=False)  # threads decode, the network in batches
     for (i, _), loaded in zip(paths, files):
         if loaded.error is not None:
             raise ImageError(loaded.path, loaded.error)
         codes[i] = loaded.code
     others = [(i, x) for i, x in enumerate(items) if not isinstance(x, (str, Path))]
     if others:
-        for (i, _), code in zip(others, codes_of(net, torch.stack([tensor_of(x) for _, x in others]), precision=prec)):
+        for (i, _), code in zip(others, codes_of(net, torch.stack([tensor_of(x) for _, x in others]))):
             codes[i] = code
     if not items:
         return np.zeros((0, net.config.bits), dtype=bool)

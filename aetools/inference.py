@@ -67,14 +67,12 @@ def run_model(
     if tile is None:
         tile = AUTO_TILE if x.shape[-2] * x.shape[-1] > AUTO_TILE_PIXELS else 0
 
-    fast = precision is not None and precision.is_bf16
-    layout = torch.channels_last if fast and use_channels_last(device, precision) else torch.contiguous_format
+    nhwc = precision is not None and use_channels_last(device, precision)
+    layout = torch.channels_last if nhwc else torch.contiguous_format
 
     def fn(piece: torch.Tensor) -> torch.Tensor:
         piece = piece.to(device).contiguous(memory_format=layout)
         inputs = (piece,) if split is None else (piece[:, :split], piece[:, split:])
-        if not fast:
-            return model(*inputs, **extra).float().cpu()
         with autocast(device, precision):
             return model(*inputs, **extra).float().cpu()
 

@@ -72,6 +72,11 @@ class ImagePipeline:
     def __call__(self, image: ImageData, **options: Any) -> ImageData:
         raise NotImplementedError
 
+    def check(self, tile: int | None = None, **options: Any) -> None:
+        """Refuse, with a ValueError naming the option, what would fail on every image: called by __call__,
+        and by the CLI once before any file is read. Pipelines with more options extend it."""
+        check_tile(tile)
+
 
 # ------------------------------------------------------------------------- pixels <-> network tensors
 

@@ -122,9 +122,9 @@ def resolve_precision(name: str | None, device: torch.device, bf16_safe: bool = 
     return Precision("bf16", why)
 
 
-def autocast(device: torch.device, precision: Precision):
-    """The training-time context: bf16 autocast, or nothing for fp32."""
-    if not precision.is_bf16:
+def autocast(device: torch.device, precision: Precision | None):
+    """The one precision context, for training and inference: bf16 autocast, or nothing for fp32 (or None)."""
+    if precision is None or not precision.is_bf16:
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16)
 

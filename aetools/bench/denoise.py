@@ -102,7 +102,9 @@ class DenoiseBenchmark:
 
 def ours_label(sigma_given: bool, precision: str) -> str:
     """The table rows of our model: "ours (blind)", "ours (sigma given)", and the same ", bf16"."""
-    return f"ours ({'sigma given' if sigma_given else 'blind'})" + ("" if precision == "fp32" else f", {precision}")
+    from aetools.bench.reference import in_precision
+
+    return in_precision(f"ours ({'sigma given' if sigma_given else 'blind'})", precision)
 
 
 def run_denoise_benchmark(

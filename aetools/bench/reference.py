@@ -28,6 +28,11 @@ def dncnn_shaped(channels: int = 3, depth: int = 17, width: int = 64) -> nn.Modu
     return nn.Sequential(*layers).eval()
 
 
+def in_precision(label: str, precision: str) -> str:
+    """A table row of ours in a precision: the label as is for fp32 (the reference), ", bf16" appended else."""
+    return label if precision == "fp32" else f"{label}, {precision}"
+
+
 def precision_named(name: str) -> Precision:
     """A benchmark's precision, asked for by name (the benchmark measures both, whatever `auto` would pick)."""
     return Precision(name, "benchmark")

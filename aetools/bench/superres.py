@@ -84,7 +84,7 @@ def run_superres_benchmark(
     """models: {row label: network}. degradation "real" replaces the protocol's LR with the real-photo
     degradation (blur, noise, JPEG), seeded per image: not a published protocol, a check of the variant.
     precisions: each model is also run in these (rows "<label>, bf16"); the ensemble runs in fp32."""
-    from aetools.bench.reference import precision_named, prepared
+    from aetools.bench.reference import in_precision, precision_named, prepared
     from aetools.data.io import load_image, to_uint8
     from aetools.tasks.superres import bicubic_downscale, crop_to_multiple, real_photo_lr, upscale_pixels
 
@@ -99,8 +99,7 @@ def run_superres_benchmark(
     result = SuperResBenchmark(dataset=str(files[0].parent) if files else "", images=len(files))
     methods = {}
     for precision in precisions:
-        suffix = "" if precision == "fp32" else f", {precision}"
-        methods.update({label + suffix: network(m, precision=precision) for label, m in models.items()})
+        methods.update({in_precision(label, precision): network(m, precision=precision) for label, m in models.items()})
     if ensemble:
         methods.update({f"{label} + self-ensemble (8x time)": network(m, True) for label, m in models.items()})
     methods.update(BASELINES)

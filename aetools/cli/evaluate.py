@@ -333,10 +333,10 @@ def eval_colorize(
     if record and (sizes or temperature is not None or calibration is not None):
         raise fail("--record: measure the model as shipped (no --work-size, --temperature or --calibration)")
     readout = {"temperature": temperature, "calibration": calibration}
-    from aetools.bench.reference import precision_named, prepared
+    from aetools.bench.reference import in_precision, precision_named, prepared
 
     methods = {
-        "ours" + ("" if p == "fp32" else f", {p}"): (
+        in_precision("ours", p): (
             prepared(net, p),
             {**readout, "work_size": None, "precision": precision_named(p)},
         )
@@ -420,6 +420,7 @@ def eval_inpaint(
     import torch
 
     from aetools.bench.inpaint import biharmonic, ours, run_inpaint_benchmark, telea
+    from aetools.bench.reference import in_precision
     from aetools.weights import count_parameters, record_metrics
 
     ratios = parse_numbers(holes, ctx.args, "--holes", float) or [0.1, 0.2, 0.3]
@@ -436,7 +437,7 @@ def eval_inpaint(
     precision_list = parse_precisions(precisions)
     net = load_task_model(model, "inpaint", "cpu")
     methods = {"OpenCV Telea": telea, "skimage biharmonic": biharmonic}
-    methods |= {"ours" + ("" if p == "fp32" else f", {p}"): ours(net, precision=p) for p in precision_list}
+    methods |= {in_precision("ours", p): ours(net, precision=p) for p in precision_list}
     methods |= {f"ours, work size {s}": ours(net, s) for s in sizes}
     if ensemble:
         methods["ours + self-ensemble (8x time)"] = ours(net, ensemble=True)
@@ -509,6 +510,7 @@ def eval_hash(
     import torch
 
     from aetools.bench import hash as bench
+    from aetools.bench.reference import in_precision
     from aetools.weights import WeightsError, load_model, read_manifest, record_metrics
 
     if fmt not in ("table", "markdown"):
@@ -539,9 +541,7 @@ def eval_hash(
             "pHash, borders trimmed as ours": bench.imagehash_hasher("phash", trim=True),
         }
         for p in precision_list:
-            hashers[f"ours ({net.config.bits} bits)" + ("" if p == "fp32" else f", {p}")] = bench.model_hasher(
-                net, 256, p
-            )
+            hashers[in_precision(f"ours ({net.config.bits} bits)", p)] = bench.model_hasher(net, 256, p)
         with progress_bar("eval hash: near-duplicates", "", transient=True) as progress:
             bar = progress.add_task("near-dup", total=len(hashers))
             result = bench.run_near_duplicate(hashers, originals, others, lambda: progress.advance(bar))

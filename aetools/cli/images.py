@@ -185,16 +185,12 @@ def load_pipeline(name: str, model: str | None, device: str, precision: str, see
 
 
 def check_options(pipe, **options) -> None:
-    """Options a pipeline would refuse for every file are refused once, before any file is read."""
-    from aetools.pipeline import check_tile
-
+    """Options the pipeline would refuse for every file (`ImagePipeline.check`) are a one-line usage error,
+    before any file is read."""
     try:
-        check_tile(options.get("tile"))
-        if "scale" in options and options["scale"] not in pipe.model.config.scales:
-            scales = ", ".join(map(str, pipe.model.config.scales))
-            raise ValueError(f"--scale {options['scale']}: this model upscales by {scales} only")
+        pipe.check(**options)
     except ValueError as e:
-        raise fail(str(e).replace("tile ", "--tile ", 1)) from None
+        raise fail(f"--{e}") from None
 
 
 # ------------------------------------------------------------------------------------------ commands

@@ -132,13 +132,19 @@ def load_for_code(
 
 
 def load_hash_model(name_or_path: str | Path | None, device: torch.device, precision: str = "auto") -> torch.nn.Module:
-    """The hashing network with its inference precision resolved once (`aetools.precision`; auto takes bf16
-    only where the weights' benchmark recorded that it keeps the recall), kept as `inference_precision`."""
-    from aetools.pipeline import bf16_measured_safe
-    from aetools.precision import resolve_precision
+    """The hashing network, loaded, with its inference precision resolved (`with_inference_precision`)."""
     from aetools.weights import load_model
 
-    model = load_model(name_or_path, "hash", device)
+    return with_inference_precision(load_model(name_or_path, "hash", device), precision)
+
+
+def with_inference_precision(model: torch.nn.Module, precision: str = "auto") -> torch.nn.Module:
+    """Resolve the hashing network's precision once (auto: bf16 only where its benchmark record allows it)
+    and keep it on the model as `inference_precision`, which `codes_of` then uses; -> the model."""
+    from aetools.pipeline import bf16_measured_safe
+    from aetools.precision import resolve_precision
+
+    device = next(model.parameters()).device
     model.inference_precision = resolve_precision(precision, device, bf16_measured_safe(model))
     if model.inference_precision.is_bf16:
         model.to(memory_format=torch.channels_last)
@@ -180,15 +186,12 @@ def codes_of(
     `inference_precision` if a loader set one (`load_hash_model`), else fp32."""
     device = next(model.parameters()).device
     precision = precision or getattr(model, "inference_precision", None)
-    fast = precision is not None and precision.is_bf16
+    layout = torch.channels_last if precision is not None and precision.is_bf16 else torch.contiguous_format
 
     def codes(x: torch.Tensor) -> np.ndarray:
-        x = x.to(device)
-        with _one_thread_if(device.type == "cpu" and len(x) <= SMALL_BATCH):
-            if not fast:
-                return model.codes(x).cpu().numpy()
-            with autocast(device, precision):
-                return model.codes(x.contiguous(memory_format=torch.channels_last)).cpu().numpy()
+        x = x.to(device).contiguous(memory_format=layout)
+        with _one_thread_if(device.type == "cpu" and len(x) <= SMALL_BATCH), autocast(device, precision):
+            return model.codes(x).cpu().numpy()
 
     if not orientations:
         return pack_codes(codes(images))

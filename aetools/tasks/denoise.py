@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from aetools.data.io import ImageData
-from aetools.pipeline import ImagePipeline, check_tile, from_network_output, register_pipeline, to_network_input
+from aetools.pipeline import ImagePipeline, from_network_output, register_pipeline, to_network_input
 from aetools.precision import Precision
 from aetools.tasks.base import Batch, Task, TrainDefaults, against_target, register_task
 
@@ -90,6 +90,6 @@ class DenoisePipeline(ImagePipeline):
     def __call__(self, image: ImageData, sigma: float | None = None, tile: int | None = None) -> ImageData:
         if sigma is not None and not 0 <= sigma <= MAX_SIGMA_OPTION:
             raise ValueError(f"sigma {sigma}: expected 0 to {MAX_SIGMA_OPTION:g} (0-255 scale), or None for blind")
-        check_tile(tile)
+        self.check(tile=tile)
         out = denoise_pixels(self.model, image.pixels, sigma, tile, self.device, self.precision)
         return image.with_pixels(np.clip(out, 0.0, 1.0))

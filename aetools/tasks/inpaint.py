@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from aetools.data.io import ImageData
 from aetools.data.masks import random_mask
-from aetools.pipeline import ImagePipeline, check_tile, register_pipeline
+from aetools.pipeline import ImagePipeline, register_pipeline
 from aetools.precision import Precision
 from aetools.tasks.base import Batch, Task, TrainDefaults, register_task
 
@@ -175,7 +175,7 @@ class InpaintPipeline(ImagePipeline):
         from aetools.data.io import ImageError, ImageWarning
         from aetools.data.masks import mask_from_alpha, mask_from_image
 
-        check_tile(tile)
+        self.check(tile=tile)
         if mask is None:
             if image.alpha is None:
                 raise ImageError("", "no mask given, and the image has no alpha channel to take the holes from")

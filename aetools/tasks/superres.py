@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageFilter
 
 from aetools.data.io import ImageData, to_uint8
-from aetools.pipeline import ImagePipeline, check_tile, from_network_output, register_pipeline, to_network_input
+from aetools.pipeline import ImagePipeline, from_network_output, register_pipeline, to_network_input
 from aetools.precision import Precision
 from aetools.tasks.base import Batch, Task, TrainDefaults, against_target, register_task
 
@@ -175,12 +175,16 @@ class UpscalePipeline(ImagePipeline):
     name = "upscale"
     task = "superres"
 
+    def check(self, scale: int = 2, tile: int | None = None, **options: Any) -> None:
+        if scale not in self.model.config.scales:
+            scales = ", ".join(map(str, self.model.config.scales))
+            raise ValueError(f"scale {scale}: this model upscales by {scales} only")
+        super().check(tile=tile, **options)
+
     def __call__(self, image: ImageData, scale: int = 2, tile: int | None = None, ensemble: bool = False) -> ImageData:
         from aetools.data.io import MAX_PIXELS, ImageError
 
-        if scale not in self.model.config.scales:
-            raise ValueError(f"scale {scale}: this model upscales by {', '.join(map(str, self.model.config.scales))}")
-        check_tile(tile)
+        self.check(scale=scale, tile=tile)
         h, w = image.pixels.shape[:2]
         if h * w * scale * scale > MAX_PIXELS:
             raise ImageError(
