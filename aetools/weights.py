@@ -1,10 +1,15 @@
 """One weights format: safetensors, with everything needed to rebuild the network in its metadata.
 
-    metadata["aetools"] = JSON {format, arch, config, task, training, metrics}
+    metadata["aetools"] = JSON {format, arch, config, task, training, metrics, dtype, tensors_sha256}
 
 No pickle anywhere: a weights file is tensors plus a JSON header, so loading one cannot run code.
 `weights/manifest.json` lists the shipped files with their sha256, parameter count and measured metrics;
 a shipped file whose bytes do not match its sha256 is refused.
+
+`tensors_sha256` (`tensors_digest`) hashes what the network computes with: the tensors' names, dtypes,
+shapes and bytes, not the metadata. Any weights file, shipped or not, whose tensors do not match it is
+refused (a flipped byte would otherwise load and compute garbage), and it identifies the network for an
+index's codes, so rewriting the metadata (`eval --record`) leaves an index built with the model valid.
 """
 
 from __future__ import annotations
@@ -38,6 +43,17 @@ def sha256_file(path: Path) -> str:
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
+    return digest.hexdigest()
+
+
+def tensors_digest(data: bytes) -> str:
+    """sha256 of a safetensors file's tensors: its tensor table (names, dtypes, shapes, offsets; the metadata
+    left out) as canonical JSON, then its data section."""
+    header_len = int.from_bytes(data[:8], "little")
+    table = json.loads(data[8 : 8 + header_len])
+    table.pop("__metadata__", None)
+    digest = hashlib.sha256(json.dumps(table, sort_keys=True, separators=(",", ":")).encode())
+    digest.update(memoryview(data)[8 + header_len :])
     return digest.hexdigest()
 
 
@@ -88,6 +104,7 @@ def save_weights(
     if dtype is not None:
         tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
     header["dtype"] = str(dtype or "torch.float32").replace("torch.", "")
+    header["tensors_sha256"] = tensors_digest(save(tensors))  # the data section does not depend on metadata
     atomic_write_bytes(Path(path), save(tensors, metadata={METADATA_KEY: json.dumps(header)}))
 
 
@@ -110,6 +127,9 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
         raise WeightsError(f"{path}: not an aetools safetensors weights file (corrupt or foreign)") from None
     if header.get("format") != FORMAT:
         raise WeightsError(f"{path}: unsupported weights format {header.get('format')!r}")
+    digest = tensors_digest(data)
+    if header.setdefault("tensors_sha256", digest) != digest:  # files written before it was recorded: computed
+        raise WeightsError(f"{path}: tensor data does not match its recorded sha256 (file altered or corrupt)")
     return tensors, header
 
 

@@ -214,3 +214,12 @@ def test_resume_refuses_a_different_batch_size_crop_or_rate(train_folder, tmp_pa
         with pytest.raises(TrainError, match="resume with the same values"):
             train(config(train_folder, out, steps=6, resume=True, **change))
     assert train(config(train_folder, out, steps=4, resume=True)).steps == 4  # --steps may change
+
+
+def test_exclude_holds_a_folder_out_of_the_training_files(tmp_path):
+    from aetools.tasks.base import exclude_files
+
+    files = [tmp_path / "a" / "1.png", tmp_path / "a" / "2.png", tmp_path / "held" / "3.png", tmp_path / "4.png"]
+    kept = exclude_files(files, [str(tmp_path / "held"), str(tmp_path / "4.png")])
+    assert kept == files[:2]
+    assert exclude_files(files, [str(tmp_path / "hel")]) == files  # a folder, not a name prefix

@@ -82,3 +82,23 @@ def test_fp16_storage_halves_the_file(tmp_path):
     assert (tmp_path / "b.safetensors").stat().st_size < 0.6 * (tmp_path / "a.safetensors").stat().st_size
     loaded = load_model(tmp_path / "b.safetensors", "denoise")
     assert next(loaded.parameters()).dtype == torch.float32
+
+
+def test_any_weights_file_with_altered_tensor_bytes_is_refused(tiny_weights):
+    data = bytearray(tiny_weights.read_bytes())
+    data[-5] ^= 0xFF  # one byte of a weight, in a file given by path (not shipped: no manifest sha256)
+    tiny_weights.write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match="tensor data does not match"):
+        load_model(tiny_weights, "denoise")
+
+
+def test_the_tensor_digest_ignores_the_metadata(tiny_weights):
+    from aetools.index.folder import model_identity
+
+    before = model_identity(load_model(tiny_weights, "denoise"))
+    record_metrics(tiny_weights, {"some_metric": 1.0})  # rewrites the header, so the file's bytes change
+    after = load_model(tiny_weights, "denoise")
+    assert model_identity(after) == before and after.weights_header["metrics"]["some_metric"] == 1.0
+    changed = create_model("denoise-unet", widths=(8, 16, 32))
+    save_weights(changed, tiny_weights.with_name("other.safetensors"), "denoise")
+    assert model_identity(load_model(tiny_weights.with_name("other.safetensors"), "denoise")) != before

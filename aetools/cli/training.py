@@ -79,6 +79,9 @@ def train(
         None, "--train-only", help="Train only this part (e.g. prior, with --init: the VQ-VAE's second stage)."
     ),
     val: list[Path] = typer.Option(None, "--val", help="Validation images (default: held out of --data)."),
+    exclude: list[Path] = typer.Option(
+        None, "--exclude", help="A file or folder inside --data to leave out of training (repeatable)."
+    ),
     val_every: int = typer.Option(None, "--val-every", help="Validate every N steps."),
     checkpoint_every: int = typer.Option(250, "--checkpoint-every", help="Checkpoint every N steps."),
     workers: int = typer.Option(0, help="Data-loading processes (0: in the training process)."),
@@ -128,6 +131,7 @@ def train(
         crop=crop,
         lr=lr,
         val_data=[str(p) for p in val] if val else None,
+        exclude=[str(p) for p in exclude or []],
         fashion_dir=str(fashion_dir) if fashion_dir else None,
         val_every=val_every,
         checkpoint_every=checkpoint_every,

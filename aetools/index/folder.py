@@ -37,13 +37,12 @@ def default_index_dir(folder: str | Path) -> Path:
 
 
 def model_identity(model: torch.nn.Module) -> str:
-    """What makes codes comparable: the weights' bytes (sha256 of the file the model came from)."""
-    from aetools.weights import sha256_file
-
-    path = getattr(model, "weights_path", None)
-    if path is None:
+    """What makes codes comparable: the network's tensors (`weights.tensors_digest` of the file it came
+    from), not the file's bytes, so rewriting the weights' metadata (`eval --record`) keeps indexes valid."""
+    header = getattr(model, "weights_header", None)
+    if header is None or "tensors_sha256" not in header:
         raise HashIndexError("the model has no weights file to identify it by (load it with load_model)")
-    return sha256_file(path)
+    return header["tensors_sha256"]
 
 
 @dataclass

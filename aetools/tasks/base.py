@@ -40,6 +40,7 @@ class DataRequest:
 
     sources: list[str]
     val_sources: list[str] | None
+    exclude: list[str]  # files, or folders whose files, are held out of training (and validation)
     fashion_dir: str | None
     batch_size: int
     crop: int
@@ -62,6 +63,12 @@ class TrainingData:
     crop: int
 
 
+def exclude_files(files: list[Path], exclude: list[str]) -> list[Path]:
+    """`files` without those named in `exclude` or lying under a folder it names (a held-out set)."""
+    held = [Path(e).resolve() for e in exclude]
+    return [f for f in files if not any(h == f.resolve() or h in f.resolve().parents for h in held)]
+
+
 def image_folders(task: Task, model: Any, request: DataRequest, degrade: Callable, val_degrade: Callable):
     """Random crops of the image files found in `request.sources` (whole images at the model's size for
     `sized` tasks), `val_count` of them held out for validation unless `val_sources` names others."""
@@ -74,7 +81,7 @@ def image_folders(task: Task, model: Any, request: DataRequest, degrade: Callabl
     missing = [s for s in request.sources + (request.val_sources or []) if not Path(s).exists()]
     if missing:
         raise DataError(f"{missing[0]}: no such file or folder")
-    files = list_images(request.sources)
+    files = exclude_files(list_images(request.sources), request.exclude)
     if not files:
         raise DataError(f"no images found in {', '.join(map(str, request.sources))}")
     if request.val_sources:

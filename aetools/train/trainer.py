@@ -46,6 +46,8 @@ class TrainConfig:
     options: the task's training options (`Task.options`), e.g. {"scales": (4,)} for superres.
     init: start from these weights (fine-tuning) instead of a random initialisation.
     val_data: validation images; default: `val_images` files held out of `data`.
+    exclude: files or folders inside `data` held out of training (e.g. a folder to report on as unseen);
+        recorded with the weights.
     fashion_dir: where `data=["fashion-mnist"]` finds the idx files (default: $AETOOLS_FASHION_MNIST).
     workers: DataLoader processes preparing batches ahead (0 = in the training process).
     train_only: train only the parameters under this module name (e.g. "prior": the VQ-VAE's second stage,
@@ -66,6 +68,7 @@ class TrainConfig:
     val_every: int | None = None
     val_images: int | None = None
     val_data: list[str] | None = None
+    exclude: list[str] = field(default_factory=list)
     fashion_dir: str | None = None
     checkpoint_every: int = 250
     checkpoint: str | None = None
@@ -241,6 +244,7 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
     request = DataRequest(
         sources=[str(p) for p in config.data],
         val_sources=config.val_data,
+        exclude=[str(p) for p in config.exclude],
         fashion_dir=config.fashion_dir,
         batch_size=batch_size,
         crop=crop,
@@ -261,6 +265,8 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
     options_record = json.loads(json.dumps(options))  # as JSON gives it back (tuples -> lists)
     # what makes the data stream and the schedule: a resume with other values would not be the same run
     stream = {"batch_size": batch_size, "crop": crop, "lr": peak_lr, "seed": config.seed, "processes": world}
+    if config.exclude:  # older checkpoints have no such key: not checked against them
+        stream["exclude"] = sorted(str(p) for p in config.exclude)
     start, state = 0, {"seconds": 0.0, "val_psnr": None, "options": options_record, "precision": precision.name}
     state["stream"] = stream
     if config.resume:
@@ -425,6 +431,7 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
         out = Path(config.out)
         training = {
             "data": [str(p) for p in config.data],
+            **({"exclude": [str(p) for p in config.exclude]} if config.exclude else {}),
             "images": train_count,
             "steps": steps,
             "batch_size": batch_size * world,
