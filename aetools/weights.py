@@ -19,10 +19,11 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
+if TYPE_CHECKING:  # torch is imported where tensors are handled, so reading the manifest stays fast
+    import torch
+    from torch import nn
 
 FORMAT = "aetools-weights/1"
 METADATA_KEY = "aetools"
@@ -33,9 +34,15 @@ class WeightsError(Exception):
 
 
 def weights_dir() -> Path:
-    """Shipped weights: $AETOOLS_WEIGHTS, else `weights/` beside the package (an editable install)."""
+    """Shipped weights: $AETOOLS_WEIGHTS; else the copy installed with the package (`aetools/weights_data/`
+    in the wheel: setup.py maps the repository's weights/ there); else `weights/` beside the package (a
+    source checkout or an editable install)."""
     env = os.environ.get("AETOOLS_WEIGHTS")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "weights"
+    if env:
+        return Path(env)
+    package = Path(__file__).resolve().parent
+    installed = package / "weights_data"
+    return installed if installed.is_dir() else package.parent / "weights"
 
 
 def sha256_file(path: Path) -> str:
@@ -236,6 +243,8 @@ def record_metrics(path: str | Path, metrics: dict[str, Any]) -> None:
     path = Path(path).resolve()
     tensors, header = read_weights(path)
     header["metrics"] = {**header.get("metrics", {}), **metrics}
+    import torch
+
     model = model_from_weights(tensors, header, str(path))
     dtype = getattr(torch, header.get("dtype", "float32"))
     save_weights(model, path, header["task"], header["training"], header["metrics"], dtype=dtype)

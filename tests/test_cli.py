@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -140,3 +141,27 @@ def test_eval_prints_ours_beside_baselines(tmp_path, tiny_weights):
     assert r.exit_code == 0, r.output
     assert "| ours (blind) |" in r.output and "| skimage wavelet (blind) |" in r.output
     assert "σ=15 float" in r.output and "σ=25 8-bit" in r.output
+
+
+def test_models_is_one_line_per_model_and_does_not_import_torch():
+    from aetools.weights import read_manifest
+
+    code = (
+        "import sys; from typer.testing import CliRunner; from aetools.cli import app\n"
+        "r = CliRunner().invoke(app, ['models']); assert r.exit_code == 0, r.output\n"
+        "assert 'torch' not in sys.modules, 'aetools models imported torch'; print(r.output)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    entries = read_manifest()
+    lines = {line.split()[0]: line for line in done.stdout.splitlines()[2:] if line.strip()}
+    assert set(lines) >= {e.name for e in entries}
+    assert len(done.stdout.splitlines()) <= len(entries) + 4  # a title, a header and a hint, not 25 metric names
+    denoiser = next(e for e in entries if e.name == "denoise")
+    assert f"CBSD68 σ=25: {denoiser.metrics['cbsd68_sigma25_psnr']:.2f} dB" in lines["denoise"]
+    size, params = f"{denoiser.path.stat().st_size / 1e6:.1f} MB", f"{denoiser.params / 1e6:.2f} M"
+    assert size in lines["denoise"] and params in lines["denoise"]
+    r = run("models", "--verbose")
+    assert r.exit_code == 0 and all(key in r.output for key in denoiser.metrics)
+    r = run("models", "--json")
+    assert {e["name"]: e["metrics"] for e in json.loads(r.output)}["denoise"] == denoiser.metrics
