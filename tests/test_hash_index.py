@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from aetools.index.folder import find_duplicates, index_folder, pairs_within, search_codes
+from aetools.index.folder import index_folder, pairs_within, search_codes
 from aetools.index.store import FileRecord, HashIndex, pack_codes
 from tests.conftest import photo, run, save_tiny, tiny_model
 
@@ -135,13 +135,17 @@ def test_exact_copies_are_reported_and_dedup_writes_json_and_html(pictures, tiny
     out_json, out_html = tmp_path / "dups.json", tmp_path / "dups.html"
     r = run("dedup", pictures, "--radius", "0", "-m", tiny_hash, "--json", out_json, "--html", out_html)
     assert r.exit_code == 0, r.output
-    groups = json.loads(out_json.read_text())
-    assert isinstance(groups, list) and all(isinstance(g, list) for g in groups)
-    group = next(g for g in groups if any(m["path"].endswith("copy.jpg") for m in g))
-    assert all(set(m) == {"path", "distance", "exact"} for m in group)
-    assert {Path(m["path"]).name for m in group if m["exact"]} >= {"coffee.jpg", "copy.jpg"}
+    report = json.loads(out_json.read_text())
+    (group,) = report["groups"]  # the exact copy; no other photo is confirmed as a copy
+    keys = {"path", "keep", "distance", "matches", "exact", "width", "height", "bytes", "modified"}
+    assert all(set(m) == keys for m in group)
+    assert {Path(m["path"]).name for m in group if m["exact"]} == {"coffee.jpg", "copy.jpg"}
+    assert [m["keep"] for m in group] == [True, False] and group[1]["matches"] >= 16
+    assert report["suggested_to_remove"] == [group[1]["path"]] and report["failures"] == []
+    assert (group[0]["width"], group[0]["height"]) == (160, 160)
     page = out_html.read_text()
     assert page.count("data:image/jpeg;base64,") >= 2 and "<img" in page and 'src="http' not in page
+    assert Path(group[0]["path"]).resolve().as_uri() in page and "Suggested to remove (1 files)" in page
 
 
 def test_multi_hash_table_finds_exactly_the_pairs_a_full_scan_finds():
@@ -152,10 +156,11 @@ def test_multi_hash_table_finds_exactly_the_pairs_a_full_scan_finds():
     for row, k in zip(bits, rng.integers(0, 8, 300)):  # copies 0-7 bits away
         row[rng.choice(64, size=k, replace=False)] ^= 1
     codes[300:] = np.packbits(bits, axis=1)
-    scan = set(zip(*map(np.ndarray.tolist, pairs_within(codes, 64, 5, "scan"))))
-    table = set(zip(*map(np.ndarray.tolist, pairs_within(codes, 64, 5, "multihash"))))
-    assert scan == table and len(scan) >= 150
-    assert all(i < j for i, j in scan)
+    for radius in (3, 5, 7):  # 4 substrings of 16 bits, then with 1 bit flipped in each
+        scan = set(zip(*map(np.ndarray.tolist, pairs_within(codes, 64, radius, "scan"))))
+        table = set(zip(*map(np.ndarray.tolist, pairs_within(codes, 64, radius, "multihash"))))
+        assert scan == table and len(scan) >= 100
+        assert all(i < j and d <= radius for i, j, d in scan)
 
 
 def test_orientation_search_keeps_each_images_nearest_orientation():
@@ -169,14 +174,35 @@ def test_orientation_search_keeps_each_images_nearest_orientation():
     assert [(m.path, m.distance) for m in matches] == [("1.jpg", 0), ("2.jpg", 4), ("0.jpg", 8)]
 
 
-def test_dedup_groups_are_connected_components():
+def test_dedup_groups_cannot_chain_and_lead_with_the_copy_to_keep():
+    from aetools.index.folder import group_pairs
+
+    def record(n: int, pixels: int, size: int = 1, mtime: int = 0) -> FileRecord:
+        return FileRecord(f"{n}.jpg", size, mtime, f"sha{n}", pixels, 1)
+
+    # a chain 0 ~ 1 ~ 2 ~ 3 ~ 4 of look-alikes (each only like its neighbours), 0 the largest
+    records = {n: record(n, 100 - n) for n in range(5)}
+    chain = {(n, n + 1): (2, 40) for n in range(4)}
+    groups = group_pairs(records, chain)
+    assert [[m.path for m in g] for g in groups] == [["0.jpg", "1.jpg"], ["2.jpg", "3.jpg"]]  # 4 is left alone
+    # a star around 2, which has the most pixels; ties broken by file size, then age
+    records = {0: record(0, 50, size=9), 1: record(1, 50, size=9, mtime=5), 2: record(2, 80), 3: record(3, 50)}
+    star = {(0, 2): (1, 30), (1, 2): (3, 20), (2, 3): (0, 90)}
+    ((lead, *rest),) = group_pairs(records, star)
+    assert (lead.path, lead.matches) == ("2.jpg", 0)
+    assert [(m.path, m.distance, m.matches) for m in rest] == [("0.jpg", 1, 30), ("1.jpg", 3, 20), ("3.jpg", 0, 90)]
+
+
+def test_quarter_turned_codes_make_candidates():
+    from aetools.index.folder import candidate_pairs
+
     index = HashIndex(16, "m")
-    codes = np.array([[0, 0], [1, 0], [3, 0], [255, 255]], dtype=np.uint8)  # chain 0-1-2, 3 alone
-    index.add([FileRecord(f"{n}.jpg", 1, 1, "same" if n < 2 else str(n)) for n in range(4)], codes)
-    groups = find_duplicates(index, radius=1)
-    assert [[(m.path, m.distance, m.exact) for m in g] for g in groups] == [
-        [("0.jpg", 0, True), ("1.jpg", 1, True), ("2.jpg", 2, False)]
-    ]
+    codes = np.array([[0, 0], [255, 255], [15, 15]], dtype=np.uint8)  # 8 or more bits apart
+    far = [170, 170]  # 8 bits from each code
+    turns = np.array([[far, far, far], [[0, 1], far, far], [far, [255, 254], far]], dtype=np.uint8)
+    index.add([FileRecord(f"{n}.jpg", 1, 1, str(n)) for n in range(3)], codes, turns)
+    # 1 turned by 90 degrees is 1 bit from 0; 2 turned by 180 degrees is 1 bit from 1
+    assert candidate_pairs(index, 2) == {(0, 1): 1, (1, 2): 1}
 
 
 def test_jpeg_draft_decoding_reads_a_reduced_image(tmp_path):

@@ -77,4 +77,4 @@ def test_a_save_interrupted_before_the_switch_leaves_the_old_index(tmp_path, mon
     assert len(HashIndex.load(tmp_path)) == 3  # the previous generation, whole
     index.save(tmp_path)  # the next save overwrites the orphaned files and cleans up
     assert len(HashIndex.load(tmp_path)) == 5
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["CURRENT", "codes-2.faiss", "files-2.sqlite"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["CURRENT", "codes-2.faiss", "files-2.sqlite", "turns-2.faiss"]

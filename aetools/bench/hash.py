@@ -411,7 +411,7 @@ def radius_search_seconds(n: int, radius: int, bits: int = 64, seed: int = 0) ->
     result, found = {}, {}
     for kind, method in (("full scan", "scan"), ("multi-hash", "multihash")):
         t = time.perf_counter()
-        rows, cols = folder.pairs_within(codes, bits, radius, method)
+        rows, cols, _ = folder.pairs_within(codes, bits, radius, method)
         result[kind] = time.perf_counter() - t
         found[kind] = set(zip(rows.tolist(), cols.tolist()))
     if found["full scan"] != found["multi-hash"]:

@@ -3,7 +3,7 @@ Hamming distance. The work is in `aetools.index`; these commands draw progress, 
 
     aetools hash-index FOLDER [-r] [--update] [--index DIR]     default index: FOLDER/.aetools-index/
     aetools hash-search QUERY... [--index DIR] [-k 10] [--json]
-    aetools dedup FOLDER [--radius 6] [--html F] [--json F]
+    aetools dedup FOLDER [--radius R] [--html F] [--json F]
 """
 
 from __future__ import annotations
@@ -167,8 +167,11 @@ def hash_search(
 def dedup(
     folder: Annotated[Path, typer.Argument(help="Folder of images (its index is built or updated first).")],
     radius: Annotated[
-        int, typer.Option("--radius", min=0, help="Most bits two codes may differ in to count as copies.")
-    ] = 3,
+        int | None,
+        typer.Option(
+            "--radius", min=0, help="Most bits two codes may differ in to be checked as copies.", show_default=False
+        ),
+    ] = None,
     recursive: RecursiveFlag = None,
     index: IndexOpt = None,
     html: Annotated[Path | None, typer.Option("--html", help="Write a page of the groups with thumbnails.")] = None,
@@ -177,36 +180,50 @@ def dedup(
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
 ) -> None:
-    """Group near-duplicate images: copies resized, re-compressed, cropped, recoloured, captioned, flipped.
-    Exact copies (identical bytes) are marked. The folder's index is brought up to date first."""
-    from aetools.index.folder import find_duplicates
-    from aetools.index.report import duplicates_html, duplicates_json
+    """Group near-duplicate images: copies resized, re-compressed, cropped, turned, recoloured, captioned,
+    mirrored. Candidates come from the codes; each is checked on the pictures before it is reported. Every
+    group starts with the copy to keep (most pixels, largest file, oldest); the rest are suggested for
+    removal. Nothing is deleted. The folder's index is brought up to date first."""
+    from aetools.index.folder import DEFAULT_RADIUS, FeatureSource, default_index_dir, find_duplicates
+    from aetools.index.report import describe, duplicates_html, duplicates_json
     from aetools.weights import atomic_write_bytes
 
+    radius = DEFAULT_RADIUS if radius is None else radius
     net = _load_hash_model(model, device, precision)
     result, report = _build_index(folder, index, recursive, True, net, "dedup: indexing")
-    groups = find_duplicates(result, radius)
+    with progress_bar("dedup: checking", "{task.fields[note]}", transient=True) as progress:
+        bar = progress.add_task("dedup: checking", total=None, note="")
+        found = find_duplicates(
+            result,
+            radius,
+            FeatureSource(index or default_index_dir(folder)),
+            on_start=lambda n: progress.update(bar, total=n, note=f"{n} candidate pairs"),
+            on_pair=lambda: progress.advance(bar),
+        )
+    groups = found.groups
     copies = sum(len(g) - 1 for g in groups)
     console.print(
-        f"{len(result)} images, {len(groups)} groups of near-duplicates ({copies} copies) within {radius} bits"
+        f"{len(result)} images, {len(groups)} groups of near-duplicates ({copies} copies suggested for removal);"
+        f" {found.candidates} candidate pairs within {radius} bits checked"
     )
     if json_path is None or str(json_path) != "-":
         for n, group in enumerate(groups, 1):
             out.print(f"[bold]group {n}[/] ({len(group)} images)")
             for m in group:
-                tag = "first" if m is group[0] else f"{m.distance} bits"
-                exact = "  (exact copy)" if m.exact else ""
-                out.print(f"  {tag:>8}  {m.path}{exact}", soft_wrap=True, markup=False)
+                tag = "keep" if m is group[0] else f"{m.distance} bits"
+                exact = ", exact copy" if m.exact else ""
+                out.print(f"  {tag:>8}  {m.path}  ({describe(m)}{exact})", soft_wrap=True, markup=False)
     if json_path is not None:
-        text = duplicates_json(groups)
+        text = duplicates_json(found)
         if str(json_path) == "-":
             out.print(text, soft_wrap=True, markup=False)
         else:
             atomic_write_bytes(json_path, text.encode())
             console.print(f"wrote {json_path}")
     if html is not None:
-        atomic_write_bytes(html, duplicates_html(groups, radius).encode())
+        atomic_write_bytes(html, duplicates_html(found, radius).encode())
         console.print(f"wrote {html}")
-    _report_failures(report.failures)
-    if report.failures:
+    failures = report.failures + found.failures
+    _report_failures(failures)
+    if failures:
         raise typer.Exit(1)

@@ -10,8 +10,10 @@ hashlib release the GIL) while the network runs on the batch before.
 Flat borders (letterboxing, frames, one-colour padding) are trimmed before the resize, so a padded copy is
 coded as its original.
 
-Orientation: the code of a photo turned by 90 degrees is not the code of the photo. A query can be encoded
-in its 8 orientations (`orientations=True`), and search keeps each indexed image's nearest.
+Orientation: the code of a photo turned by 90 degrees is not the code of the photo. An indexed image also
+keeps the codes of its three quarter turns (`turns=True`; dedup compares them), and a query can be encoded
+in its 8 orientations (`orientations=True`), search keeping each indexed image's nearest. (A mirror image
+needs no extra code: training makes the code nearly blind to left-right mirroring.)
 """
 
 from __future__ import annotations
@@ -84,17 +86,34 @@ def pil_to_tensor(image, size: int) -> torch.Tensor:
 
 
 @dataclass
+class Coded:
+    """What encoding a file's bytes gives: its packed code (bits / 8,), the codes of the image turned by 90,
+    180, 270 degrees (3, bits / 8) or None, and its pixel size as displayed."""
+
+    code: np.ndarray
+    turns: np.ndarray | None
+    width: int
+    height: int
+
+
+@dataclass
 class Loaded:
-    """A file read for indexing: its identity (size, mtime, sha256) and either its code, already known for
-    these bytes, or its tensor to encode, or the reason it could not be read."""
+    """A file read for indexing: its identity (size, mtime, sha256) and either its codes (`coded`: already
+    known for these bytes, or computed), or its tensor to encode, or the reason it could not be read."""
 
     path: Path
     size: int
     mtime_ns: int
     sha256: str
     tensor: torch.Tensor | None = None
-    code: np.ndarray | None = None
+    coded: Coded | None = None
     error: str | None = None
+    width: int = 0
+    height: int = 0
+
+    @property
+    def code(self) -> np.ndarray | None:
+        return None if self.coded is None else self.coded.code
 
 
 def file_identity(path: Path) -> tuple[int, int, str]:
@@ -108,11 +127,25 @@ def tensor_for_code(path: Path, size: int) -> torch.Tensor:
     return pixels_to_tensor(load_image(path, draft=DRAFT_FACTOR * size).pixels, size)
 
 
+def pixel_size(path: Path) -> tuple[int, int]:
+    """(width, height) as the image is displayed (EXIF orientation applied), from its header; (0, 0) if the
+    header cannot say."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            turned = im.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # orientations that swap the sides
+    except Exception:  # noqa: BLE001 - any reader failure: the size is only used to rank copies
+        return 0, 0
+    return (h, w) if turned else (w, h)
+
+
 def load_for_code(
-    path: Path, size: int, known: Callable[[str], np.ndarray | None] = lambda sha: None, identity: bool = True
+    path: Path, size: int, known: Callable[[str], Coded | None] = lambda sha: None, identity: bool = True
 ) -> Loaded:
-    """Read one file: its identity, then its known code (`known(sha256)`) or else its pixels. Never raises.
-    identity=False skips the sha256 (codes wanted, no index to keep)."""
+    """Read one file: its identity, then its known codes (`known(sha256)`) or else its pixels. Never raises.
+    identity=False skips the sha256 and the pixel size (codes wanted, no index to keep)."""
     if not identity:
         try:
             return Loaded(path, 0, 0, "", tensor_for_code(path, size))
@@ -122,13 +155,15 @@ def load_for_code(
         n, mtime, digest = file_identity(path)
     except OSError as e:
         return Loaded(path, 0, 0, "", error=f"cannot read ({e.strerror or e})")
-    code = known(digest)
-    if code is not None:
-        return Loaded(path, n, mtime, digest, code=code)
+    coded = known(digest)
+    if coded is not None:
+        return Loaded(path, n, mtime, digest, coded=coded, width=coded.width, height=coded.height)
     try:
-        return Loaded(path, n, mtime, digest, tensor_for_code(path, size))
+        tensor = tensor_for_code(path, size)
     except ImageError as e:
         return Loaded(path, n, mtime, digest, error=e.reason)
+    width, height = pixel_size(path)
+    return Loaded(path, n, mtime, digest, tensor, width=width, height=height)
 
 
 def load_hash_model(name_or_path: str | Path | None, device: torch.device, precision: str = "auto") -> torch.nn.Module:
@@ -177,11 +212,22 @@ def _one_thread_if(small: bool) -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
+def quarter_turns(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, S, S) -> (B, 4, C, S, S): the image and its turns by 90, 180, 270 degrees counter-clockwise,
+    `dihedral`'s first four views."""
+    return torch.stack([torch.rot90(x, turns, (-2, -1)) for turns in range(4)], dim=1)
+
+
 @torch.inference_mode()
 def codes_of(
-    model: torch.nn.Module, images: torch.Tensor, orientations: bool = False, precision: Precision | None = None
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    orientations: bool = False,
+    precision: Precision | None = None,
+    turns: bool = False,
 ) -> np.ndarray:
-    """images (B, 3, S, S) -> packed codes (B, bits / 8) uint8; with orientations (B, 8, bits / 8).
+    """images (B, 3, S, S) -> packed codes (B, bits / 8) uint8; with orientations (B, 8, bits / 8), the
+    8 views of `dihedral`; with turns (B, 4, bits / 8), the image and its 3 quarter turns.
     precision: bf16 autocasts the encoder (its code bits are the signs of fp32 logits); None = the model's
     `inference_precision` if a loader set one (`load_hash_model`), else fp32."""
     device = next(model.parameters()).device
@@ -193,28 +239,30 @@ def codes_of(
         with _one_thread_if(device.type == "cpu" and len(x) <= SMALL_BATCH), autocast(device, precision):
             return model.codes(x).cpu().numpy()
 
-    if not orientations:
-        return pack_codes(codes(images))
-    b = images.shape[0]
-    return pack_codes(codes(dihedral(images).flatten(0, 1))).reshape(b, 8, -1)
+    if orientations or turns:
+        views = dihedral(images) if orientations else quarter_turns(images)
+        return pack_codes(codes(views.flatten(0, 1))).reshape(images.shape[0], views.shape[1], -1)
+    return pack_codes(codes(images))
 
 
 def encode_files(
     model: torch.nn.Module,
     paths: Iterable[Path],
-    known: Callable[[str], np.ndarray | None] = lambda sha: None,
+    known: Callable[[str], Coded | None] = lambda sha: None,
     workers: int | None = None,
     on_file: Callable[[Loaded], None] | None = None,
     precision: Precision | None = None,
     identity: bool = True,
+    turns: bool = False,
 ) -> Iterator[Loaded]:
-    """Read, decode and encode files in parallel -> each file's Loaded with its packed `code` (or `error`),
+    """Read, decode and encode files in parallel -> each file's Loaded with its codes (`coded`) or `error`,
     in input order.
 
-    known(sha256): the code of bytes already encoded (an unchanged, touched, moved or copied file), which
+    known(sha256): the codes of bytes already encoded (an unchanged, touched, moved or copied file), which
         are then not decoded; None for unknown bytes.
     on_file: called as each file is read (progress). precision: as `codes_of`. identity: also hash each
-        file's bytes (sha256, for an index); False for codes alone."""
+        file's bytes (sha256) and read its pixel size, for an index; False for codes alone. turns: also the
+        codes of each image's quarter turns (4x the network's work)."""
     size = model.config.size
     workers = workers or min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(workers) as pool:
@@ -223,10 +271,12 @@ def encode_files(
 
         def flush() -> Iterator[Loaded]:
             tensors = [item.tensor for item in batch if item.tensor is not None]
-            codes = iter(codes_of(model, torch.stack(tensors), precision=precision) if tensors else [])
+            codes = iter(codes_of(model, torch.stack(tensors), precision=precision, turns=turns) if tensors else [])
             for item in batch:
                 if item.tensor is not None:
-                    item.code, item.tensor = next(codes), None
+                    views = next(codes)
+                    code, turned = (views[0], views[1:]) if turns else (views, None)
+                    item.coded, item.tensor = Coded(code, turned, item.width, item.height), None
                 yield item
             batch.clear()
 

@@ -2,8 +2,13 @@
 find its near-duplicates.
 
     index_folder(model, folder)          -> IndexReport   encode what is new or changed, drop what is gone
-    search(model, index, images, k)      -> [Match]       nearest indexed images, Hamming distances
-    find_duplicates(index, radius)       -> [Group]       connected groups of codes within `radius` bits
+    search_files(model, index, paths, k) -> [Query]       nearest indexed images, Hamming distances
+    find_duplicates(index, radius, ...)  -> Duplicates    groups of verified copies, led by the one to keep
+
+Near-duplicates in two stages: codes at most `radius` bits apart (an image's quarter turns included) make
+a candidate pair, cheap to find among millions; a candidate is a duplicate only when the two pictures agree
+on dozens of keypoints under one transform (`verify`), which different photos practically never do. Groups
+are stars around the copy to keep, so a chain of look-alikes never merges unrelated photos.
 
 Incremental update: a file whose size and mtime match its record keeps its code without being read. One
 whose size or mtime changed is hashed (sha256): same bytes, it keeps its code (a `touch`); other bytes,
@@ -20,16 +25,21 @@ import numpy as np
 import torch
 
 from aetools.data.datasets import list_images
-from aetools.index.encode import encode_files
-from aetools.index.store import FileRecord, HashIndex, HashIndexError
+from aetools.index.encode import Coded, encode_files
+from aetools.index.store import FeatureCache, FileRecord, HashIndex, HashIndexError
+from aetools.index.verify import Features
 
 INDEX_DIR = ".aetools-index"
-# Radius queries (dedup) go through a multi-hash table instead of a full scan above this many codes, when the
-# table's substrings are long enough to keep its buckets sparse. Measured by `aetools eval hash` (its "dedup"
-# rows, 64-bit codes): radius 3 (16-bit substrings) at 100,000 codes: table 0.19 s, scan 2.6 s; radius 6
-# (9-bit substrings): table 5.8 s, scan 2.6 s, and the scan stays faster up to 300,000 codes.
+# Radius queries (dedup) go through a multi-hash table instead of a full scan above this many codes, with
+# substrings long enough to keep its buckets sparse (flipping a bit of each substring when the radius needs
+# it). Measured by `aetools eval hash --part speed` (64-bit codes): radius 3 (4 substrings of 16 bits) at
+# 100,000 codes: table 0.37 s, scan 4.3 s.
 MULTIHASH_ABOVE = 10_000
-MIN_SUBSTRING_BITS = 12
+# dedup's candidate radius (bits, 64-bit codes): wide enough that edited copies' codes fall within it (the
+# verification, not the radius, rules out different photos), narrow enough that a multi-hash table finds
+# the pairs among millions of codes fast. Chosen by `aetools eval hash --part dedup` (docs/benchmarks.md).
+DEFAULT_RADIUS = 5
+MIN_SUBSTRING_BITS = 16
 
 
 def default_index_dir(folder: str | Path) -> Path:
@@ -113,18 +123,20 @@ def index_folder(
         on_file()
     code_of_sha = {r.sha256: i for i, r in index.records.items()}
 
-    def known(sha: str) -> np.ndarray | None:
+    def known(sha: str) -> Coded | None:
         i = code_of_sha.get(sha)
-        return None if i is None else index.code(i)
+        if i is None:
+            return None
+        return Coded(index.code(i), index.turns(i), index.records[i].width, index.records[i].height)
 
-    new_records, new_codes, drop = [], [], list(vanished)
-    for loaded in encode_files(model, todo, known, on_file=lambda _: on_file and on_file()):
+    new_records, new_codes, new_turns, drop = [], [], [], list(vanished)
+    for loaded in encode_files(model, todo, known, on_file=lambda _: on_file and on_file(), turns=True):
         if loaded.error:
             report.failures.append((str(loaded.path), loaded.error))
             if str(loaded.path) in by_path:  # changed and now unreadable: its old code no longer describes it
                 drop.append(by_path[str(loaded.path)])
             continue
-        record = FileRecord(str(loaded.path), loaded.size, loaded.mtime_ns, loaded.sha256)
+        record = FileRecord(str(loaded.path), loaded.size, loaded.mtime_ns, loaded.sha256, loaded.width, loaded.height)
         if record.path in by_path:
             drop.append(by_path[record.path])
             report.changed += 1
@@ -133,12 +145,20 @@ def index_folder(
         else:
             report.added += 1
         new_records.append(record)
-        new_codes.append(loaded.code)
+        new_codes.append(loaded.coded.code)
+        new_turns.append(loaded.coded.turns)
     new_sha = {r.sha256 for r in new_records}
     report.removed = sum(index.records[i].sha256 not in new_sha for i in vanished)
     index.remove(drop)
-    if new_records:
-        index.add(new_records, np.stack(new_codes))
+    with_turns = [i for i, t in enumerate(new_turns) if t is not None]
+    without = [i for i, t in enumerate(new_turns) if t is None]  # codes reused from an index filled without them
+    for part, turns in ((with_turns, True), (without, False)):
+        if part:
+            index.add(
+                [new_records[i] for i in part],
+                np.stack([new_codes[i] for i in part]),
+                np.stack([new_turns[i] for i in part]) if turns else None,
+            )
     index.save(index_dir)
     report.exact = exact_duplicates(index)
     return index, report
@@ -210,73 +230,208 @@ def search_files(
 # ------------------------------------------------------------------------------------------------- dedup
 
 
-@dataclass
-class Member:
-    path: str
-    distance: int  # to the group's first member
-    exact: bool  # same bytes as another member of the group
+def pairs_within(
+    codes: np.ndarray, bits: int, radius: int, method: str | None = None, queries: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs of packed codes at most `radius` bits apart -> (i, j, distance) arrays: among `codes` (N, bytes)
+    the pairs i < j, or with `queries` (Q, bytes) every (query i, code j).
 
-
-def pairs_within(codes: np.ndarray, bits: int, radius: int, method: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """All pairs (i < j) of packed codes (N, bytes) at most `radius` bits apart -> (i, j) index arrays.
-
-    method "scan": compare every pair (IndexBinaryFlat). "multihash": cut the code into radius + 1
-    substrings; by the pigeonhole principle two codes within `radius` bits agree exactly on at least one,
-    so only codes sharing a bucket are compared (IndexBinaryMultiHash; exact, not approximate). None: the
-    faster of the two as measured (`aetools eval hash`): the table above MULTIHASH_ABOVE codes when its
-    substrings have at least MIN_SUBSTRING_BITS bits (sparse buckets), the scan otherwise."""
+    method "scan": compare every pair (IndexBinaryFlat). "multihash": cut the code into h substrings and
+    look up each query's substrings with up to f bits flipped; by the pigeonhole principle two codes within
+    h (f + 1) - 1 bits agree on one substring up to f bits, so only codes found that way are compared
+    (IndexBinaryMultiHash; exact, not approximate). None: the faster of the two as measured (`aetools eval
+    hash`): the table above MULTIHASH_ABOVE codes, the scan below."""
     import faiss
 
-    substring = bits // (radius + 1)
     if method is None:
-        method = "multihash" if len(codes) > MULTIHASH_ABOVE and substring >= MIN_SUBSTRING_BITS else "scan"
+        method = "multihash" if len(codes) > MULTIHASH_ABOVE else "scan"
     if method == "multihash":
-        table = faiss.IndexBinaryMultiHash(bits, radius + 1, substring)
-        table.nflip = 0
+        nhash, nflip = multihash_shape(bits, radius)
+        table = faiss.IndexBinaryMultiHash(bits, nhash, bits // nhash)
+        table.nflip = nflip
     else:
         table = faiss.IndexBinaryFlat(bits)
     table.add(codes)
-    lims, _, found = table.range_search(codes, radius + 1)  # faiss keeps distances < its radius
-    rows = np.repeat(np.arange(len(codes)), np.diff(lims).astype(np.int64))
-    keep = rows < found
-    return rows[keep], found[keep].astype(np.int64)
+    probes = codes if queries is None else queries
+    lims, distances, found = table.range_search(probes, radius + 1)  # faiss keeps distances < its radius
+    rows = np.repeat(np.arange(len(probes)), np.diff(lims).astype(np.int64))
+    keep = rows < found if queries is None else np.ones(len(rows), dtype=bool)
+    return rows[keep], found[keep].astype(np.int64), distances[keep].astype(np.int64)
+
+
+def multihash_shape(bits: int, radius: int) -> tuple[int, int]:
+    """(substrings h, bits flipped f) for an exact multi-hash search within `radius`: h (f + 1) > radius,
+    substrings of at least MIN_SUBSTRING_BITS bits (sparse buckets), as few flips as that allows."""
+    for nflip in range(0, 4):
+        nhash = -(-(radius + 1) // (nflip + 1))
+        if bits // nhash >= MIN_SUBSTRING_BITS:
+            return nhash, nflip
+    raise ValueError(f"radius {radius} is too large for a multi-hash table over {bits}-bit codes")
 
 
 def hamming(a: np.ndarray, b: np.ndarray) -> int:
     return int(np.unpackbits(np.bitwise_xor(a, b)).sum())
 
 
-def find_duplicates(index: HashIndex, radius: int) -> list[list[Member]]:
-    """Groups of indexed images linked by codes at most `radius` bits apart (connected components), each
-    led by its first path in sorted order; members whose bytes another member shares (same sha256) marked
-    exact. Largest groups first."""
-    import faiss
+def candidate_pairs(index: HashIndex, radius: int) -> dict[tuple[int, int], int]:
+    """Pairs of indexed ids (a < b) whose codes, or the code of one turned by a quarter turn and the other's,
+    are at most `radius` bits apart -> their smallest such distance."""
+    ids, codes, turned, owners = index.arrays()
+    pairs: dict[tuple[int, int], int] = {}
 
-    if len(index) == 0:
-        return []
-    ids = faiss.vector_to_array(index.faiss.id_map)
-    codes = faiss.vector_to_array(faiss.downcast_IndexBinary(index.faiss.index).xb).reshape(len(ids), -1)
-    rows, cols = pairs_within(codes, index.bits, radius)
-    parent = list(range(len(ids)))
+    def add(a: np.ndarray, b: np.ndarray, d: np.ndarray) -> None:
+        for x, y, dist in zip(a.tolist(), b.tolist(), d.tolist()):
+            if x != y:
+                key = (x, y) if x < y else (y, x)
+                pairs[key] = min(dist, pairs.get(key, dist))
 
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
+    if len(ids) < 2:
+        return pairs
+    rows, cols, d = pairs_within(codes, index.bits, radius)
+    add(ids[rows], ids[cols], d)
+    if len(turned):
+        rows, cols, d = pairs_within(codes, index.bits, radius, queries=turned)
+        add(owners[rows], ids[cols], d)
+    return pairs
 
-    for i, j in zip(rows.tolist(), cols.tolist()):
-        parent[root(i)] = root(j)
-    components: dict[int, list[int]] = {}
-    for i in range(len(ids)):
-        components.setdefault(root(i), []).append(i)
+
+@dataclass
+class Member:
+    """An image in a group of near-duplicates; the group's first member is the copy to keep."""
+
+    path: str
+    distance: int  # code distance to the group's first member (bits; its smallest over quarter turns)
+    matches: int  # keypoint matches agreeing with the first member (`verify.agreement`); the first: 0
+    exact: bool  # same bytes as another member of the group
+    width: int = 0
+    height: int = 0
+    size: int = 0  # bytes
+    mtime_ns: int = 0
+
+
+def keep_order(record: FileRecord) -> tuple:
+    """Which copy to keep first: most pixels, then the largest file, then the oldest, then by path."""
+    return (-record.width * record.height, -record.size, record.mtime_ns, record.path)
+
+
+def group_pairs(records: dict[int, FileRecord], verified: dict[tuple[int, int], tuple[int, int]]) -> list[list[Member]]:
+    """Groups from verified pairs ((a, b) -> (code distance, agreeing matches)) that cannot chain: images
+    are taken in `keep_order`; an image not yet in a group leads a new one, joined by every image not yet in
+    a group that is verified against it directly. So each member is a verified copy of the group's first,
+    never a copy of a copy of it. Largest groups first; members by keep order."""
+    neighbours: dict[int, dict[int, tuple[int, int]]] = {}
+    for (a, b), value in verified.items():
+        neighbours.setdefault(a, {})[b] = value
+        neighbours.setdefault(b, {})[a] = value
+    placed: set[int] = set()
     groups = []
-    for members in components.values():
-        if len(members) < 2:
+    for lead in sorted(neighbours, key=lambda i: keep_order(records[i])):
+        if lead in placed:
             continue
-        records = sorted(((index.records[int(ids[m])], m) for m in members), key=lambda item: item[0].path)
-        shas = [r.sha256 for r, _ in records]
+        members = [j for j in neighbours[lead] if j not in placed]
+        if not members:
+            continue
+        placed.update([lead, *members])
+        members.sort(key=lambda j: keep_order(records[j]))
+        shas = [records[i].sha256 for i in [lead, *members]]
+        scores = [(0, 0), *(neighbours[lead][j] for j in members)]
         groups.append(
-            [Member(r.path, hamming(codes[records[0][1]], codes[m]), shas.count(r.sha256) > 1) for r, m in records]
+            [
+                Member(r.path, d, n, shas.count(r.sha256) > 1, r.width, r.height, r.size, r.mtime_ns)
+                for r, (d, n) in zip((records[i] for i in [lead, *members]), scores)
+            ]
         )
     return sorted(groups, key=lambda g: (-len(g), g[0].path))
+
+
+@dataclass
+class Duplicates:
+    """What `find_duplicates` found. groups: led by the copy to keep; candidates: pairs whose codes were
+    close enough to check; failures: (path, reason) of files that could not be checked."""
+
+    groups: list[list[Member]]
+    candidates: int
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    def suggested_removals(self) -> list[str]:
+        """Every member but the first of each group: the copies a person may delete after a look."""
+        return [m.path for group in self.groups for m in group[1:]]
+
+
+def find_duplicates(
+    index: HashIndex,
+    radius: int,
+    features: FeatureSource,
+    on_start: Callable[[int], None] | None = None,
+    on_pair: Callable[[], None] | None = None,
+) -> Duplicates:
+    """Near-duplicate groups of an index: candidate pairs by code (`candidate_pairs`, quarter turns
+    included), each checked on the pictures themselves (`verify.agreement`), grouped without chaining
+    (`group_pairs`). on_start(number of candidate pairs), on_pair(): progress."""
+    from aetools.index.verify import MIN_INLIERS, agreement
+
+    candidates = candidate_pairs(index, radius)
+    if on_start:
+        on_start(len(candidates))
+    needed = sorted({i for pair in candidates for i in pair})
+    found, failures = features.get(index, needed)
+    verified = {}
+    for (a, b), distance in sorted(candidates.items()):
+        if a in found and b in found:
+            matches = agreement(found[a], found[b])
+            if matches >= MIN_INLIERS:
+                verified[(a, b)] = (distance, matches)
+        if on_pair:
+            on_pair()
+    return Duplicates(group_pairs(index.records, verified), len(candidates), failures)
+
+
+class FeatureSource:
+    """The verification features of indexed images: from the index's features cache (keyed by the bytes'
+    sha256), else computed from the file (and cached), if it is still the file that was indexed.
+
+    cache: the index folder, whose features.sqlite is used; None: computed every time."""
+
+    def __init__(self, cache: str | Path | None, workers: int | None = None):
+        self.cache = FeatureCache(Path(cache)) if cache is not None else None
+        self.workers = workers
+
+    def get(self, index: HashIndex, ids: list[int]) -> tuple[dict[int, Features], list[tuple[str, str]]]:
+        """-> ({id: Features}, [(path, reason) for the images that could not be read or have changed])."""
+        import os
+        from concurrent.futures import ThreadPoolExecutor
+
+        records = {i: index.records[i] for i in ids}
+        stored = self.cache.get({r.sha256 for r in records.values()}) if self.cache else {}
+        found = {i: stored[r.sha256] for i, r in records.items() if r.sha256 in stored}
+        todo = [i for i in ids if i not in found]
+        failures = []
+        with ThreadPoolExecutor(self.workers or min(8, os.cpu_count() or 1)) as pool:
+            for i, result in zip(todo, pool.map(lambda i: file_features(records[i]), todo)):
+                if isinstance(result, str):
+                    failures.append((records[i].path, result))
+                else:
+                    found[i] = result
+        if self.cache and todo:
+            self.cache.put({records[i].sha256: found[i] for i in todo if i in found})
+        return found, failures
+
+
+def file_features(record: FileRecord) -> Features | str:
+    """The verification features of an indexed file, or why they cannot be had: unreadable, or changed since
+    it was indexed (then its code no longer describes it)."""
+    from aetools.data.io import ImageError, load_image
+    from aetools.index.encode import trim_borders
+    from aetools.index.verify import SIDE, features_of
+
+    path = Path(record.path)
+    try:
+        stat = path.stat()
+    except OSError as e:
+        return f"cannot read ({e.strerror or e})"
+    if (stat.st_size, stat.st_mtime_ns) != (record.size, record.mtime_ns):
+        return "changed since it was indexed (run hash-index --update)"
+    try:
+        return features_of(trim_borders(load_image(path, draft=SIDE).pixels))
+    except ImageError as e:
+        return e.reason

@@ -1,5 +1,6 @@
 """dedup's outputs: the groups as JSON, and as one self-contained HTML page (thumbnails inlined as data URIs,
-so the page can be mailed or moved without the photos)."""
+each linking to its file), both with the copy to keep first and a list of the copies suggested for removal.
+dedup never deletes anything itself."""
 
 from __future__ import annotations
 
@@ -7,20 +8,43 @@ import base64
 import html
 import io
 import json
+import time
+from pathlib import Path
 
 from PIL import Image
 
 from aetools.data.io import ImageError, load_image, to_uint8
-from aetools.index.folder import Member
+from aetools.index.folder import Duplicates, Member
 
 THUMBNAIL = 160  # pixels, long side
 
 
-def duplicates_json(groups: list[list[Member]]) -> str:
-    """A list of groups; a group is a list of {"path", "distance" (bits, to the group's first), "exact" (its
-    bytes are another member's)}."""
+def member_dict(m: Member, keep: bool) -> dict:
+    return {
+        "path": m.path,
+        "keep": keep,
+        "distance": m.distance,
+        "matches": m.matches,
+        "exact": m.exact,
+        "width": m.width,
+        "height": m.height,
+        "bytes": m.size,
+        "modified": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(m.mtime_ns / 1e9)),
+    }
+
+
+def duplicates_json(found: Duplicates) -> str:
+    """{"groups": [[member, ...], ...], "suggested_to_remove": [path, ...], "failures": [{path, reason}]};
+    a member is {"path", "keep" (the group's first: the copy to keep), "distance" (code bits to the first),
+    "matches" (keypoints agreeing with the first), "exact" (its bytes are another member's), "width",
+    "height", "bytes", "modified"}."""
     return json.dumps(
-        [[{"path": m.path, "distance": m.distance, "exact": m.exact} for m in group] for group in groups], indent=1
+        {
+            "groups": [[member_dict(m, m is group[0]) for m in group] for group in found.groups],
+            "suggested_to_remove": found.suggested_removals(),
+            "failures": [{"path": p, "reason": r} for p, r in found.failures],
+        },
+        indent=1,
     )
 
 
@@ -38,41 +62,62 @@ def thumbnail_uri(path: str) -> str | None:
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
+def describe(m: Member) -> str:
+    """'4032 x 3024, 3.1 MB, 2026-05-04 10:31' for a caption or a line of output."""
+    pixels = f"{m.width} x {m.height}" if m.width else "size unknown"
+    return f"{pixels}, {m.size / 1e6:.1f} MB, {time.strftime('%Y-%m-%d %H:%M', time.localtime(m.mtime_ns / 1e9))}"
+
+
 _PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>aetools dedup: {n} groups</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
 section {{ border-top: 1px solid #ccc; padding: 1em 0; }}
 figure {{ display: inline-block; margin: 0 1em 1em 0; width: {w}px; vertical-align: top; }}
+figure.keep img {{ outline: 3px solid #2a7; }}
 img {{ max-width: {w}px; max-height: {w}px; display: block; }}
 figcaption {{ font-size: 12px; word-break: break-all; }}
 .d {{ font-weight: bold; }}
+pre {{ background: #f4f4f4; padding: 1em; white-space: pre-wrap; }}
 </style></head><body>
 <h1>{n} groups of near-duplicates</h1>
-<p>{copies} copies among {members} images in groups; codes at most {radius} bits apart. Distances are to each
-group's first image; "exact copy" marks files whose bytes another file in the group has.</p>
+<p>{copies} copies among {members} images in groups. Each group starts with the copy to keep (most pixels,
+then the largest file, then the oldest); every other member was checked against it: codes at most {radius}
+bits apart, and at least {min_matches} keypoints agreeing on one transform. Click a thumbnail to open the
+file. Nothing has been deleted.</p>
 {sections}
+<h2>Suggested to remove ({removals} files)</h2>
+<pre>{removal_list}</pre>
 </body></html>
 """
 
 
-def duplicates_html(groups: list[list[Member]], radius: int) -> str:
+def duplicates_html(found: Duplicates, radius: int) -> str:
+    from aetools.index.verify import MIN_INLIERS
+
     sections = []
-    for n, group in enumerate(groups, 1):
+    for n, group in enumerate(found.groups, 1):
         figures = []
         for m in group:
             uri = thumbnail_uri(m.path)
-            img = f'<img src="{uri}" alt="">' if uri else "<p>(unreadable)</p>"
-            label = ("first" if m is group[0] else f"{m.distance} bits") + (", exact copy" if m.exact else "")
-            caption = f'<span class="d">{label}</span><br>{html.escape(m.path)}'
-            figures.append(f"<figure>{img}<figcaption>{caption}</figcaption></figure>")
+            link = html.escape(Path(m.path).resolve().as_uri(), quote=True)
+            img = f'<a href="{link}"><img src="{uri}" alt=""></a>' if uri else "<p>(unreadable)</p>"
+            label = "keep" if m is group[0] else f"{m.distance} bits, {m.matches} matches"
+            label += ", exact copy" if m.exact else ""
+            caption = f'<span class="d">{label}</span><br>{html.escape(describe(m))}<br>{html.escape(m.path)}'
+            cls = ' class="keep"' if m is group[0] else ""
+            figures.append(f"<figure{cls}>{img}<figcaption>{caption}</figcaption></figure>")
         sections.append(f"<section><h2>group {n} ({len(group)} images)</h2>{''.join(figures)}</section>")
-    members = sum(len(g) for g in groups)
+    members = sum(len(g) for g in found.groups)
+    removals = found.suggested_removals()
     return _PAGE.format(
-        n=len(groups),
-        copies=members - len(groups),
+        n=len(found.groups),
+        copies=members - len(found.groups),
         members=members,
         radius=radius,
+        min_matches=MIN_INLIERS,
         w=THUMBNAIL,
         sections="\n".join(sections),
+        removals=len(removals),
+        removal_list=html.escape("\n".join(removals)),
     )

@@ -3,11 +3,17 @@
     <folder>/.aetools-index/          (the default place; --index PATH anywhere else)
         CURRENT                       the live generation, e.g. "7"; replaced atomically (temp + rename)
         codes-<gen>.faiss             faiss IndexBinaryIDMap2(IndexBinaryFlat(bits)): id -> code
-        files-<gen>.sqlite            id -> path, size, mtime, sha256; meta: the model's identity, bits
+        turns-<gen>.faiss             the same for the image turned by 90, 180, 270 degrees: 4 id + t - 1
+        files-<gen>.sqlite            id -> path, size, mtime, sha256, width, height; meta: the model's
+                                      identity, bits, the index format
+        features-<version>.sqlite     sha256 -> the verification features of those bytes (`verify.Features`),
+                                      computed when an image is first a candidate; immutable rows, so
+                                      shared by every generation
 
-Two files cannot be renamed together, so a save never touches the live pair: it writes generation g + 1
-beside it, and only then points CURRENT at it. A crash at any moment leaves CURRENT naming a complete
-pair (the old one until the switch, the new one after); stale generations are removed after the switch.
+Several files cannot be renamed together, so a save never touches the live generation: it writes
+generation g + 1 beside it, and only then points CURRENT at it. A crash at any moment leaves CURRENT naming
+a complete generation (the old one until the switch, the new one after); stale ones are removed after the
+switch.
 
 Bit order: code bit i (the model's unit i) is bit i % 8 of byte i // 8, least significant first, which is
 how faiss packs bits itself (`faiss.fvecs2bitvecs`), so Hamming distances and faiss's hash-table indexes
@@ -24,6 +30,8 @@ from pathlib import Path
 import numpy as np
 
 CURRENT = "CURRENT"
+FORMAT = "2"  # 2: turned codes, pixel sizes and the features cache; 1 (no "format" key): codes only
+TURNS = 3  # codes of the image turned by 90, 180 and 270 degrees, counter-clockwise
 FEW_QUERIES = 16  # up to this many queries at once: one OpenMP thread (see HashIndex.search)
 
 
@@ -47,12 +55,15 @@ def unpack_codes(packed: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class FileRecord:
     """What the sidecar knows about an indexed file: enough to tell, without decoding it, whether it changed
-    (size and mtime), and to find exact copies (sha256 of the bytes)."""
+    (size and mtime), to find exact copies (sha256 of the bytes), and to choose which copy to keep (its
+    pixel size, as displayed: EXIF orientation applied)."""
 
     path: str
     size: int
     mtime_ns: int
     sha256: str
+    width: int = 0
+    height: int = 0
 
 
 class HashIndex:
@@ -70,20 +81,25 @@ class HashIndex:
         self.bits, self.model_id = bits, model_id
         self.settings = dict(settings or {})  # how the index was built (e.g. recursive), kept in the sidecar
         self.faiss = faiss.IndexBinaryIDMap2(faiss.IndexBinaryFlat(bits))
+        self.turned = faiss.IndexBinaryIDMap2(faiss.IndexBinaryFlat(bits))  # id 4 i + t - 1: image i turned t
         self.records: dict[int, FileRecord] = {}
         self.next_id = 0
 
     def __len__(self) -> int:
         return len(self.records)
 
-    def add(self, records: list[FileRecord], codes: np.ndarray) -> np.ndarray:
-        """records and their packed codes (N, bits / 8) uint8 -> the new ids (N,) int64."""
+    def add(self, records: list[FileRecord], codes: np.ndarray, turns: np.ndarray | None = None) -> np.ndarray:
+        """records, their packed codes (N, bits / 8) uint8 and, optionally, the codes of each image turned
+        by 90, 180 and 270 degrees (N, TURNS, bits / 8) -> the new ids (N,) int64."""
         codes = np.ascontiguousarray(codes, dtype=np.uint8)
         if codes.shape != (len(records), self.bits // 8):
             raise ValueError(f"codes of shape {codes.shape} for {len(records)} records of {self.bits} bits")
         ids = np.arange(self.next_id, self.next_id + len(records), dtype=np.int64)
         if len(records):
             self.faiss.add_with_ids(codes, ids)
+        if turns is not None and len(records):
+            turns = np.ascontiguousarray(turns, dtype=np.uint8).reshape(len(records) * TURNS, -1)
+            self.turned.add_with_ids(turns, (4 * ids[:, None] + np.arange(TURNS)).ravel())
         self.records.update(zip(ids.tolist(), records))
         self.next_id += len(records)
         return ids
@@ -91,12 +107,33 @@ class HashIndex:
     def remove(self, ids: list[int]) -> None:
         if ids:
             self.faiss.remove_ids(np.asarray(ids, dtype=np.int64))
+            self.turned.remove_ids((4 * np.asarray(ids, dtype=np.int64)[:, None] + np.arange(TURNS)).ravel())
         for i in ids:
             self.records.pop(i, None)
 
     def code(self, id_: int) -> np.ndarray:
         """The packed code stored for `id_`, (bits / 8,) uint8."""
         return self.faiss.reconstruct(int(id_))
+
+    def turns(self, id_: int) -> np.ndarray | None:
+        """The codes of image `id_` turned by 90, 180, 270 degrees, (TURNS, bits / 8), if stored."""
+        try:
+            return np.stack([self.turned.reconstruct(4 * int(id_) + t) for t in range(TURNS)])
+        except RuntimeError:  # not stored (an index filled without them)
+            return None
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Everything stored, as arrays: (ids (N,), codes (N, bytes), turned codes (M, bytes), the id of the
+        image each turned code belongs to (M,))."""
+        import faiss
+
+        def unpack(table) -> tuple[np.ndarray, np.ndarray]:
+            ids = faiss.vector_to_array(table.id_map)
+            return ids, faiss.vector_to_array(faiss.downcast_IndexBinary(table.index).xb).reshape(len(ids), -1)
+
+        ids, codes = unpack(self.faiss)
+        turned_ids, turned = unpack(self.turned)
+        return ids, codes, turned, turned_ids // 4
 
     def search(self, codes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Packed query codes (Q, bits / 8) -> (Hamming distances (Q, k) int32, ids (Q, k) int64), nearest
@@ -124,29 +161,36 @@ class HashIndex:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         generation = _current_generation(folder) + 1
-        codes_path, files_path = _paths(folder, generation)
-        for stale in (codes_path, files_path):  # left by a crash before an earlier switch
+        codes_path, turns_path, files_path = paths = _paths(folder, generation)
+        for stale in paths:  # left by a crash before an earlier switch
             stale.unlink(missing_ok=True)
         faiss.write_index_binary(self.faiss, str(codes_path))
+        faiss.write_index_binary(self.turned, str(turns_path))
         with sqlite3.connect(files_path) as db:
             db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
             db.execute(
                 "CREATE TABLE files (id INTEGER PRIMARY KEY, path TEXT UNIQUE NOT NULL, size INTEGER NOT NULL,"
-                " mtime_ns INTEGER NOT NULL, sha256 TEXT NOT NULL)"
+                " mtime_ns INTEGER NOT NULL, sha256 TEXT NOT NULL, width INTEGER NOT NULL, height INTEGER NOT NULL)"
             )
             db.execute("CREATE INDEX files_sha256 ON files (sha256)")
-            meta = {**self.settings, "bits": str(self.bits), "model_id": self.model_id, "next_id": str(self.next_id)}
+            meta = {
+                **self.settings,
+                "format": FORMAT,
+                "bits": str(self.bits),
+                "model_id": self.model_id,
+                "next_id": str(self.next_id),
+            }
             db.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
             db.executemany(
-                "INSERT INTO files VALUES (?, ?, ?, ?, ?)",
-                ((i, r.path, r.size, r.mtime_ns, r.sha256) for i, r in self.records.items()),
+                "INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?)",
+                ((i, r.path, r.size, r.mtime_ns, r.sha256, r.width, r.height) for i, r in self.records.items()),
             )
         db.close()
-        _fsync(codes_path)
-        _fsync(files_path)
+        for path in paths:
+            _fsync(path)
         _write_current(folder, generation)
         for path in folder.iterdir():  # earlier generations, now unreachable
-            if path.name.startswith(("codes-", "files-")) and path not in (codes_path, files_path):
+            if path.name.startswith(("codes-", "turns-", "files-")) and path not in paths:
                 path.unlink(missing_ok=True)
 
     @classmethod
@@ -158,37 +202,95 @@ class HashIndex:
         generation = _current_generation(folder)
         if generation == 0:
             raise HashIndexError(f"{folder}: no index here (build one with aetools hash-index)")
-        codes_path, files_path = _paths(folder, generation)
+        codes_path, turns_path, files_path = _paths(folder, generation)
         try:
             db = sqlite3.connect(f"file:{files_path}?mode=ro", uri=True)
             with db:
                 meta = dict(db.execute("SELECT key, value FROM meta"))
-                rows = db.execute("SELECT id, path, size, mtime_ns, sha256 FROM files").fetchall()
+                if meta.get("format") != FORMAT:
+                    raise HashIndexError(
+                        f"{folder}: made by an older aetools (index format {meta.get('format', '1')}, now {FORMAT});"
+                        " rebuild it with aetools hash-index"
+                    )
+                rows = db.execute("SELECT id, path, size, mtime_ns, sha256, width, height FROM files").fetchall()
             db.close()
             index = faiss.read_index_binary(str(codes_path))
-        except (sqlite3.Error, RuntimeError) as e:
-            raise HashIndexError(f"{folder}: unreadable index ({str(e).splitlines()[0]})") from None
-        if model_id is not None and meta["model_id"] != model_id:
+            turned = faiss.read_index_binary(str(turns_path))
+            bits, next_id, stored_model = int(meta.pop("bits")), int(meta.pop("next_id")), meta.pop("model_id")
+        except (sqlite3.Error, RuntimeError, KeyError, ValueError) as e:
+            raise HashIndexError(f"{folder}: unreadable index ({str(e).splitlines()[0]}); rebuild it") from None
+        if model_id is not None and stored_model != model_id:
             raise HashIndexError(
-                f"{folder}: built with another model ({meta['model_id'][:12]}), not this one ({model_id[:12]});"
+                f"{folder}: built with another model ({stored_model[:12]}), not this one ({model_id[:12]});"
                 " use the same --model, or rebuild the index"
             )
+        meta.pop("format")
         result = cls.__new__(cls)
-        result.bits, result.model_id, result.next_id = (
-            int(meta.pop("bits")),
-            meta.pop("model_id"),
-            int(meta.pop("next_id")),
-        )
-        result.settings = meta
-        result.faiss = index  # read back as the IndexBinaryIDMap2 it was written as
-        result.records = {i: FileRecord(p, s, m, h) for i, p, s, m, h in rows}
+        result.bits, result.model_id, result.next_id, result.settings = bits, stored_model, next_id, meta
+        result.faiss, result.turned = index, turned  # read back as the IndexBinaryIDMap2s they were written as
+        result.records = {row[0]: FileRecord(*row[1:]) for row in rows}
         if result.faiss.ntotal != len(result.records):
             raise HashIndexError(f"{folder}: the codes and the file list disagree; rebuild the index")
         return result
 
 
-def _paths(folder: Path, generation: int) -> tuple[Path, Path]:
-    return folder / f"codes-{generation}.faiss", folder / f"files-{generation}.sqlite"
+class FeatureCache:
+    """features.sqlite in an index folder: sha256 of a file's bytes -> its verification features. Rows never
+    change (the same bytes have the same features), so it needs no generations: a crash can only leave rows
+    no generation uses yet, and concurrent writers are serialised by SQLite's lock."""
+
+    def __init__(self, folder: Path):
+        from aetools.index.verify import FEATURES_VERSION
+
+        self.path = Path(folder) / f"features-{FEATURES_VERSION}.sqlite"  # other settings: another file
+
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, timeout=60)
+        db.execute("CREATE TABLE IF NOT EXISTS features (sha256 TEXT PRIMARY KEY, data BLOB NOT NULL)")
+        return db
+
+    def get(self, shas: set[str]):
+        """-> {sha256: verify.Features} for those cached."""
+        from aetools.index.verify import Features
+
+        if not shas or not self.path.exists():
+            return {}
+        found = {}
+        db = self._connect()
+        try:
+            wanted = sorted(shas)
+            for at in range(0, len(wanted), 500):  # SQLite's limit on bound parameters
+                chunk = wanted[at : at + 500]
+                query = f"SELECT sha256, data FROM features WHERE sha256 IN ({','.join('?' * len(chunk))})"
+                found.update((sha, Features.from_bytes(data)) for sha, data in db.execute(query, chunk))
+        except sqlite3.Error:
+            return {}  # a damaged cache is only lost work: the features are computed again
+        finally:
+            db.close()
+        return found
+
+    def put(self, items: dict) -> None:
+        """Cache {sha256: verify.Features}; a cache that cannot be written is skipped (only speed is lost)."""
+        if not items:
+            return
+        try:
+            db = self._connect()
+            with db:
+                db.executemany(
+                    "INSERT OR IGNORE INTO features VALUES (?, ?)", ((k, v.to_bytes()) for k, v in items.items())
+                )
+            db.close()
+        except (sqlite3.Error, OSError):
+            pass
+
+
+def _paths(folder: Path, generation: int) -> tuple[Path, Path, Path]:
+    return (
+        folder / f"codes-{generation}.faiss",
+        folder / f"turns-{generation}.faiss",
+        folder / f"files-{generation}.sqlite",
+    )
 
 
 def _current_generation(folder: Path) -> int:
