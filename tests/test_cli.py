@@ -165,3 +165,21 @@ def test_models_is_one_line_per_model_and_does_not_import_torch():
     assert r.exit_code == 0 and all(key in r.output for key in denoiser.metrics)
     r = run("models", "--json")
     assert {e["name"]: e["metrics"] for e in json.loads(r.output)}["denoise"] == denoiser.metrics
+
+
+def test_phone_photos_in_heic_and_avif(tmp_path, tiny_weights, monkeypatch):
+    """HEIC and AVIF inputs come back in their own format, or as PNG with a note where no encoder exists."""
+    Image.fromarray(photo(48)).save(tmp_path / "phone.heic", quality=95)
+    Image.fromarray(photo(40, "coffee")).save(tmp_path / "web.avif", quality=95)
+    r = run("denoise", tmp_path / "phone.heic", tmp_path / "web.avif", "--model", tiny_weights)
+    assert r.exit_code == 0, r.output
+    with Image.open(tmp_path / "phone_denoised.heic") as a, Image.open(tmp_path / "web_denoised.avif") as b:
+        assert (a.format, a.size, b.format, b.size) == ("HEIF", (48, 48), "AVIF", (40, 40))
+
+    from aetools.data import io as aio
+
+    monkeypatch.setattr(aio, "can_write", lambda fmt: fmt != "HEIF")  # a pillow-heif built without an encoder
+    r = run("denoise", tmp_path / "phone.heic", "-o", tmp_path / "out", "--model", tiny_weights)
+    assert r.exit_code == 0, r.output
+    assert Image.open(tmp_path / "out" / "phone.png").format == "PNG"
+    assert "phone.heic: HEIF files cannot be written by this installation" in r.output.replace("\n", "")

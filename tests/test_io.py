@@ -427,3 +427,60 @@ def test_the_image_loader_loads_no_model_code():
     assert all(m == "aetools.data" or m.startswith("aetools.data.") for m in ours), ours
     io_only = "import sys, aetools.data.io; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", io_only], capture_output=True, text=True).stdout.strip() == "False"
+
+
+# ------------------------------------------------------------------------------ phone formats: HEIC, AVIF
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float(10 * np.log10(255**2 / mse))
+
+
+@pytest.mark.parametrize("ext, fmt", [("heic", "HEIF"), ("avif", "AVIF")])
+def test_heic_and_avif_read_upright_and_written_back(tmp_path, ext, fmt):
+    """A phone photo turned by EXIF (orientation 6) with an ICC profile: read upright, written back in its
+    own format with the profile, close to the original (lossy codecs, quality 90)."""
+    a = skdata.astronaut()[::6, ::4][:64, :96]  # 64 x 96: a wrong turn would show in the shape
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    exif = exif_with(6).tobytes()  # as bytes: pillow-heif then stores the turn as HEIF's own rotation
+    d = load_image(write(tmp_path / f"in.{ext}", a, format=fmt, exif=exif, icc_profile=icc, quality=95))
+    assert d.format == fmt and d.pixels.shape == (96, 64, 3) and d.icc_profile == icc
+    upright = np.rot90(a, -1)
+    assert psnr(u8(d.pixels), upright) > 30
+    save_image(d, tmp_path / f"out.{ext}")
+    back = load_image(tmp_path / f"out.{ext}")
+    assert back.format == fmt and back.pixels.shape == (96, 64, 3) and back.icc_profile == icc
+    assert psnr(u8(back.pixels), upright) > 30
+    with Image.open(tmp_path / f"out.{ext}") as out:
+        assert out.getexif().get(ORIENTATION, 1) == 1  # turned once, never twice
+
+
+@pytest.mark.parametrize("ext, fmt", [("heic", "HEIF"), ("avif", "AVIF")])
+def test_heic_and_avif_alpha_is_kept(tmp_path, ext, fmt):
+    alpha = np.tile(np.linspace(0, 255, 32).astype(np.uint8), (32, 1))
+    d = load_image(write(tmp_path / f"in.{ext}", np.dstack([photo()[:32, :32], alpha]), format=fmt, quality=95))
+    assert d.alpha is not None and np.abs(u8(d.alpha).astype(int) - alpha).max() <= 8
+    save_image(d, tmp_path / f"out.{ext}")
+    assert np.abs(u8(load_image(tmp_path / f"out.{ext}").alpha).astype(int) - alpha).max() <= 12
+
+
+def test_phone_formats_are_listed_in_folders_and_errors_name_them(tmp_path, monkeypatch):
+    from aetools.data.datasets import list_images
+
+    for name in ("a.HEIC", "b.heif", "c.avif", "d.txt"):
+        (tmp_path / name).write_bytes(b"not really an image")
+    assert [p.name for p in list_images([tmp_path])] == ["a.HEIC", "b.heif", "c.avif"]
+    with pytest.raises(ImageError, match=r"a\.HEIC: not an image file"):
+        load_image(tmp_path / "a.HEIC")
+    monkeypatch.setattr(aio, "pillow_heif", None)  # an installation without it says what is missing
+    with pytest.raises(ImageError, match="need the pillow-heif package"):
+        load_image(tmp_path / "a.HEIC")
+
+
+def test_a_format_that_cannot_be_written_falls_back_to_png(monkeypatch):
+    assert aio.output_suffix(".heic") == (".heic", None) and aio.output_suffix(".avif") == (".avif", None)
+    assert aio.output_suffix(".psd")[0] == ".png"  # Pillow reads PSD, never writes it
+    monkeypatch.setattr(aio, "can_write", lambda fmt: fmt != "HEIF")  # a pillow-heif without an encoder
+    suffix, note = aio.output_suffix(".HEIC")
+    assert suffix == ".png" and "HEIF files cannot be written" in note

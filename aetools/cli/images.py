@@ -44,9 +44,10 @@ SeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed torch (reprodu
 class Plan:
     jobs: list[tuple[Path, Path]] = field(default_factory=list)
     failures: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[tuple[str, str]] = field(default_factory=list)  # (input, one line): printed as warnings
 
 
-LOSSY_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".webp"})
+LOSSY_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".webp", ".heic", ".heif", ".hif", ".avif"})
 
 
 def plan_outputs(
@@ -61,6 +62,7 @@ def plan_outputs(
     get a .png output (unless -o names the output file). exclude: a file, or a folder's files, found in an
     input folder but not to be processed (inpaint's masks)."""
     from aetools.data.datasets import list_images
+    from aetools.data.io import output_suffix
 
     plan = Plan()
     sources: list[tuple[Path, Path]] = []  # (file, path relative to the output folder)
@@ -86,7 +88,9 @@ def plan_outputs(
     input_paths = {p.resolve() for p, _ in sources}
     taken: set[Path] = set()
     for src, rel in sources:
-        ext = ".png" if lossless and src.suffix.lower() in LOSSY_EXTENSIONS else src.suffix
+        ext, note = output_suffix(".png" if lossless and src.suffix.lower() in LOSSY_EXTENSIONS else src.suffix)
+        if note and not file_output:
+            plan.notes.append((str(src), note))
         if file_output:
             dst = output
         elif output is not None:
@@ -121,7 +125,7 @@ def run_image_task(
 
     plan = plan_outputs(inputs, output, suffix, recursive, lossless, exclude)
     failures = list(plan.failures)
-    notes: list[tuple[str, str]] = []
+    notes = list(plan.notes)
     written = 0
     with progress_bar(name, "{task.fields[file]}", transient=True) as progress:
         bar = progress.add_task(name, total=len(plan.jobs), file="")

@@ -6,6 +6,12 @@ for colour, the alpha channel kept aside, and what is needed to write the result
 YCbCr, 1-bit and 16-bit converted; a decompression-bomb guard. On the way out: the input's format and
 bit depth unless the output name says otherwise, alpha reattached, written atomically (temp + rename).
 
+HEIC/HEIF (iPhone photos) are read and written through pillow-heif, the maintained libheif binding that
+registers itself as a Pillow plugin (libheif applies the file's rotation and mirror, and pillow-heif resets
+the EXIF orientation to match); AVIF through Pillow's own plugin (in Pillow builds with libavif, as its
+recent wheels are). Both are decoded to 8 bits. A format this installation can read but not write (no
+encoder) is written as PNG: `output_suffix` says so before any work.
+
 Pillow (13) keeps 16 bits only for grey without alpha: it cuts 16-bit colour or grey+alpha PNGs and TIFFs
 to 8 bits (and cannot open 16-bit grey+alpha TIFFs at all), so those are read and written here: PNG with a
 small zlib + numpy codec (`png16`), TIFF with tifffile (`tiff`).
@@ -15,6 +21,8 @@ Every failure is an `ImageError` whose message is one line naming the file and t
 
 from __future__ import annotations
 
+import functools
+import io
 import os
 import secrets
 import struct
@@ -24,10 +32,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from PIL import ExifTags, Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageFile, ImageOps, UnidentifiedImageError, features
 
 from aetools.data.png16 import PngError, encode_png16, needs_own_decoder, read_png16
 from aetools.data.tiff import TIFF_MAGIC
+
+try:  # a declared dependency; without it HEIC files are refused with the reason
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+except ImportError:  # pragma: no cover
+    pillow_heif = None
 
 # Decompression-bomb guard: refuse images above this many pixels before decoding them.
 MAX_PIXELS = int(float(os.environ.get("AETOOLS_MAX_PIXELS", 250e6)))
@@ -59,10 +74,17 @@ IMAGE_EXTENSIONS = frozenset(
         ".sgi",
         ".im",
         ".qoi",
+        ".heic",
+        ".heif",
+        ".hif",
+        ".avif",
     }
 )
+HEIF_EXTENSIONS = frozenset({".heic", ".heif", ".hif"})
 SIXTEEN_BIT_FORMATS = frozenset({"PNG", "TIFF"})
-ALPHA_FORMATS = frozenset({"PNG", "TIFF", "WEBP", "GIF", "TGA", "ICO", "JPEG2000", "QOI", "SGI"})
+ALPHA_FORMATS = frozenset({"PNG", "TIFF", "WEBP", "GIF", "TGA", "ICO", "JPEG2000", "QOI", "SGI", "HEIF", "AVIF"})
+METADATA_FORMATS = frozenset({"JPEG", "PNG", "TIFF", "WEBP", "HEIF", "AVIF"})  # can carry ICC and EXIF
+QUALITY = {"JPEG": 95, "WEBP": 95, "HEIF": 90, "AVIF": 90}  # lossy writers' quality (HEIF's default is 50)
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
 
 
@@ -131,7 +153,7 @@ def load_image(path: str | Path, draft: int | None = None) -> ImageData:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError(path, _too_large()) from None
     except UnidentifiedImageError:
-        raise ImageError(path, "not an image file (or a format Pillow cannot read)") from None
+        raise ImageError(path, _unreadable(path)) from None
     except (OSError, SyntaxError, ValueError, EOFError, zlib.error, struct.error) as e:
         raise ImageError(path, f"corrupt or truncated image ({_one_line(e)})") from None
 
@@ -238,6 +260,31 @@ def image_to_pil(image: ImageData, fmt: str = "PNG") -> Image.Image:
     return Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr)  # L, LA, RGB or RGBA
 
 
+@functools.cache
+def can_write(fmt: str) -> bool:
+    """Whether this installation can encode `fmt` (a Pillow format name). HEIF and AVIF writers exist only
+    with an encoder in the library's build, so those are tried once on a tiny image."""
+    Image.init()
+    if fmt not in Image.SAVE:
+        return False
+    if fmt not in ("HEIF", "AVIF"):
+        return True
+    try:
+        Image.new("RGB", (16, 16)).save(io.BytesIO(), format=fmt)
+    except (OSError, ValueError, KeyError, RuntimeError):
+        return False
+    return True
+
+
+def output_suffix(suffix: str) -> tuple[str, str | None]:
+    """The extension an output gets for an input with this one: the same, or '.png' with a one-line note
+    when its format can be read here but not written."""
+    fmt = Image.registered_extensions().get(suffix.lower())
+    if fmt is None or can_write(fmt):
+        return suffix, None
+    return ".png", f"{fmt} files cannot be written by this installation (no encoder); writing PNG"
+
+
 def save_image(image: ImageData, path: str | Path, fmt: str | None = None, overwrite: bool = False) -> None:
     """Write atomically (temp file in the same folder, then rename). Format from the extension, else the
     input's. Refuses to replace an existing file unless `overwrite`."""
@@ -250,16 +297,16 @@ def save_image(image: ImageData, path: str | Path, fmt: str | None = None, overw
         raise ImageError(path, f"cannot write {fmt} files")
     deep = _sixteen_bit_array(image, fmt)  # 16-bit colour or grey + alpha, which Pillow cannot write
     options: dict = {}
-    if image.icc_profile and fmt in ("JPEG", "PNG", "TIFF", "WEBP"):
+    if image.icc_profile and fmt in METADATA_FORMATS:
         options["icc_profile"] = image.icc_profile
-    if image.exif and fmt in ("JPEG", "PNG", "TIFF", "WEBP"):
+    if image.exif and fmt in METADATA_FORMATS:
         options["exif"] = image.exif
     if image.dpi and fmt in ("JPEG", "PNG", "TIFF"):
         options["dpi"] = image.dpi
+    if fmt in QUALITY:
+        options["quality"] = QUALITY[fmt]
     if fmt == "JPEG":
-        options.update(quality=95, subsampling=0)
-    elif fmt == "WEBP":
-        options.update(quality=95)
+        options["subsampling"] = 0  # 4:4:4: no colour bleeding at edges
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
     try:
         if deep is not None and fmt == "PNG":
@@ -282,6 +329,15 @@ def _one_line(e: BaseException) -> str:
         return e.strerror
     text = str(e).strip().splitlines()
     return text[0] if text else type(e).__name__
+
+
+def _unreadable(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix in HEIF_EXTENSIONS and pillow_heif is None:
+        return "HEIC/HEIF files need the pillow-heif package (pip install pillow-heif)"
+    if suffix == ".avif" and not features.check("avif"):
+        return "this Pillow was built without AVIF support (a recent Pillow wheel has it)"
+    return "not an image file (or a format Pillow cannot read)"
 
 
 def _too_large() -> str:
