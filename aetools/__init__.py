@@ -8,7 +8,7 @@ The API functions import torch on first use, so `import aetools` (and `aetools -
 
 __version__ = "0.1.0"
 
-_API = ("colorize", "denoise", "hash_code", "inpaint", "upscale")
+_API = ("colorize", "denoise", "find_duplicates", "hash_code", "hash_index", "hash_search", "inpaint", "upscale")
 
 
 def __getattr__(name: str):

@@ -4,6 +4,7 @@
     >>> clean = aetools.denoise(Image.open("noisy.png"))        # PIL in -> PIL out
     >>> clean = aetools.denoise(array_uint8, sigma=25)          # numpy in -> numpy out (same dtype)
     >>> codes = aetools.hash_code(["a.jpg", "b.jpg"])           # many files: one batched, threaded pass
+    >>> aetools.find_duplicates("photos/")                      # {file: [(duplicate, bits), ...]}
 
 Each function is the task's pipeline (`aetools.pipeline`) wrapped for PIL images, numpy arrays and paths.
 Pipelines are built once per (task, model, device, precision) and kept.
@@ -186,3 +187,83 @@ def hash_code(image: Any, model: Any = None, device: Any = None, precision: str 
     if not items:
         return np.zeros((0, net.config.bits), dtype=bool)
     return np.unpackbits(np.stack(codes), axis=1, bitorder="little").astype(bool)
+
+
+# ------------------------------------------------------------------------ near-duplicate search (imagededup-like)
+
+
+def hash_index(
+    folder: str | Path,
+    index: str | Path | None = None,
+    recursive: bool | None = None,
+    update: bool = True,
+    model: Any = None,
+    device: Any = None,
+    precision: str = "auto",
+):
+    """Build the index of a folder of images, or bring it up to date (new, changed and deleted files;
+    update=False rebuilds it) -> `aetools.index.folder.IndexReport` (added, changed, kept, moved, removed,
+    failures). index: where it lives (default FOLDER/.aetools-index), as `aetools hash-index` keeps it."""
+    from aetools.index.folder import index_folder
+
+    _, report = index_folder(hash_model(model, device, precision), folder, index, recursive, update)
+    return report
+
+
+def hash_search(
+    queries: Any,
+    index: str | Path,
+    k: int = 10,
+    orientations: bool = False,
+    model: Any = None,
+    device: Any = None,
+    precision: str = "auto",
+) -> dict[str, list[tuple[str, int]]]:
+    """The k indexed images nearest each query file -> {query: [(indexed path, Hamming distance), ...]},
+    nearest first. index: an index folder, or the folder it indexes. A query that cannot be read raises its
+    ImageError. orientations: also try each query turned and mirrored."""
+    from aetools.data.io import ImageError
+    from aetools.index.folder import INDEX_DIR, model_identity, search_files
+    from aetools.index.store import HashIndex
+
+    net = hash_model(model, device, precision)
+    where = Path(index)
+    where = where / INDEX_DIR if (where / INDEX_DIR / "CURRENT").exists() else where
+    paths = [Path(q) for q in ([queries] if isinstance(queries, (str, Path)) else queries)]
+    results = search_files(net, HashIndex.load(where, model_identity(net)), paths, k, orientations)
+    for result in results:
+        if result.error:
+            raise ImageError(result.path, result.error)
+    return {r.path: [(m.path, m.distance) for m in r.matches] for r in results}
+
+
+def find_duplicates(
+    folder: str | Path,
+    radius: int | None = None,
+    index: str | Path | None = None,
+    recursive: bool | None = None,
+    groups: bool = False,
+    model: Any = None,
+    device: Any = None,
+    precision: str = "auto",
+):
+    """Near-duplicates in a folder, as `aetools dedup` finds them (its index brought up to date first).
+
+    -> {file: [(duplicate, code distance in bits), ...]} for every indexed file (an empty list for most):
+    a group's first file (the copy to keep: most pixels, largest file, oldest) lists the others, and each of
+    them lists it. groups=True -> `aetools.index.folder.Duplicates` instead (groups of `Member`s led by the
+    copy to keep, `suggested_removals()`, and the files that could not be checked). Nothing is deleted."""
+    from aetools.index.folder import DEFAULT_RADIUS, FeatureSource, default_index_dir, index_folder
+    from aetools.index.folder import find_duplicates as find
+
+    net = hash_model(model, device, precision)
+    built, _ = index_folder(net, folder, index, recursive, update=True)
+    found = find(built, DEFAULT_RADIUS if radius is None else radius, FeatureSource(index or default_index_dir(folder)))
+    if groups:
+        return found
+    result: dict[str, list[tuple[str, int]]] = {r.path: [] for r in built.records.values()}
+    for lead, *rest in found.groups:
+        result[lead.path] = [(m.path, m.distance) for m in rest]
+        for m in rest:
+            result[m.path] = [(lead.path, m.distance)]
+    return result

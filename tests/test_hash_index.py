@@ -319,3 +319,26 @@ def test_flat_borders_are_trimmed_before_coding():
     assert trim_borders(original).shape == original.shape  # a photo's own edges stay
     flat = np.zeros((50, 80, 3), dtype=np.float32)
     assert trim_borders(flat).shape == (50 - 2 * 15, 80 - 2 * 24, 3)  # at most 30% from each side
+
+
+def test_python_api_round_trip_index_search_and_find_duplicates(tmp_path):
+    """imagededup's shape: {file: [(duplicate, distance)]}; the copy to keep lists its copies, each copy it."""
+    import aetools
+
+    folder = tmp_path / "library"
+    folder.mkdir()
+    for name in PHOTOS[:4]:
+        Image.fromarray(photo(256, name)).save(folder / f"{name}.png")
+    Image.open(folder / "coffee.png").convert("RGB").resize((128, 128)).save(folder / "small copy.jpg", quality=60)
+    report = aetools.hash_index(folder)
+    assert (report.added, report.failures) == (5, [])
+    found = aetools.hash_search([folder / "small copy.jpg"], folder, k=2)
+    (matches,) = found.values()
+    assert {Path(p).name for p, _ in matches} >= {"small copy.jpg", "coffee.png"}
+    duplicates = aetools.find_duplicates(folder)
+    named = {Path(k).name: [(Path(p).name, d) for p, d in v] for k, v in duplicates.items()}
+    assert [p for p, _ in named["coffee.png"]] == ["small copy.jpg"]  # the larger copy is the one to keep
+    assert [p for p, _ in named["small copy.jpg"]] == ["coffee.png"]
+    assert all(named[n] == [] for n in ("astronaut.png", "chelsea.png", "rocket.png"))
+    found = aetools.find_duplicates(folder, groups=True)
+    assert [Path(p).name for p in found.suggested_removals()] == ["small copy.jpg"]

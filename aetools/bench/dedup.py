@@ -1,0 +1,214 @@
+"""`aetools eval hash --part dedup`: what `dedup` reports at its default setting, against pHash and dHash at
+imagededup's default (`PHASH_THRESHOLD`), in the same run.
+
+1. False duplicates in a library of distinct photos (a folder the model never trained on, and a whole
+   photo folder): every pair a method reports is false. Reported: the pairs per million pairs of photos,
+   and the share of photos placed in any group. Rows: ours as `dedup` runs (codes within DEFAULT_RADIUS,
+   quarter turns included, then each pair checked on the pictures, `index.verify`), ours from the codes
+   alone (the same candidates, unchecked: what the check removes), pHash, dHash.
+2. Near-duplicate Recall@1 at that same setting, on the near-duplicate benchmark of `bench.hash` (Kodak24
+   + CBSD68 originals among 1,000 distractors, 12 edits): a query counts when the duplicate reported
+   first is its original. Ours: the database images whose code is within DEFAULT_RADIUS of one of the
+   query's quarter turns and that pass the check, nearest code first (most agreeing keypoints breaking
+   ties); pHash / dHash: the nearest code within the threshold, ties shared as in `bench.hash.recall_at_1`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from aetools.data.augment import BENCHMARK_EDITS
+from aetools.index.encode import codes_of, pil_to_tensor, trim_borders
+from aetools.index.folder import DEFAULT_RADIUS, candidate_pairs, group_pairs
+from aetools.index.store import FileRecord, HashIndex
+from aetools.index.verify import MIN_INLIERS, Features, agreement, features_of
+
+PHASH_THRESHOLD = 10  # imagededup's default max_distance_threshold for its hashes (PHash, DHash, ...)
+LOAD_SIDE = 512  # photos are read at most this big (long side): every descriptor here needs less
+
+
+@dataclass
+class Described:
+    """A set of images as each method sees it: ours (code, quarter-turn codes, verification features) and
+    the baselines' 64-bit hashes, all packed (N, 8) uint8."""
+
+    names: list[str]
+    codes: np.ndarray
+    turns: np.ndarray
+    features: list[Features]
+    phash: np.ndarray
+    dhash: np.ndarray
+
+
+def _baseline_hashes(images: list[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
+    from aetools.bench.hash import imagehash_hasher
+
+    return imagehash_hasher("phash")(images), imagehash_hasher("dhash")(images)
+
+
+def describe(
+    model: torch.nn.Module, images: list[Image.Image], names: list[str], batch: int = 64
+) -> tuple[np.ndarray, np.ndarray, list[Features], np.ndarray, np.ndarray]:
+    """RGB images -> (codes (N, 8), turns (N, 3, 8), features, pHash (N, 8), dHash (N, 8))."""
+    size = model.config.size
+    views = [
+        codes_of(model, torch.stack([pil_to_tensor(im, size) for im in images[i : i + batch]]), turns=True)
+        for i in range(0, len(images), batch)
+    ]
+    views = np.concatenate(views) if views else np.zeros((0, 4, model.config.bits // 8), np.uint8)
+    features = [features_of(trim_borders(np.asarray(im, dtype=np.float32) / 255)) for im in images]
+    phash, dhash = _baseline_hashes(images)
+    return views[:, 0], views[:, 1:], features, phash, dhash
+
+
+def load_small(path: Path) -> Image.Image:
+    with Image.open(path) as im:
+        im.draft("RGB", (LOAD_SIDE, LOAD_SIDE))  # JPEGs: decoded at a reduced scale
+        im = im.convert("RGB")
+    im.thumbnail((LOAD_SIDE, LOAD_SIDE), Image.BILINEAR)
+    return im
+
+
+def describe_files(
+    model: torch.nn.Module, paths: list[Path], on_step: Callable[[int], None] = lambda n: None, chunk: int = 256
+) -> Described:
+    """Read and describe files in chunks (memory stays flat for any number of photos)."""
+    parts = []
+    for at in range(0, len(paths), chunk):
+        images = [load_small(p) for p in paths[at : at + chunk]]
+        parts.append(describe(model, images, [str(p) for p in paths[at : at + chunk]]))
+        on_step(len(images))
+    codes, turns, features, phash, dhash = (
+        np.concatenate([p[0] for p in parts]),
+        np.concatenate([p[1] for p in parts]),
+        [f for p in parts for f in p[2]],
+        np.concatenate([p[3] for p in parts]),
+        np.concatenate([p[4] for p in parts]),
+    )
+    return Described([str(p) for p in paths], codes, turns, features, phash, dhash)
+
+
+# ----------------------------------------------------------------------------- 1. false duplicates
+
+
+@dataclass
+class FalseDuplicates:
+    """On a library of distinct photos: pairs reported, per million pairs, and photos placed in a group."""
+
+    pairs: int
+    per_million: float
+    photos_in_groups: int
+    share_in_groups: float  # of the library's photos
+
+
+def _summary(n: int, pairs: set[tuple[int, int]], in_groups: set[int]) -> FalseDuplicates:
+    total = n * (n - 1) // 2
+    return FalseDuplicates(len(pairs), 1e6 * len(pairs) / max(1, total), len(in_groups), len(in_groups) / max(1, n))
+
+
+def _pairs_within(codes: np.ndarray, threshold: int) -> set[tuple[int, int]]:
+    from aetools.index.folder import pairs_within
+
+    rows, cols, _ = pairs_within(codes, codes.shape[1] * 8, threshold, "scan")
+    return set(zip(rows.tolist(), cols.tolist()))
+
+
+def library_index(described: Described) -> HashIndex:
+    """The described photos as a HashIndex (ids = positions), as `dedup` would have built it."""
+    index = HashIndex(described.codes.shape[1] * 8, "benchmark")
+    records = [FileRecord(name, 0, 0, f"#{i}") for i, name in enumerate(described.names)]
+    index.add(records, described.codes, described.turns)
+    return index
+
+
+def false_duplicates(described: Described, radius: int = DEFAULT_RADIUS) -> dict[str, FalseDuplicates]:
+    """method -> what it reports on a library in which no two photos are copies."""
+    n = len(described.names)
+    index = library_index(described)
+    candidates = candidate_pairs(index, radius)
+    verified = {}
+    for (a, b), distance in candidates.items():
+        matches = agreement(described.features[a], described.features[b])
+        if matches >= MIN_INLIERS:
+            verified[(a, b)] = (distance, matches)
+    position = {name: i for i, name in enumerate(described.names)}
+    grouped = {position[m.path] for group in group_pairs(index.records, verified) for m in group}
+    result = {
+        f"ours, dedup default ({radius} bits + check)": _summary(n, set(verified), grouped),
+        f"ours, codes alone ({radius} bits)": _summary(n, set(candidates), {i for p in candidates for i in p}),
+    }
+    for name, codes in (("pHash", described.phash), ("dHash", described.dhash)):
+        pairs = _pairs_within(codes, PHASH_THRESHOLD)
+        result[f"{name} (imagehash, {PHASH_THRESHOLD} bits)"] = _summary(n, pairs, {i for p in pairs for i in p})
+    return result
+
+
+# ------------------------------------------------------------------------------------ 2. Recall@1
+
+
+@dataclass
+class RecallAtDefault:
+    recall: dict[str, dict[str, float]] = field(default_factory=dict)  # method -> edit -> Recall@1
+    reported: dict[str, dict[str, float]] = field(default_factory=dict)  # method -> edit -> share answered at all
+    database: int = 0
+    queries: int = 0
+
+
+def _answer_ours(
+    query_views: np.ndarray, query_features: Features, database: Described, radius: int
+) -> tuple[int | None, int]:
+    """The database image `dedup` would pair with the query first -> (its position or None, matches)."""
+    from aetools.bench.hash import hamming_matrix
+
+    distances = hamming_matrix(query_views, database.codes).min(axis=0)  # nearest over the quarter turns
+    best: tuple[int, int, int] | None = None  # (distance, -matches, position)
+    for j in np.flatnonzero(distances <= radius).tolist():
+        matches = agreement(query_features, database.features[j])
+        if matches >= MIN_INLIERS:
+            key = (int(distances[j]), -matches, j)
+            best = key if best is None or key < best else best
+    return (None, 0) if best is None else (best[2], -best[1])
+
+
+def recall_at_default(
+    model: torch.nn.Module,
+    originals: list[Path],
+    distractors: list[Path],
+    radius: int = DEFAULT_RADIUS,
+    on_step: Callable[[], None] = lambda: None,
+) -> RecallAtDefault:
+    """Recall@1 of ours (dedup's default) and of pHash / dHash (within PHASH_THRESHOLD) per edit."""
+    from aetools.bench.hash import hamming_matrix, load_rgb
+
+    base = [load_rgb(p) for p in originals]
+    database = describe_files(model, [*originals, *distractors])
+    result = RecallAtDefault(database=len(database.names), queries=len(base))
+    truth = np.arange(len(base))
+    for edit, (fn, _) in BENCHMARK_EDITS.items():
+        queries = [fn(im) for im in base]
+        codes, turns, features, phash, dhash = describe(model, queries, [])
+        views = np.concatenate([codes[:, None], turns], axis=1)  # (Q, 4, 8): the query and its quarter turns
+        hits, answered = [], []
+        for q in range(len(queries)):
+            j, _ = _answer_ours(views[q], features[q], database, radius)
+            hits.append(float(j == q))
+            answered.append(float(j is not None))
+        name = f"ours, dedup default ({radius} bits + check)"
+        result.recall.setdefault(name, {})[edit] = float(np.mean(hits))
+        result.reported.setdefault(name, {})[edit] = float(np.mean(answered))
+        for method, q_codes, db_codes in (("pHash", phash, database.phash), ("dHash", dhash, database.dhash)):
+            d = hamming_matrix(q_codes, db_codes)
+            nearest = d.min(axis=1)
+            tied = (d == nearest[:, None]).sum(axis=1)
+            hit = (d[truth, truth] == nearest) & (nearest <= PHASH_THRESHOLD)
+            label = f"{method} (imagehash, {PHASH_THRESHOLD} bits)"
+            result.recall.setdefault(label, {})[edit] = float(np.mean(hit / tied))
+            result.reported.setdefault(label, {})[edit] = float(np.mean(nearest <= PHASH_THRESHOLD))
+        on_step()
+    return result
