@@ -342,3 +342,28 @@ def test_python_api_round_trip_index_search_and_find_duplicates(tmp_path):
     assert all(named[n] == [] for n in ("astronaut.png", "chelsea.png", "rocket.png"))
     found = aetools.find_duplicates(folder, groups=True)
     assert [Path(p).name for p in found.suggested_removals()] == ["small copy.jpg"]
+
+
+def test_a_second_update_of_the_same_index_is_refused_while_the_first_runs(pictures, tiny_hash):
+    from aetools.index.store import HashIndexError, IndexLock
+
+    model = load(tiny_hash)
+    with IndexLock(pictures / ".aetools-index"):  # another run holds the index
+        with pytest.raises(HashIndexError, match="being updated by aetools process"):
+            index_folder(model, pictures, update=True)
+    index, report = index_folder(model, pictures, update=True)  # released: the next run goes ahead
+    assert len(index) == 4
+
+
+def test_photos_only_in_sub_folders_get_a_hint_about_recursion(tmp_path, tiny_hash):
+    (tmp_path / "album" / "2026").mkdir(parents=True)
+    Image.fromarray(photo(64)).save(tmp_path / "album" / "2026" / "a.png")
+    r = run("hash-index", tmp_path / "album", "-m", tiny_hash)
+    assert r.exit_code == 2 and "1 in its sub-folders: add -r" in r.output
+    assert run("hash-index", tmp_path / "album", "-r", "-m", tiny_hash).exit_code == 0
+
+
+def test_an_index_folder_that_cannot_be_created_fails_before_any_work(pictures, tiny_hash, tmp_path):
+    (tmp_path / "blocked").write_text("a file where the index folder's parent should be")
+    r = run("hash-index", pictures, "-m", tiny_hash, "--index", tmp_path / "blocked" / "index")
+    assert r.exit_code == 2 and "cannot create the index there" in r.output

@@ -56,6 +56,11 @@ def _build_index(folder: Path, index: Path | None, recursive: bool | None, updat
             raise fail(str(e)) from None
 
 
+def _hint_subfolders(report) -> None:
+    if report.in_subfolders:
+        raise fail(f"no images in the folder itself, but {report.in_subfolders} in its sub-folders: add -r")
+
+
 def _report_failures(failures: list[tuple[str, str]]) -> None:
     for path, reason in failures:
         console.print(f"[red]failed[/] {path}: {reason}", soft_wrap=True)
@@ -89,6 +94,7 @@ def hash_index(
             f"{report.kept} unchanged",
         ]
     console.print(f"indexed {len(result)} images in {where} ({', '.join(parts)}; {len(report.failures)} failed)")
+    _hint_subfolders(report)
     if report.exact:
         copies = sum(len(g) for g in report.exact)
         console.print(f"{copies} files in {len(report.exact)} groups are exact copies (same bytes):")
@@ -191,6 +197,7 @@ def dedup(
     radius = DEFAULT_RADIUS if radius is None else radius
     net = _load_hash_model(model, device, precision)
     result, report = _build_index(folder, index, recursive, True, net, "dedup: indexing")
+    _hint_subfolders(report)
     with progress_bar("dedup: checking", "{task.fields[note]}", transient=True) as progress:
         bar = progress.add_task("dedup: checking", total=None, note="")
         found = find_duplicates(

@@ -26,7 +26,7 @@ import torch
 
 from aetools.data.datasets import list_images
 from aetools.index.encode import Coded, encode_files
-from aetools.index.store import FeatureCache, FileRecord, HashIndex, HashIndexError
+from aetools.index.store import FeatureCache, FileRecord, HashIndex, HashIndexError, IndexLock
 from aetools.index.verify import Features
 
 INDEX_DIR = ".aetools-index"
@@ -67,6 +67,7 @@ class IndexReport:
     removed: int = 0  # vanished files
     failures: list[tuple[str, str]] = field(default_factory=list)
     exact: list[list[str]] = field(default_factory=list)
+    in_subfolders: int = 0  # images found in sub-folders when the folder itself had none (not recursive)
 
 
 def index_folder(
@@ -81,11 +82,22 @@ def index_folder(
     """Build the folder's index, or (update=True) bring an existing one up to date; saved atomically.
 
     recursive: include sub-folders; None: as the index being updated was built (else no).
-    on_start(number of files), on_file(): progress hooks."""
+    on_start(number of files), on_file(): progress hooks. One update at a time per index (`IndexLock`)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise HashIndexError(f"{folder}: not a folder")
     index_dir = Path(index_dir) if index_dir else default_index_dir(folder)
+    try:
+        lock = IndexLock(index_dir).__enter__()  # before any work: an index that cannot be written fails now
+    except OSError as e:
+        raise HashIndexError(f"{index_dir}: cannot create the index there ({e.strerror or e})") from None
+    try:
+        return _index_folder(model, folder, index_dir, recursive, update, on_start, on_file)
+    finally:
+        lock.__exit__()
+
+
+def _index_folder(model, folder: Path, index_dir: Path, recursive, update, on_start, on_file):
     model_id, bits = model_identity(model), model.config.bits
     index = HashIndex(bits, model_id)
     if update and (index_dir / "CURRENT").exists():
@@ -97,6 +109,9 @@ def index_folder(
     files = [p.resolve() for p in list_images([folder], recursive=recursive)]
     files = [p for p in files if inside not in p.parents]
     report = IndexReport()
+    if not files and not recursive:
+        below = list_images([folder], recursive=True)
+        report.in_subfolders = sum(inside not in p.resolve().parents for p in below)
 
     by_path = {r.path: i for i, r in index.records.items()}
     present = {str(p) for p in files}

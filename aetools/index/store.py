@@ -234,6 +234,41 @@ class HashIndex:
         return result
 
 
+class IndexLock:
+    """An exclusive lock on an index folder while it is being updated (`index_folder`), so two updates of
+    one index cannot interleave (each would otherwise delete the other's unfinished generation as stale).
+    Taken without waiting: a second updater gets a one-line HashIndexError naming the holder. Readers need
+    no lock: CURRENT always names a complete generation. The lock dies with its process (flock), so a
+    killed run leaves nothing to clean up."""
+
+    def __init__(self, folder: str | Path):
+        self.path = Path(folder) / "LOCK"
+        self.file = None
+
+    def __enter__(self) -> IndexLock:
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = open(self.path, "a+")
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.file.seek(0)
+            holder = self.file.read().strip() or "another process"
+            self.file.close()
+            raise HashIndexError(
+                f"{self.path.parent}: being updated by {holder}; run again when it has finished"
+            ) from None
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(f"aetools process {os.getpid()}\n")
+        self.file.flush()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.file.close()  # closing releases the lock
+
+
 class FeatureCache:
     """features.sqlite in an index folder: sha256 of a file's bytes -> its verification features. Rows never
     change (the same bytes have the same features), so it needs no generations: a crash can only leave rows
