@@ -4,14 +4,31 @@ Each tile is run with a margin of context at least the network's receptive radiu
 own centre is kept, so every kept pixel saw exactly the context it would have seen untiled (no blending,
 no seams). Tile origins and margins are multiples of the network's stride, so the 2x downsampling grid of
 every tile lines up with the whole image's.
+
+Progress: inside `with report_tiles(callback):` every tiled run calls callback(done, total) after each tile,
+so a progress bar can move during one large photo without the pipelines passing a callback down.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import torch
+
+_tile_listener: ContextVar[Callable[[int, int], None] | None] = ContextVar("tile_listener", default=None)
+
+
+@contextmanager
+def report_tiles(callback: Callable[[int, int], None]) -> Iterator[None]:
+    """Within the block, `run_tiled` calls callback(tiles done, tiles in all) after each tile."""
+    token = _tile_listener.set(callback)
+    try:
+        yield
+    finally:
+        _tile_listener.reset(token)
 
 
 def run_tiled(
@@ -38,6 +55,8 @@ def run_tiled(
     margin = math.ceil(margin / multiple) * multiple
     out = None
     s = scale
+    listener = _tile_listener.get()
+    total, done = math.ceil(height / tile) * math.ceil(width / tile), 0
     for y0 in range(0, height, tile):
         for x0 in range(0, width, tile):
             y1, x1 = min(y0 + tile, height), min(x0 + tile, width)
@@ -49,4 +68,7 @@ def run_tiled(
             out[..., y0 * s : y1 * s, x0 * s : x1 * s] = piece[
                 ..., (y0 - ya) * s : (y1 - ya) * s, (x0 - xa) * s : (x1 - xa) * s
             ]
+            done += 1
+            if listener is not None:
+                listener(done, total)
     return out

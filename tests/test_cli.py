@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -143,6 +145,29 @@ def test_eval_prints_ours_beside_baselines(tmp_path, tiny_weights):
     assert "σ=15 float" in r.output and "σ=25 8-bit" in r.output
 
 
+def test_eval_record_stores_the_printed_means(tmp_path, tiny_weights):
+    from aetools.weights import read_weights
+
+    data = tmp_path / "set"
+    data.mkdir()
+    for i, name in enumerate(["astronaut", "coffee"]):
+        Image.fromarray(photo(48, name)).save(data / f"{i}.png")
+    args = ["--sigma", "15", "--model", tiny_weights, "--baselines", "", "--no-cost", "--format", "markdown"]
+    r = run("eval", "denoise", "--data", data, *args, "--record")
+    assert r.exit_code == 0, r.output
+    rows = {
+        cells[1].strip(): [float(c) for c in cells[2:-1]]
+        for cells in (line.split("|") for line in r.output.splitlines() if line.startswith("| ours"))
+    }
+    metrics = read_weights(tiny_weights)[1]["metrics"]
+    assert metrics["set_sigma15_psnr"] == rows["ours (blind)"][0]  # <set>_<condition>_<measure>, float protocol
+    fp32 = rows["ours (blind)"] + rows["ours (sigma given)"]
+    bf16 = rows["ours (blind), bf16"] + rows["ours (sigma given), bf16"]
+    loss = max(a - b for a, b in zip(fp32, bf16))
+    assert abs(metrics["set_bf16_max_loss"] - loss) <= 0.01 + 1e-9  # the cells are rounded to 0.01
+    assert metrics["bf16_auto"] == (metrics["set_bf16_max_loss"] <= 0.02)
+
+
 def test_models_is_one_line_per_model_and_does_not_import_torch():
     from aetools.weights import read_manifest
 
@@ -183,3 +208,143 @@ def test_phone_photos_in_heic_and_avif(tmp_path, tiny_weights, monkeypatch):
     assert r.exit_code == 0, r.output
     assert Image.open(tmp_path / "out" / "phone.png").format == "PNG"
     assert "phone.heic: HEIF files cannot be written by this installation" in r.output.replace("\n", "")
+
+
+# ------------------------------------------------------------ -o, standard input and output, file-system faults
+
+
+def one_line_error(r, *words) -> bool:
+    lines = [line for line in r.output.splitlines() if line.strip()]
+    return len(lines) == 1 and lines[0].startswith("error:") and all(w in lines[0] for w in words)
+
+
+def test_several_inputs_with_o_naming_a_file_is_a_one_line_error(folder, tiny_weights, tmp_path):
+    a, b = folder / "a.png", folder / "b.jpg"
+    r = run("denoise", a, b, "-o", tmp_path / "two.png", "--model", tiny_weights)
+    assert r.exit_code == 2 and one_line_error(r, "two.png", "must be a folder")
+    assert not (tmp_path / "two.png").exists()  # no folder named two.png
+    (tmp_path / "taken.png").write_bytes(b"precious")
+    for args in ((a, b), (folder,)):
+        r = run("denoise", *args, "-o", tmp_path / "taken.png", "--model", tiny_weights, "--overwrite")
+        assert r.exit_code == 2 and one_line_error(r, "taken.png", "is a file")
+    assert (tmp_path / "taken.png").read_bytes() == b"precious"
+    r = run("denoise", a, b, "-o", "-", "--model", tiny_weights)
+    assert r.exit_code == 2 and one_line_error(r, "standard output takes one image")
+    r = run("denoise", a, "-", "--model", tiny_weights)
+    assert r.exit_code == 2 and one_line_error(r, "standard input")
+
+
+def test_standard_input_and_output(folder, tiny_weights, tmp_path):
+    from typer.testing import CliRunner
+
+    from aetools.cli import app
+
+    a = folder / "a.png"
+    assert run("denoise", a, "-o", tmp_path / "ref.png", "--model", tiny_weights).exit_code == 0
+    r = CliRunner().invoke(app, ["denoise", "-", "-o", "-", "--model", str(tiny_weights)], input=a.read_bytes())
+    assert r.exit_code == 0, r.stderr
+    out = Image.open(io.BytesIO(r.stdout_bytes))
+    assert out.format == "PNG" and np.array_equal(np.asarray(out), np.asarray(Image.open(tmp_path / "ref.png")))
+    # a JPEG on stdin comes back as a JPEG; to a named file, the extension decides
+    jpeg = (folder / "b.jpg").read_bytes()
+    r = CliRunner().invoke(app, ["denoise", "-", "--model", str(tiny_weights)], input=jpeg)
+    assert r.exit_code == 0 and Image.open(io.BytesIO(r.stdout_bytes)).format == "JPEG"
+    r = CliRunner().invoke(
+        app, ["denoise", "-", "-o", str(tmp_path / "b.png"), "--model", str(tiny_weights)], input=jpeg
+    )
+    assert r.exit_code == 0 and Image.open(tmp_path / "b.png").size == (48, 48)
+    r = CliRunner().invoke(app, ["denoise", "-", "-o", "-", "--model", str(tiny_weights)], input=b"not an image")
+    assert r.exit_code == 1 and "failed -: not an image" in r.stderr
+    assert r.stdout_bytes == b""
+
+
+def test_file_system_faults_fail_one_file_and_the_batch_goes_on(folder, tiny_weights, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "sub").write_text("a file where the sub-folder would go")
+    r = run("denoise", folder, "-o", out, "-r", "--model", tiny_weights)
+    assert r.exit_code == 1 and "3 written, 1 failed" in r.output
+    assert "cannot create folder" in r.output and f"{out / 'sub'} is a file" in r.output.replace("\n", "")
+    assert (out / "sub").read_text() == "a file where the sub-folder would go"
+    assert "Traceback" not in r.output
+
+    r = run("denoise", folder, "-o", out / "sub" / "deeper", "--model", tiny_weights)
+    assert r.exit_code == 2 and one_line_error(r, "cannot create folder", "is a file")
+
+    # a parent we may not write in (monkeypatched: root, which runs CI here, ignores chmod)
+    monkeypatch.setattr("os.access", lambda path, mode: not mode & os.W_OK)
+    r = run("denoise", folder, "-o", tmp_path / "locked" / "out", "--model", tiny_weights)
+    assert r.exit_code == 2 and one_line_error(r, "permission denied")
+    assert not (tmp_path / "locked").exists()
+
+
+def test_output_names_at_the_file_system_limit(tmp_path, tiny_weights):
+    src = tmp_path / "in"
+    src.mkdir()
+    near = "n" * 236 + ".png"  # its output, +"_denoised", is 249 bytes: fits, although the temp name would not
+    over = "o" * 247 + ".png"  # its output would be 260 bytes: refused, with the reason
+    for name in (near, over, "short.png"):
+        Image.fromarray(photo(24)).save(src / name)
+    r = run("denoise", src, "--model", tiny_weights)
+    assert r.exit_code == 1 and "2 written, 1 failed" in r.output
+    assert "output name is 260 bytes; the file system allows 255" in r.output.replace("\n", "")
+    assert (src / ("n" * 236 + "_denoised.png")).exists() and (src / "short_denoised.png").exists()
+    assert not [p for p in src.iterdir() if p.name.startswith(".")]  # no temp file left
+
+
+def test_an_output_folder_inside_the_input_is_not_processed_again(folder, tiny_weights):
+    for _ in range(2):
+        r = run("denoise", folder, "-o", folder / "clean", "-r", "--model", tiny_weights, "--overwrite")
+        assert r.exit_code == 0 and "4 written, 0 failed" in r.output, r.output
+    assert not (folder / "clean" / "clean").exists()
+
+
+def test_ctrl_c_prints_the_summary_and_leaves_whole_files(folder, tiny_weights, tmp_path, monkeypatch):
+    from aetools.tasks.denoise import DenoisePipeline
+
+    real, calls = DenoisePipeline.__call__, []
+
+    def interrupted_on_the_second(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(DenoisePipeline, "__call__", interrupted_on_the_second)
+    r = run("denoise", folder, "-o", tmp_path / "out", "--model", tiny_weights)
+    assert r.exit_code == 130 and "1 written, 0 failed, 2 not started" in r.output and "interrupted" in r.output
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["a.png"]
+
+
+def test_progress_moves_tile_by_tile_within_one_photo(folder, tiny_weights, monkeypatch):
+    from rich.progress import Progress
+
+    seen, update = [], Progress.update
+
+    def record(self, task_id, **fields):
+        seen.append((fields.get("completed"), fields.get("file")))
+        return update(self, task_id, **fields)
+
+    monkeypatch.setattr(Progress, "update", record)
+    assert run("denoise", folder / "a.png", "--tile", "16", "--model", tiny_weights).exit_code == 0
+    tiles = [(c, f) for c, f in seen if f and "tile" in f]
+    assert [f for _, f in tiles] == [f"a.png: tile {i}/16" for i in range(1, 17)]
+    assert [c for c, _ in tiles] == [i / 16 for i in range(1, 17)]  # the bar moves before the file is done
+
+
+def test_upscale_picks_the_real_photo_model_for_jpeg_and_says_so(tmp_path):
+    Image.fromarray(photo(32)).save(tmp_path / "web.jpg", quality=70)
+    Image.fromarray(photo(32)).save(tmp_path / "clean.png")
+    r = run("upscale", tmp_path / "web.jpg", tmp_path / "clean.png", "-o", tmp_path / "auto", "--device", "cpu")
+    assert r.exit_code == 0, r.output
+    assert "model: upscale-real for 1 JPEG/WebP/HEIC/AVIF (camera or web photo) input, upscale for 1" in r.output
+    for model in ("upscale", "upscale-real"):
+        r = run("upscale", tmp_path / "web.jpg", tmp_path / "clean.png", "-o", tmp_path / model, "-m", model)
+        assert r.exit_code == 0 and "model:" not in r.output
+
+    def pixels(folder, name):
+        return np.asarray(Image.open(tmp_path / folder / name)).astype(int)
+
+    assert np.array_equal(pixels("auto", "web.jpg"), pixels("upscale-real", "web.jpg"))
+    assert np.array_equal(pixels("auto", "clean.png"), pixels("upscale", "clean.png"))
+    assert np.abs(pixels("upscale-real", "web.jpg") - pixels("upscale", "web.jpg")).mean() > 0.5  # not the same model

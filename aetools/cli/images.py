@@ -3,17 +3,22 @@
     aetools <task> INPUT... [-o OUTPUT] [--model NAME|PATH] [--device D] [--precision P] [--tile N]
                             [--overwrite] [-r]
 
-- INPUT: image files and/or folders (images inside; -r recurses, keeping sub-folders in the output).
-- One input file and `-o FILE`: writes FILE. Otherwise -o is a folder (created if needed) holding
-  <stem><ext> per input. Without -o: beside the input as <stem>_<suffix><ext>.
+- INPUT: image files and/or folders (images inside; -r recurses, keeping sub-folders in the output), or `-`
+  alone: one image from standard input.
+- One input file and `-o FILE`: writes FILE (`-o -`: standard output). Otherwise -o is a folder (created if
+  needed) holding <stem><ext> per input; several inputs with -o naming a file is a usage error. Without -o:
+  beside the input as <stem>_<suffix><ext>.
 - Never writes over an input; an existing output is refused unless --overwrite; writes are atomic.
-- A bad file is reported with its path and reason and skipped; exit code 1 if any failed. Warnings about
-  a file (an `ImageWarning`, e.g. an empty mask) are printed after the summary, one line each.
-- Tasks that promise untouched pixels (inpaint) write lossy inputs (JPEG, WebP) as PNG by default.
+- A bad file, or an output that cannot be written, is reported with its path and reason and skipped; exit
+  code 1 if any failed. Warnings about a file (an `ImageWarning`, e.g. an empty mask) are printed after the
+  summary, one line each. What would fail for every file is a usage error (exit 2) before any work.
+- Tasks that promise untouched pixels (inpaint) write lossy inputs (JPEG, WebP, HEIC, AVIF) as PNG by default.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,10 +30,12 @@ import typer
 from aetools.cli import app
 from aetools.cli.console import console, fail, prepare, progress_bar
 
-Inputs = Annotated[list[Path], typer.Argument(help="Image files and/or folders.", show_default=False)]
+Inputs = Annotated[
+    list[Path], typer.Argument(help="Image files and/or folders; - reads one image from stdin.", show_default=False)
+]
 Output = Annotated[
     Path | None,
-    typer.Option("--output", "-o", help="Output file (one input) or folder. Default: beside each input."),
+    typer.Option("--output", "-o", help="Output file (one input; - for stdout) or folder. Default: beside each input."),
 ]
 ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Shipped model name or a .safetensors path.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")]
@@ -42,12 +49,70 @@ SeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed torch (reprodu
 
 @dataclass
 class Plan:
-    jobs: list[tuple[Path, Path]] = field(default_factory=list)
+    jobs: list[tuple[Path, Path]] = field(default_factory=list)  # (input, output); STDIO for - on either side
     failures: list[tuple[str, str]] = field(default_factory=list)
     notes: list[tuple[str, str]] = field(default_factory=list)  # (input, one line): printed as warnings
 
 
+STDIO = Path("-")  # as an input: standard input; as -o: standard output
 LOSSY_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".webp", ".heic", ".heif", ".hif", ".avif"})
+LOSSY_FORMATS = frozenset({"JPEG", "MPO", "WEBP", "HEIF", "AVIF"})  # Pillow's names for the same
+
+
+def check_inputs_and_output(inputs: list[Path], output: Path | None) -> None:
+    """What would go wrong for every file is a one-line usage error (exit 2) before any work: `-` used with
+    other inputs, `-o` naming a file (or an image name) when there are several inputs, `-o -` for several,
+    a terminal where bytes would be read or written, and an output folder that cannot be created."""
+    from aetools.data.io import IMAGE_EXTENSIONS  # here: the console starts without numpy and Pillow
+
+    several = len(inputs) > 1 or inputs[0].is_dir()
+    if STDIO in inputs and len(inputs) > 1:
+        raise fail("-: standard input holds one image; give it as the only input")
+    if STDIO in inputs and sys.stdin.isatty():
+        raise fail("-: standard input is a terminal; pipe an image in (aetools ... - < photo.jpg)")
+    to_stdout = output == STDIO or (output is None and STDIO in inputs)
+    if to_stdout and several:
+        raise fail("-o -: standard output takes one image; give one input file, or -o a folder")
+    if to_stdout and sys.stdout.isatty():
+        raise fail("-o -: standard output is a terminal; redirect it (> out.png) or give -o a file name")
+    if output is None or output == STDIO:
+        return
+    if STDIO in inputs and output.is_dir():
+        raise fail(f"-o {output}: is a folder; with standard input -o names the output file (or - for stdout)")
+    if several and output.exists() and not output.is_dir():
+        raise fail(f"-o {output}: is a file; with several inputs -o must be a folder")
+    if several and output.suffix.lower() in IMAGE_EXTENSIONS and not output.exists():
+        raise fail(f"-o {output}: with several inputs -o must be a folder, not an image file name")
+    folder = output if several or output.is_dir() or not output.suffix else output.parent
+    problem = folder_problem(folder)
+    if problem:
+        raise fail(f"-o {output}: {problem}")
+
+
+def _nearest_existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def folder_problem(folder: Path) -> str | None:
+    """Why `folder` cannot hold new files (cannot be created, or is not writable), or None."""
+    existing = _nearest_existing(folder)
+    if not existing.is_dir():
+        return f"cannot create folder {folder}: {existing} is a file"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"cannot create files in {existing}: permission denied"
+    return None
+
+
+def name_problem(path: Path) -> str | None:
+    """Why the file system would refuse `path`'s name (too long), or None."""
+    try:
+        limit = os.pathconf(_nearest_existing(path.parent), "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # no pathconf (Windows): the common limit
+        limit = 255
+    size = len(os.fsencode(path.name))
+    return f"output name is {size} bytes; the file system allows {limit}" if size > limit else None
 
 
 def plan_outputs(
@@ -60,18 +125,23 @@ def plan_outputs(
 ) -> Plan:
     """Pair every input image with its output path, following the contract above. lossless: lossy inputs
     get a .png output (unless -o names the output file). exclude: a file, or a folder's files, found in an
-    input folder but not to be processed (inpaint's masks)."""
+    input folder but not to be processed (inpaint's masks). An output folder inside an input folder is not
+    scanned (a second run would otherwise process its own outputs)."""
     from aetools.data.datasets import list_images
     from aetools.data.io import output_suffix
 
     plan = Plan()
+    if inputs == [STDIO]:
+        plan.jobs.append((STDIO, output or STDIO))
+        return plan
+    skipped = [p.resolve() for p in (exclude, output) if p is not None and p != STDIO]
     sources: list[tuple[Path, Path]] = []  # (file, path relative to the output folder)
     for item in inputs:
         if item.is_dir():
             found = [
                 p
                 for p in list_images([item], recursive)
-                if not p.stem.endswith(f"_{suffix}") and not (exclude and p.resolve().is_relative_to(exclude.resolve()))
+                if not p.stem.endswith(f"_{suffix}") and not any(p.resolve().is_relative_to(s) for s in skipped)
             ]
             if not found:
                 plan.failures.append(
@@ -84,7 +154,8 @@ def plan_outputs(
             plan.failures.append((str(item), "no such file or folder"))
 
     single_file = len(inputs) == 1 and len(sources) == 1 and not inputs[0].is_dir()
-    file_output = single_file and output is not None and not output.is_dir() and output.suffix != ""
+    names_file = output is not None and (output == STDIO or (not output.is_dir() and output.suffix != ""))
+    file_output = single_file and names_file
     input_paths = {p.resolve() for p, _ in sources}
     taken: set[Path] = set()
     for src, rel in sources:
@@ -97,11 +168,17 @@ def plan_outputs(
             dst = output / rel.with_suffix(ext)
         else:
             dst = src.with_name(f"{src.stem}_{suffix}{ext}")
+        if dst == STDIO:
+            plan.jobs.append((src, dst))
+            continue
         resolved = dst.resolve()
+        problem = name_problem(dst)
         if resolved in input_paths:
             plan.failures.append((str(src), f"output {dst} would overwrite an input; choose another -o"))
         elif resolved in taken:
             plan.failures.append((str(src), f"output {dst} is already the output of another input"))
+        elif problem:
+            plan.failures.append((str(src), f"cannot write {dst}: {problem}"))
         else:
             taken.add(resolved)
             plan.jobs.append((src, dst))
@@ -118,50 +195,97 @@ def run_image_task(
     process: Callable,
     lossless: bool = False,
     exclude: Path | None = None,
+    epilogue: Callable[[], str | None] | None = None,
 ) -> None:
-    """Load, process and atomically save every input, with a progress bar and a summary; exit 1 if any
-    file failed. `process(ImageData, source path) -> ImageData` does the task."""
-    from aetools.data.io import ImageError, ImageWarning, load_image, save_image
+    """Load, process and atomically save every input, with a progress bar (moving tile by tile within a
+    large photo) and a summary; exit 1 if any file failed, 130 on Ctrl-C (after the summary).
+    `process(ImageData, source path) -> ImageData` does the task; `epilogue()` may add a line at the end."""
+    from aetools.data.io import ImageError, ImageWarning
+    from aetools.tiling import report_tiles
 
+    check_inputs_and_output(inputs, output)
     plan = plan_outputs(inputs, output, suffix, recursive, lossless, exclude)
     failures = list(plan.failures)
     notes = list(plan.notes)
-    written = 0
+    written, interrupted = 0, False
     with progress_bar(name, "{task.fields[file]}", transient=True) as progress:
         bar = progress.add_task(name, total=len(plan.jobs), file="")
-        for src, dst in plan.jobs:
-            progress.update(bar, file=src.name)
+        for done, (src, dst) in enumerate(plan.jobs):
+            label = "standard input" if src == STDIO else src.name
+            progress.update(bar, completed=done, file=label)
+
+            def on_tile(tiles: int, total: int, done=done, label=label) -> None:
+                progress.update(bar, completed=done + tiles / total, file=f"{label}: tile {tiles}/{total}")
+
             try:
-                if dst.exists() and not overwrite:
+                if dst != STDIO and dst.exists() and not overwrite:
                     raise ImageError(dst, "output exists (use --overwrite to replace it)")
-                with warnings.catch_warnings(record=True) as caught:
+                image = _read_input(src)
+                with warnings.catch_warnings(record=True) as caught, report_tiles(on_tile):
                     warnings.simplefilter("always", ImageWarning)
-                    result = process(load_image(src), src)
+                    result = process(image, src)
                 for w in caught:
                     if issubclass(w.category, ImageWarning):
                         notes.append((str(src), str(w.message)))
                     else:  # not ours to report per file: shown as Python would have
                         warnings.showwarning(w.message, w.category, w.filename, w.lineno)
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                save_image(result, dst, overwrite=overwrite)
+                _write_output(result, dst, overwrite, lossless)
                 written += 1
             except ImageError as e:
                 failures.append((e.path or str(src), e.reason))
             except (RuntimeError, ValueError, MemoryError) as e:  # e.g. out of memory on a huge image
                 reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
                 failures.append((str(src), f"failed: {reason} (try a smaller --tile)"))
-            progress.advance(bar)
+            except KeyboardInterrupt:
+                interrupted = True
+                break
+            progress.update(bar, completed=done + 1)
 
     if len(plan.jobs) == 1 and written == 1 and not failures:
-        console.print(f"wrote {plan.jobs[0][1]}")
+        console.print(f"wrote {'standard output' if plan.jobs[0][1] == STDIO else plan.jobs[0][1]}")
     else:
-        console.print(f"{name}: {written} written, {len(failures)} failed")
+        left = len(plan.jobs) - written - (len(failures) - len(plan.failures))
+        console.print(f"{name}: {written} written, {len(failures)} failed" + (f", {left} not started" if left else ""))
     for path, note in notes:
         console.print(f"[yellow]warning[/] {path}: {note}", soft_wrap=True)
     for path, reason in failures:
         console.print(f"[red]failed[/] {path}: {reason}", soft_wrap=True)
+    line = epilogue() if epilogue else None
+    if line:
+        console.print(line, soft_wrap=True)
+    if interrupted:
+        console.print("interrupted: every file counted as written is complete; no partial file was left")
+        raise typer.Exit(130)
     if failures:
         raise typer.Exit(1)
+
+
+def _read_input(src: Path):
+    from aetools.data.io import load_image, load_image_bytes
+
+    return load_image_bytes(sys.stdin.buffer.read()) if src == STDIO else load_image(src)
+
+
+def _write_output(image, dst: Path, overwrite: bool, lossless: bool) -> None:
+    """save_image, or the encoded bytes to standard output (in the input's format, PNG where it cannot be
+    written or, for a lossless task, where it is lossy). A folder that cannot be made fails this file only."""
+    from aetools.data.io import ImageError, can_write, encode_image, save_image
+
+    if dst == STDIO:
+        fmt = image.format or "PNG"
+        if not can_write(fmt) or (lossless and fmt in LOSSY_FORMATS):
+            fmt = "PNG"
+        data = encode_image(image, fmt)
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        blocker = next((p for p in dst.parents if p.is_file()), None)
+        reason = f"{blocker} is a file" if blocker else (e.strerror or str(e))
+        raise ImageError(dst, f"cannot create folder {dst.parent} ({reason})") from None
+    save_image(image, dst, overwrite=overwrite)
 
 
 PrecisionOpt = Annotated[
@@ -217,6 +341,7 @@ def denoise(
     seed: SeedOpt = None,
 ) -> None:
     """Remove noise from photos (blind Gaussian denoiser, sigma 0-55; --sigma if you know it)."""
+    check_inputs_and_output(inputs, output)
     pipe = load_pipeline("denoise", model, device, precision, seed)
     check_options(pipe, tile=tile)
     run_image_task(
@@ -232,7 +357,15 @@ def upscale(
     ensemble: Annotated[
         bool, typer.Option("--ensemble", help="Average the 8 flips/rotations: a little sharper, 8x slower.")
     ] = False,
-    model: ModelOpt = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Shipped model name or a .safetensors path. Default: upscale-real for JPEG, WebP, HEIC and AVIF"
+            " inputs (camera and web photos), upscale for the others.",
+        ),
+    ] = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
     tile: TileOpt = None,
@@ -242,12 +375,25 @@ def upscale(
 ) -> None:
     """Upscale photos x2, x3 or x4 (super-resolution); grey stays grey, alpha is kept.
 
-    For camera and web photos (blur, noise, JPEG) try --model upscale-real.
+    Without --model, lossy inputs (JPEG, WebP, HEIC, AVIF: camera and web photos, with their blur, noise and
+    compression blocks) get upscale-real, and lossless ones (PNG, TIFF, ...) the sharper upscale; the
+    command says which it used.
     """
+    from collections import Counter
+
     if scale not in (2, 3, 4):
         raise fail(f"--scale {scale}: choose 2, 3 or 4")
+    check_inputs_and_output(inputs, output)
     pipe = load_pipeline("upscale", model, device, precision, seed)
     check_options(pipe, tile=tile, scale=scale)
+    chooser = UpscaleChoice(pipe, device, precision, seed) if model is None else None
+    used: Counter[str] = Counter()
+
+    def process(image, _):
+        name, chosen = chooser.pick(image) if chooser else (model, pipe)
+        used[name] += 1
+        return chosen(image, scale=scale, tile=tile, ensemble=ensemble)
+
     run_image_task(
         "upscale",
         inputs,
@@ -255,8 +401,35 @@ def upscale(
         f"x{scale}",
         overwrite,
         recursive,
-        lambda image, _: pipe(image, scale=scale, tile=tile, ensemble=ensemble),
+        process,
+        epilogue=lambda: chooser.describe(used) if chooser else None,
     )
+
+
+class UpscaleChoice:
+    """upscale's default model per input: the real-photo model (`upscale-real`, trained on blurred, noisy,
+    JPEG-compressed inputs) for lossy files, whose compression blocks the bicubic-trained default would
+    sharpen; the default (`upscale`, best on clean downscaled images) for the others."""
+
+    REAL = "upscale-real"
+
+    def __init__(self, default_pipe, device: str, precision: str, seed: int | None):
+        from aetools.weights import default_weights_for, read_manifest
+
+        self.default = (default_weights_for("superres").name, default_pipe)
+        shipped = any(e.name == self.REAL for e in read_manifest())  # another weights folder may lack it
+        self.real = (self.REAL, load_pipeline("upscale", self.REAL, device, precision, seed)) if shipped else None
+
+    def pick(self, image):
+        """-> (model name, pipeline) for this input."""
+        return self.real if self.real and image.format in LOSSY_FORMATS else self.default
+
+    def describe(self, used) -> str | None:
+        if not used:
+            return None
+        kinds = {self.REAL: "JPEG/WebP/HEIC/AVIF (camera or web photo)", self.default[0]: "lossless"}
+        parts = [f"{name} for {n} {kinds.get(name, '')} input{'s' if n > 1 else ''}" for name, n in used.items()]
+        return f"model: {', '.join(parts)}; --model NAME chooses one"
 
 
 @app.command(no_args_is_help=True)
@@ -277,6 +450,7 @@ def colorize(
 
     Colour and tinted (sepia, blue-cast) scans are desaturated first. Output is RGB; alpha is kept.
     """
+    check_inputs_and_output(inputs, output)
     pipe = load_pipeline("colorize", model, device, precision, seed)
     run_image_task(
         "colorize", inputs, output, "color", overwrite, recursive, lambda image, _: pipe(image, strength=strength)
@@ -313,6 +487,7 @@ def inpaint(
     if mask is not None and not mask.exists():
         raise fail(f"--mask {mask}: no such file or folder")
     masks = MaskFinder(mask)
+    check_inputs_and_output(inputs, output)
     pipe = load_pipeline("inpaint", model, device, precision, seed)
     check_options(pipe, tile=tile)
     run_image_task(

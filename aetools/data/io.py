@@ -26,6 +26,7 @@ import io
 import os
 import secrets
 import struct
+import tempfile
 import warnings
 import zlib
 from dataclasses import dataclass, replace
@@ -307,7 +308,7 @@ def save_image(image: ImageData, path: str | Path, fmt: str | None = None, overw
         options["quality"] = QUALITY[fmt]
     if fmt == "JPEG":
         options["subsampling"] = 0  # 4:4:4: no colour bleeding at edges
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    tmp = _temporary_beside(path)
     try:
         if deep is not None and fmt == "PNG":
             tmp.write_bytes(encode_png16(deep, image.icc_profile, image.exif, image.dpi))
@@ -322,6 +323,39 @@ def save_image(image: ImageData, path: str | Path, fmt: str | None = None, overw
         raise ImageError(path, f"cannot write ({_one_line(e)})") from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _temporary_beside(path: Path) -> Path:
+    """A hidden temporary name in path's folder (the rename onto path is then atomic). Its part of path's
+    name is cut to 200 bytes, so that the ~25 bytes added never push a long name past the file system's
+    limit (255 bytes on most)."""
+    stem = os.fsencode(path.name)[:200].decode("utf-8", "ignore")
+    return path.with_name(f".{stem}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+
+
+def load_image_bytes(data: bytes, name: str = "-") -> ImageData:
+    """An image held in memory (standard input) -> ImageData, exactly as `load_image` reads a file (through
+    a private temporary file, so every codec takes its file path); errors name `name`."""
+    if not data:
+        raise ImageError(name, "empty input")
+    with tempfile.TemporaryDirectory(prefix="aetools-") as folder:
+        path = Path(folder) / "image"
+        path.write_bytes(data)
+        try:
+            return load_image(path)
+        except ImageError as e:
+            raise ImageError(name, e.reason) from None
+
+
+def encode_image(image: ImageData, fmt: str, name: str = "-") -> bytes:
+    """The bytes `save_image` would write in format `fmt` (for standard output); errors name `name`."""
+    with tempfile.TemporaryDirectory(prefix="aetools-") as folder:
+        path = Path(folder) / "image"
+        try:
+            save_image(image, path, fmt=fmt)
+        except ImageError as e:
+            raise ImageError(name, e.reason) from None
+        return path.read_bytes()
 
 
 def _one_line(e: BaseException) -> str:
