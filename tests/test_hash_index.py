@@ -367,3 +367,13 @@ def test_an_index_folder_that_cannot_be_created_fails_before_any_work(pictures, 
     (tmp_path / "blocked").write_text("a file where the index folder's parent should be")
     r = run("hash-index", pictures, "-m", tiny_hash, "--index", tmp_path / "blocked" / "index")
     assert r.exit_code == 2 and "cannot create the index there" in r.output
+
+
+def test_dedup_never_writes_a_report_over_a_photo_or_into_a_missing_folder(pictures, tiny_hash, tmp_path):
+    before = (pictures / "coffee.jpg").read_bytes()
+    r = run("dedup", pictures, "-m", tiny_hash, "--json", pictures / "coffee.jpg")
+    assert r.exit_code == 2 and "being deduplicated" in r.output
+    assert (pictures / "coffee.jpg").read_bytes() == before
+    r = run("dedup", pictures, "-m", tiny_hash, "--html", tmp_path / "no" / "such" / "page.html")
+    assert r.exit_code == 2 and "does not exist" in r.output
+    assert not (pictures / ".aetools-index").exists()  # refused before any work

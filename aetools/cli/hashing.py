@@ -56,6 +56,23 @@ def _build_index(folder: Path, index: Path | None, recursive: bool | None, updat
             raise fail(str(e)) from None
 
 
+def _check_report_path(path: Path | None, folder: Path) -> None:
+    """A report (--json, --html) must not replace a photo being deduplicated, nor land in the index: it is
+    refused before any work. Another existing file the user names is replaced (it was named as an output)."""
+    from aetools.data.datasets import IMAGE_EXTENSIONS
+
+    if path is None or str(path) == "-":
+        return
+    target = path.resolve()
+    if target.is_dir():
+        raise fail(f"{path}: is a folder; name a file for the report")
+    inside = folder.resolve() in target.parents
+    if target.exists() and (target.suffix.lower() in IMAGE_EXTENSIONS or ".aetools-index" in target.parts):
+        raise fail(f"{path}: is an image{' being deduplicated' if inside else ''}; name another file for the report")
+    if not target.parent.is_dir():
+        raise fail(f"{path}: its folder {path.parent} does not exist")
+
+
 def _hint_subfolders(report) -> None:
     if report.in_subfolders:
         raise fail(f"no images in the folder itself, but {report.in_subfolders} in its sub-folders: add -r")
@@ -195,6 +212,8 @@ def dedup(
     from aetools.weights import atomic_write_bytes
 
     radius = DEFAULT_RADIUS if radius is None else radius
+    for report_path in (html, json_path):
+        _check_report_path(report_path, folder)
     net = _load_hash_model(model, device, precision)
     result, report = _build_index(folder, index, recursive, True, net, "dedup: indexing")
     _hint_subfolders(report)
