@@ -33,7 +33,7 @@ def _root(
     """Autoencoders that do jobs on images."""
 
 
-from aetools.cli import evaluate, generative, hashing, images, models, training  # noqa: E402,F401  (registers the commands)
+from aetools.cli import evaluate, generative, hashing, images, models, serve, training  # noqa: E402,F401  (registers the commands)
 
 
 def main() -> None:
