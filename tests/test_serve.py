@@ -195,12 +195,16 @@ def test_upscale_returns_exactly_scale_times_the_size_in_the_inputs_format(live)
         assert r.status == 200, r.body[:200]
         assert r.image().size == (60 * scale, 45 * scale)
         assert r.headers["content-disposition"] == f'attachment; filename="small_x{scale}.png"'
+        assert r.headers["x-aetools-model"] == "upscale"  # a lossless input: the CLI's default for it
     jpeg = io.BytesIO()
     Image.fromarray(small).save(jpeg, "JPEG", quality=90)
-    r = live.post("/v1/upscale", {"image": ("photo.jpg", jpeg.getvalue())}, model="upscale-real")
+    r = live.post("/v1/upscale", {"image": ("photo.jpg", jpeg.getvalue())})
     assert r.status == 200 and r.headers["content-type"] == "image/jpeg" and r.image().size == (120, 90)
-    r = live.post("/v1/upscale", {"image": ("photo.jpg", jpeg.getvalue())}, format="png")
+    assert r.headers["x-aetools-model"] == "upscale-real"  # a JPEG: the real-photo model, as the CLI picks
+    r = live.post("/v1/upscale", {"image": ("photo.jpg", jpeg.getvalue())}, model="upscale", format="png")
     assert r.headers["content-type"] == "image/png" and r.image().format == "PNG"
+    assert r.headers["x-aetools-model"] == "upscale"
+    assert live.get("/v1/models").json()["upscale_lossy_default"] == "upscale-real"
 
 
 def test_colorize_returns_colour_with_the_greys_lightness(live):

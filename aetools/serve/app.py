@@ -50,7 +50,9 @@ class TaskForm(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a misspelt option is an error, not silently the default
 
     image: UploadFile = Field(description="The image: any format aetools reads.")
-    model: str | None = Field(None, description="A shipped model of the task (GET /v1/models); default: the default.")
+    model: str | None = Field(
+        None, description="A shipped model of the task (GET /v1/models); default: the task's (upscale: by input)."
+    )
     precision: Precision = "auto"
     format: Format = Field("same", description="Output format; 'same': the input's (inpaint: PNG for JPEG/WebP).")
 
@@ -129,6 +131,7 @@ def create_app(
         return {
             "device": str(runner.device),
             "tasks": {t: {"default": runner.default[t], "models": names} for t, names in runner.models.items()},
+            "upscale_lossy_default": runner.lossy_upscale_default(),
             "models": [
                 {
                     "name": name,
@@ -160,7 +163,7 @@ def create_app(
             form.format,
             form.image.filename,
         )
-        headers = {"Content-Disposition": f'attachment; filename="{result.filename}"'}
+        headers = {"Content-Disposition": f'attachment; filename="{result.filename}"', "X-Aetools-Model": result.model}
         if result.warnings:
             headers["X-Aetools-Warning"] = " | ".join(result.warnings)
         return Response(result.content, media_type=result.media_type, headers=headers)

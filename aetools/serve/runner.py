@@ -5,6 +5,7 @@
     result.content, result.media_type, result.filename
 
 Each (task, shipped model) network is loaded once, on first use, and kept; a pipeline per precision wraps it.
+Without a model named, the task's default runs (upscale: chosen by the input's format, as the CLI does).
 Requests run one at a time (a queue behind one lock): memory stays that of one job, and every core of the
 processor goes to it. A request can name only shipped models (`aetools models`), never a path.
 
@@ -55,6 +56,7 @@ class Result:
     content: bytes
     media_type: str
     filename: str
+    model: str  # the shipped model that ran
     warnings: list[str] = field(default_factory=list)  # e.g. an empty mask: the image came back unchanged
 
 
@@ -101,8 +103,9 @@ class TaskRunner:
         options = dict(options or {})
         name = self._model_name(task, model)
         with self._queue, tempfile.TemporaryDirectory(prefix="aetools-serve-") as tmp:
-            pipe = self._pipeline(task, name, precision)
             data = _read_upload(image, Path(tmp) / "image", "image")
+            name = name or self._default_model(task, data.format)
+            pipe = self._pipeline(task, name, precision)
             if mask is not None:
                 options["mask"] = _read_upload(mask, Path(tmp) / "mask", "mask")
             try:
@@ -127,19 +130,34 @@ class TaskRunner:
             except ImageError as e:
                 raise ApiError(500, f"cannot encode the result as {fmt}: {e.reason}") from None
             suffix = f"x{options.get('scale', 2)}" if task == "upscale" else SUFFIXES[task]
-            return Result(out.read_bytes(), media_type, f"{_safe_stem(filename)}_{suffix}{ext}", notes)
+            return Result(out.read_bytes(), media_type, f"{_safe_stem(filename)}_{suffix}{ext}", name, notes)
 
     # ------------------------------------------------------------------------------ networks, once each
 
-    def _model_name(self, task: str, model: str | None) -> str:
+    def _model_name(self, task: str, model: str | None) -> str | None:
+        """The model asked for, checked (None: the default for the input, `_default_model`)."""
         if task not in self.models:
             raise ApiError(404, f"no shipped weights for {task} in this installation")
         if not model:
-            return self.default[task]
+            return None
         if model not in self.models[task]:
             shipped = ", ".join(self.models[task])
             raise ApiError(422, f"model {model!r}: not a shipped {task} model (shipped: {shipped})")
         return model
+
+    def lossy_upscale_default(self) -> str | None:
+        """The model upscale runs on lossy inputs when none is named, if not the default."""
+        name = self._default_model("upscale", "JPEG") if "upscale" in self.models else None
+        return None if name == self.default.get("upscale") else name
+
+    def _default_model(self, task: str, input_format: str | None) -> str:
+        """The task's default model; for upscale, the CLI's choice by input (`aetools upscale` without
+        --model): the real-photo model for lossy files (JPEG, WebP, HEIC, AVIF), the default for others."""
+        from aetools.cli.images import LOSSY_FORMATS, UpscaleChoice  # the CLI's rule, not repeated here
+
+        if task == "upscale" and input_format in LOSSY_FORMATS and UpscaleChoice.REAL in self.models[task]:
+            return UpscaleChoice.REAL
+        return self.default[task]
 
     def _pipeline(self, task: str, model: str, precision: str):
         """The task's pipeline around the (task, model) network, loaded on first use; called in the queue."""
