@@ -18,9 +18,7 @@ their truth's M (sepia-like failures). Lightness kept: mean |L(output) - L(input
 
 from __future__ import annotations
 
-import statistics
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from aetools.bench.report import Bf16Check, Report, Table, metric_name
 from aetools.data.io import load_image, to_uint8
 from aetools.tasks.colorize import colorize_lightness, lab_to_rgb_keeping_l, luminance, rgb_to_lab
 
@@ -117,15 +116,72 @@ def photo_seconds(
 ) -> tuple[float, tuple[int, int]]:
     """Median wall time to colour the photo at `path` end to end (its L in, RGB out), after a warm-up
     -> (seconds, (width, height))."""
-    from aetools.bench.reference import precision_named, prepared
+    from aetools.bench.reference import median_seconds, precision_named, prepared
 
     data = load_image(path)
     lightness = luminance(data.pixels)
     net, p = prepared(model, precision), precision_named(precision)
-    colorize_lightness(net, lightness, precision=p)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        colorize_lightness(net, lightness, precision=p)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), data.size
+    return median_seconds(lambda: colorize_lightness(net, lightness, precision=p), repeats), data.size
+
+
+def colorize_report(
+    files: list[Path],
+    dataset: str,
+    model: torch.nn.Module,
+    work_sizes: Sequence[int] = (),
+    temperature: float | None = None,
+    calibration: float | None = None,
+    precisions: Sequence[str] = ("fp32",),
+    cost: bool = True,
+    on_image: Callable[[Path], None] | None = None,
+) -> Report:
+    """`aetools eval colorize`: ours (in each precision, or at each of `work_sizes`: an ablation) beside the
+    baselines, the first photo timed end to end if `cost`; ours' metrics `<set>_psnr`,
+    `_colourfulness_ratio`, `_washed_out_share`, `_delta_l` and bf16's PSNR loss (`<set>_colorize`)."""
+    from aetools.bench.reference import in_precision, precision_line, precision_named, prepared, torch_threads
+    from aetools.weights import count_parameters
+
+    readout = {"temperature": temperature, "calibration": calibration}
+    if work_sizes:
+        methods = {f"ours, work size {s}": (model, {**readout, "work_size": s}) for s in work_sizes}
+    else:
+        options = {p: {**readout, "work_size": None, "precision": precision_named(p)} for p in precisions}
+        methods = {in_precision("ours", p): (prepared(model, p), options[p]) for p in precisions}
+    result = run_colorize_benchmark(files, methods, on_image=on_image)
+
+    config = model.config
+    t = config.temperature if temperature is None else temperature
+    c = config.calibration if calibration is None else calibration
+    rows = []
+    for name in result.scores:
+        s = result.summary(name)
+        cells = [f"{s['psnr']:.2f}", f"{s['colourfulness_ratio']:.2f}", f"{s['washed_out_share'] * 100:.0f}%"]
+        rows.append([name, *cells, f"{s['delta_l']:.2f}"])
+    table = Table(
+        f"Colorization on {dataset}, {len(files)} images (input: L of the photo; readout T={t:g}, "
+        f"calibration {c:g}; default work size {config.work_size})",
+        ["method", "PSNR (RGB, dB)", "colourfulness / truth", "below 0.3 of truth", "mean abs ΔL (grey levels)"],
+        rows,
+    )
+    if cost:
+        timed = [(p, *photo_seconds(model, files[0], precision=p)) for p in precisions]
+        (w, h) = timed[0][2]
+        times = ", ".join(f"{seconds:.2f} s in {p}" for p, seconds, _ in timed)
+        table.notes.append(
+            f"{files[0].name} ({w}x{h}), end to end (L in, RGB out): {times} on {torch_threads()}"
+            f" (median of 3, after a warm-up); {count_parameters(model) / 1e6:.2f} M parameters.\n{precision_line()}"
+        )
+
+    report = Report([table])
+    if "ours" in result.scores:
+        s = result.summary("ours")
+        report.metrics[model.weights_path] = {
+            metric_name(dataset, "psnr"): round(s["psnr"], 2),
+            metric_name(dataset, "colourfulness_ratio"): round(s["colourfulness_ratio"], 3),
+            metric_name(dataset, "washed_out_share"): round(s["washed_out_share"], 3),
+            metric_name(dataset, "delta_l"): round(s["delta_l"], 3),
+        }
+        if "ours, bf16" in result.scores:
+            pair = [(s["psnr"], result.summary("ours, bf16")["psnr"])]
+            report.bf16[model.weights_path] = Bf16Check.of(pair, metric_name(dataset, "colorize"))
+    return report

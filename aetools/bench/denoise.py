@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from aetools.bench.reference import CostRow, cost_table
+from aetools.bench.report import Bf16Check, Report, Table, metric_name
 from aetools.data.io import to_uint8
 
 PUBLISHED = {  # CBSD68, PSNR (dB) at sigma 15 / 25 / 50, float protocol
@@ -154,15 +156,6 @@ def run_denoise_benchmark(
     return result
 
 
-@dataclass
-class CostRow:
-    """megapixels_per_s: {precision: input megapixels per second}."""
-
-    name: str
-    params: int
-    megapixels_per_s: dict[str, float]
-
-
 def measure_cost(
     model: torch.nn.Module, size: tuple[int, int] = (512, 512), repeats: int = 5, precisions=("fp32", "bf16")
 ) -> list[CostRow]:
@@ -181,3 +174,45 @@ def measure_cost(
         speeds = {p: megapixels_per_second(call(prepared(net, p)), x, repeats, p) for p in precisions}
         rows.append(CostRow(name, count_parameters(net), speeds))
     return rows
+
+
+def denoise_report(
+    files: list[Path],
+    dataset: str,
+    sigmas: list[float],
+    model: torch.nn.Module,
+    baselines: list[str],
+    variants: list[str],
+    precisions: list[str],
+    cost: bool = True,
+    on_image: Callable[[str], None] | None = None,
+) -> Report:
+    """`aetools eval denoise`: the PSNR table (the published rows on CBSD68), the cost table if `cost`; the
+    metrics `<set>_sigma<s>_psnr` (blind model, float protocol) and bf16's largest loss over every cell."""
+    result = run_denoise_benchmark(files, sigmas, model, baselines, variants, on_image=on_image, precisions=precisions)
+    columns = ["method"] + [f"σ={s:g} {v}" for s in sigmas for v in variants]
+    rows = []
+    for method in dict.fromkeys(m for m, _, _ in result.psnr):
+        cells = [result.mean(method, s, v) for s in sigmas for v in variants]
+        rows.append([method] + ["-" if c is None else f"{c:.2f}" for c in cells])
+    if dataset.lower() == "cbsd68":
+        for name, numbers in PUBLISHED.items():
+            cells = [f"{numbers[s]:.2f}" if v == "float" and s in numbers else "" for s in sigmas for v in variants]
+            rows.append([f"{name}, published"] + cells)
+    tables = [Table(f"Denoising PSNR (dB, RGB) on {dataset}, {len(files)} images", columns, rows)]
+    if cost:
+        speeds = measure_cost(model, precisions=precisions)
+        tables.append(cost_table("CPU cost, 512x512 input", speeds, precisions, "MP/s"))
+
+    blind = {s: result.mean(ours_label(False, "fp32"), s, "float") for s in sigmas}
+    metrics = {metric_name(dataset, f"sigma{s:g}", "psnr"): round(v, 2) for s, v in blind.items() if v is not None}
+    report = Report(tables, {model.weights_path: metrics})
+    if {"fp32", "bf16"} <= set(precisions):
+        pairs = [
+            (result.mean(ours_label(g, "fp32"), s, v), result.mean(ours_label(g, "bf16"), s, v))
+            for g in (False, True)
+            for s in sigmas
+            for v in variants
+        ]
+        report.bf16[model.weights_path] = Bf16Check.of([p for p in pairs if None not in p], dataset)
+    return report

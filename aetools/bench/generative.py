@@ -17,12 +17,14 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
 
+from aetools.bench.report import Report, Table
 from aetools.data.fashion import ArrayData
 
 
@@ -69,7 +71,7 @@ def batched(fn, images: torch.Tensor, batch: int = 500) -> torch.Tensor:
 
 
 @dataclass
-class ModelReport:
+class ModelScores:
     name: str
     kind: str  # ae | linear | vae | hvae | vqvae
     code: str  # what the code is, e.g. "16" or "14x14 of 256"
@@ -155,7 +157,7 @@ def evaluate_model(
     iwae_k: int,
     on_step=lambda: None,
     iwae_images: int = 0,
-) -> ModelReport:
+) -> ModelScores:
     """Everything the benchmark measures of one model; the VAE bounds on the first `iwae_images` test images
     (0: all), since each costs `iwae_k` decoder passes."""
     model.eval()
@@ -169,24 +171,24 @@ def evaluate_model(
     mse, psnr = mse_and_psnr(recon, images)
     on_step()
     code = str(getattr(model, "code_dim", ""))
-    report = ModelReport(name, kind, code, sum(p.numel() for p in model.parameters()), seconds, mse, psnr)
+    result = ModelScores(name, kind, code, sum(p.numel() for p in model.parameters()), seconds, mse, psnr)
     if kind in ("ae", "linear", "vae", "hvae"):
         pca = PCA.fit(train_flat, model.code_dim)
-        report.pca_mse, _ = mse_and_psnr(pca.reconstruct(images.flatten(1)).view_as(images), images)
+        result.pca_mse, _ = mse_and_psnr(pca.reconstruct(images.flatten(1)).view_as(images), images)
         if kind == "linear":
-            report.angles = principal_angles_deg(model.decoder.weight.detach().cpu(), pca.components.t())
+            result.angles = principal_angles_deg(model.decoder.weight.detach().cpu(), pca.components.t())
     if kind in ("vae", "hvae"):
-        report.elbo, report.iwae = vae_bounds(model, images[: iwae_images or None], iwae_k)
-        report.kl_per_dim, report.active, report.kl = vae_posterior_stats(model, images)
+        result.elbo, result.iwae = vae_bounds(model, images[: iwae_images or None], iwae_k)
+        result.kl_per_dim, result.active, result.kl = vae_posterior_stats(model, images)
     if kind == "vqvae":
         indices = batched(model.indices, images)
-        report.code = f"{model.grid}x{model.grid} of {model.config.codes}"
-        report.codes_used, report.perplexity = code_usage(indices, model.config.codes)
+        result.code = f"{model.grid}x{model.grid} of {model.config.codes}"
+        result.codes_used, result.perplexity = code_usage(indices, model.config.codes)
         if model.prior is not None:
             nll = [model.prior.nll(indices[i : i + 500]) for i in range(0, len(indices), 500)]
-            report.prior_nll = float(torch.stack(nll).mean())
+            result.prior_nll = float(torch.stack(nll).mean())
     on_step()
-    return report
+    return result
 
 
 def frechet_scores(
@@ -204,3 +206,97 @@ def frechet_scores(
         samples = torch.cat([sample_images(model, min(500, n - i), seed + i) for i in range(0, n, 500)])
         scores[name] = frechet_distance(feature_statistics(classifier, samples), test_stats)
     return floor, scores
+
+
+SAMPLED_FROM = {  # how each kind of model is sampled for the Fréchet distance (`generative.pipeline.sample_images`)
+    "ae": "Gaussian fitted to its codes",
+    "linear": "Gaussian fitted to its codes",
+    "vae": "prior N(0, I)",
+    "hvae": "prior: z2 ~ N(0, I), then z1 given z2",
+    "vqvae": "learned prior over code grids",
+}
+
+
+def generative_report(
+    models: dict[str, nn.Module],
+    train: ArrayData,
+    test: ArrayData,
+    iwae_k: int,
+    iwae_images: int = 0,
+    judge: nn.Module | None = None,
+    judge_name: str = "",
+    samples: int = 0,
+    on_stage: Callable[[str], None] = lambda _: None,
+    on_step: Callable[[], None] = lambda: None,
+) -> Report:
+    """`aetools eval generative`: reconstruction beside PCA, linear AEs against PCA, VAE bounds, VQ code use,
+    and (with a `judge` classifier and `samples`) the Fréchet distance of samples beside the training
+    images' floor. Each model's metrics are `fashion_test_<measure>` (`ModelScores.metrics`).
+    on_stage: told what is being measured (a model's name, then the sampling); on_step: called twice per
+    model."""
+    train_flat = train.tensors().flatten(1)
+    scores = []
+    for name, model in models.items():
+        on_stage(name)
+        scores.append(evaluate_model(name, model, test, train_flat, iwae_k, on_step, iwae_images))
+    floor = None
+    if judge is not None:
+        on_stage("Fréchet distance: sampling")
+        floor, frechet = frechet_scores(judge, {r.name: models[r.name] for r in scores}, train, test, samples)
+        for r in scores:
+            r.frechet = frechet.get(r.name)
+
+    n_test = len(test)
+    rows = []
+    for r in scores:
+        ratio = "-" if r.pca_mse is None else f"{r.mse / r.pca_mse:.3f}"
+        pca = "-" if r.pca_mse is None else f"{r.pca_mse:.5f}"
+        minutes = "-" if r.seconds is None else f"{r.seconds / 60:.1f} min"
+        rows.append([r.name, r.kind, r.code, f"{r.mse:.5f}", pca, ratio, f"{r.psnr:.2f}", f"{r.params:,}", minutes])
+    tables = [
+        Table(
+            f"Reconstruction, Fashion-MNIST test ({n_test:,} images); PCA fitted on the 60,000 training images",
+            ["model", "kind", "code", "MSE", "PCA MSE (same k)", "MSE / PCA", "PSNR dB", "params", "training time"],
+            rows,
+        )
+    ]
+    if linear := [r for r in scores if r.angles is not None]:
+        rows = [
+            [r.name, f"{r.mse:.5f}", f"{r.pca_mse:.5f}", f"{(r.mse / r.pca_mse - 1) * 100:+.2f}%"]
+            + [f"{r.angles.max():.2f}°", f"{r.angles.mean():.2f}°"]
+            for r in linear
+        ]
+        columns = ["model", "MSE", "PCA MSE", "difference", "largest principal angle", "mean angle"]
+        tables.append(Table("Linear AE vs PCA (same k)", columns, rows))
+    if vaes := [r for r in scores if r.elbo is not None]:
+        title = (
+            f"VAE bounds on log p(x), nats per image (higher is tighter); k = {iwae_k} samples per image, "
+            f"{min(iwae_images or n_test, n_test):,} test images"
+        )
+        columns = ["model", "ELBO", f"IWAE (k={iwae_k})", "IWAE - ELBO", "KL", "active units", "KL per dimension"]
+        rows = [
+            [r.name, f"{r.elbo:.2f}", f"{r.iwae:.2f}", f"{r.iwae - r.elbo:.2f}", f"{r.kl:.2f}"]
+            + [f"{r.active}/{len(r.kl_per_dim)}", " ".join(f"{v:.1f}" for v in sorted(r.kl_per_dim, reverse=True))]
+            for r in vaes
+        ]
+        tables.append(Table(title, columns, rows))
+    if vqs := [r for r in scores if r.codes_used is not None]:
+        columns = ["model", "code grid", "PSNR dB", "codes in use", "perplexity", "prior NLL (nats/code)"]
+        rows = [
+            [r.name, r.code, f"{r.psnr:.2f}", f"{r.codes_used:.1f}%", f"{r.perplexity:.1f}"]
+            + ["-" if r.prior_nll is None else f"{r.prior_nll:.3f}"]
+            for r in vqs
+        ]
+        tables.append(Table("VQ-VAE codes", columns, rows))
+    if floor is not None:
+        rows = [["training images (floor)", "-", f"{floor:.2f}"]]
+        rows += [[r.name, SAMPLED_FROM[r.kind], f"{r.frechet:.2f}"] for r in scores]
+        tables.append(
+            Table(
+                f"Sample quality: Fréchet distance to the test set in {judge_name}'s features (not Inception FID); "
+                f"{samples:,} samples each",
+                ["generator", "sampled from", "Fréchet distance"],
+                rows,
+            )
+        )
+    return Report(tables, {models[r.name].weights_path: r.metrics() for r in scores})

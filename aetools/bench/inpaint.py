@@ -19,13 +19,14 @@ Baselines:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from aetools.bench.report import Bf16Check, Report, Table, metric_name
 from aetools.data.io import load_image, to_uint8
 from aetools.data.masks import benchmark_mask
 from aetools.tasks.inpaint import inpaint_pixels
@@ -115,3 +116,59 @@ def run_inpaint_benchmark(
         if on_image:
             on_image(path)
     return result
+
+
+def inpaint_report(
+    files: list[Path],
+    dataset: str,
+    model: torch.nn.Module,
+    ratios: list[float],
+    work_sizes: Sequence[int] = (),
+    ensemble: bool = False,
+    precisions: Sequence[str] = ("fp32",),
+    on_image: Callable[[Path], None] | None = None,
+) -> Report:
+    """`aetools eval inpaint`: ours (in each precision; at each of `work_sizes` in two passes, and with the
+    self-ensemble, as ablations) beside Telea and biharmonic; ours' metrics `<set>_holes<percent>_psnr`
+    and `_ssim` and bf16's largest PSNR loss (`<set>_inpaint`)."""
+    from aetools.bench.reference import in_precision, precision_line, torch_threads
+    from aetools.weights import count_parameters
+
+    methods = {"OpenCV Telea": telea, "skimage biharmonic": biharmonic}
+    methods |= {in_precision("ours", p): ours(model, precision=p) for p in precisions}
+    methods |= {f"ours, work size {s}": ours(model, s) for s in work_sizes}
+    if ensemble:
+        methods["ours + self-ensemble (8x time)"] = ours(model, ensemble=True)
+    result = run_inpaint_benchmark(files, methods, ratios, on_image=on_image)
+
+    columns = ["method"]
+    for r in ratios:
+        columns += [f"PSNR {r:.0%}", f"SSIM {r:.0%}"]
+    rows = []
+    for name in methods:
+        row = [name]
+        for r in ratios:
+            row += [f"{result.mean(name, r, 'psnr'):.2f}", f"{result.mean(name, r, 'ssim'):.4f}"]
+        seconds = np.mean([result.mean(name, r, "seconds") for r in ratios])
+        rows.append(row + [f"{seconds:.2f}", str(result.outside_change(name))])
+    table = Table(
+        f"Inpainting on {dataset}, {len(files)} images, seeded masks (benchmark_mask), scores over the whole image",
+        columns + ["s / image", "max change outside holes"],
+        rows,
+        [
+            f"times: mean per image over the hole ratios, on {torch_threads()};"
+            f" ours has {count_parameters(model) / 1e6:.2f} M parameters.\n{precision_line()}"
+        ],
+    )
+
+    report = Report([table])
+    if "ours" in methods:
+        report.metrics[model.weights_path] = {
+            metric_name(dataset, f"holes{round(r * 100)}", what): round(result.mean("ours", r, what), 4)
+            for r in ratios
+            for what in ("psnr", "ssim")
+        }
+        if "ours, bf16" in methods:
+            pairs = [(result.mean("ours", r, "psnr"), result.mean("ours, bf16", r, "psnr")) for r in ratios]
+            report.bf16[model.weights_path] = Bf16Check.of(pairs, metric_name(dataset, "inpaint"))
+    return report

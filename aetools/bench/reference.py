@@ -1,22 +1,22 @@
-"""Reference network shapes from the literature, for timing only (no trained weights are needed to
-measure how fast a network of that shape runs)."""
+"""Timing: reference network shapes from the literature (no trained weights are needed to measure how fast
+a network of that shape runs), the timing loop, and the cost table every `eval` prints."""
 
 from __future__ import annotations
 
 import copy
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from aetools.bench.report import Table
 from aetools.precision import Precision, autocast
 
 # Every cost table times ours and the reference shapes in both, in the same run.
 PRECISIONS = ("fp32", "bf16")
-# `auto` may use bf16 for a head whose benchmark loses at most this much PSNR in it (dB).
-BF16_PSNR_TOLERANCE = 0.02
 
 
 def dncnn_shaped(channels: int = 3, depth: int = 17, width: int = 64) -> nn.Module:
@@ -63,8 +63,41 @@ def megapixels_per_second(fn, x: torch.Tensor, repeats: int = 5, precision: str 
     return x.shape[0] * x.shape[-2] * x.shape[-1] / 1e6 / median_seconds(lambda: fn(x), repeats, precision)
 
 
-def bf16_verdict(pairs: list[tuple[float, float]], tolerance: float = BF16_PSNR_TOLERANCE) -> tuple[bool, float]:
-    """pairs of (fp32 figure, bf16 figure), higher is better -> (bf16 costs at most `tolerance` on every
-    one, the largest loss)."""
-    loss = max((a - b for a, b in pairs), default=0.0)
-    return loss <= tolerance, loss
+def torch_threads() -> str:
+    """ "1 torch thread" / "2 torch threads": the threads a timing ran on."""
+    n = torch.get_num_threads()
+    return f"{n} torch thread" + ("" if n == 1 else "s")
+
+
+def precision_line() -> str:
+    """The processor's capability line under a timing: what it computes natively, what `auto` picks here."""
+    from aetools.precision import capability_line
+
+    return f"Precision: {capability_line(torch.device('cpu'))}."
+
+
+@dataclass
+class CostRow:
+    """megapixels_per_s: {precision: megapixels per second} (input or output pixels, as the table says)."""
+
+    name: str
+    params: int
+    megapixels_per_s: dict[str, float]
+
+
+def cost_table(title: str, rows: list[CostRow], precisions: Sequence[str], what: str) -> Table:
+    """One MP/s column per precision, the bf16 speed-up, and each network against the reference shape (the
+    last row) in the same precision; the processor's capability line below."""
+    reference = rows[-1]
+    columns = ["network", "params"] + [f"{what} {p}" for p in precisions]
+    if len(precisions) > 1:
+        columns.append("bf16 / fp32")
+    columns += [f"vs {reference.name.split(' (')[0]}, {p}" for p in precisions]
+    cells = []
+    for r in rows:
+        speeds = r.megapixels_per_s
+        row = [r.name, f"{r.params / 1e6:.2f} M"] + [f"{speeds[p]:.3f}" for p in precisions]
+        if len(precisions) > 1:
+            row.append(f"{speeds['bf16'] / speeds['fp32']:.1f}x")
+        cells.append(row + [f"{speeds[p] / reference.megapixels_per_s[p]:.1f}x" for p in precisions])
+    return Table(f"{title} ({torch_threads()})", columns, cells, [precision_line()])

@@ -12,13 +12,16 @@ Grey images (Set14's bridge) are replicated to RGB, whose Y is the grey level ma
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+
+from aetools.bench.reference import CostRow, cost_table
+from aetools.bench.report import Bf16Check, Report, Table, metric_name
 
 PUBLISHED = {  # Y-PSNR (dB) published for the standard protocol: {method: {dataset: {scale: psnr}}}
     "bicubic": {"set5": {2: 33.66, 3: 30.39, 4: 28.42}, "set14": {2: 30.24, 3: 27.55, 4: 26.00}},
@@ -132,15 +135,6 @@ def vdsr_shaped(channels: int = 3, depth: int = 20, width: int = 64) -> torch.nn
     return nn.Sequential(*layers).eval()
 
 
-@dataclass
-class CostRow:
-    """megapixels_per_s: {precision: output megapixels per second}."""
-
-    name: str
-    params: int
-    megapixels_per_s: dict[str, float]
-
-
 def measure_cost(
     model: torch.nn.Module,
     scales: Iterable[int],
@@ -195,3 +189,55 @@ def photo_seconds(
     net, p = prepared(model, precision), precision_named(precision)
     pixels = np.random.default_rng(0).random((size[1], size[0], 3), dtype=np.float32)
     return median_seconds(lambda: upscale_pixels(net, pixels, scale, precision=p), repeats)
+
+
+def superres_report(
+    files: list[Path],
+    dataset: str,
+    scales: list[int],
+    models: dict[str, torch.nn.Module],
+    degradation: str = "bicubic",
+    ensemble: bool = False,
+    precisions: Sequence[str] = ("fp32",),
+    cost: bool = True,
+    on_image: Callable[[str], None] | None = None,
+) -> Report:
+    """`aetools eval superres`: the Y-PSNR / SSIM table (the published rows under the bicubic protocol), the
+    cost table of the first model if `cost`. With one model (row "ours"), the metrics `<set>_x<s>_y_psnr`
+    and `_y_ssim` (`<set>_real_...` under the real-photo degradation) and bf16's largest PSNR loss."""
+    result = run_superres_benchmark(
+        files, scales, models, degradation, on_image=on_image, ensemble=ensemble, precisions=precisions
+    )
+    rows = []
+    for method in dict.fromkeys(m for m, _ in result.scores):
+        cells = [result.mean(method, s) for s in scales]
+        rows.append([method] + ["-" if c is None else f"{c[0]:.2f} / {c[1]:.4f}" for c in cells])
+    for name, numbers in PUBLISHED.items():
+        published = numbers.get(dataset.lower())
+        if published and degradation == "bicubic":
+            rows.append([f"{name}, published"] + [f"{published[s]:.2f}" if s in published else "" for s in scales])
+    what = "" if degradation == "bicubic" else ", LR with real-photo degradation (blur, noise, JPEG)"
+    title = f"Super-resolution Y-PSNR (dB) / SSIM on {dataset}, {len(files)} images{what}"
+    tables = [Table(title, ["method"] + [f"x{s} PSNR / SSIM" for s in scales], rows)]
+
+    net = next(iter(models.values()))
+    if cost:
+        speeds = measure_cost(net, scales, precisions=precisions)
+        table = cost_table("CPU cost, 480x480 output", speeds, precisions, "output MP/s")
+        if 4 in net.config.scales:
+            times = ", ".join(f"{photo_seconds(net, precision=p):.2f} s in {p}" for p in precisions)
+            table.notes.append(f"640x480 photo upscaled x4 (2560x1920): {times} (median of 3, after a warm-up)")
+        tables.append(table)
+
+    benchmark = dataset if degradation == "bicubic" else f"{dataset}_real"
+    metrics = {}
+    for s in scales:
+        mean = result.mean("ours", s)
+        if mean:
+            metrics[metric_name(benchmark, f"x{s}", "y_psnr")] = round(mean[0], 2)
+            metrics[metric_name(benchmark, f"x{s}", "y_ssim")] = round(mean[1], 4)
+    report = Report(tables, {net.weights_path: metrics})
+    if "ours" in models and {"fp32", "bf16"} <= set(precisions):
+        pairs = [(result.mean("ours", s)[0], result.mean("ours, bf16", s)[0]) for s in scales]
+        report.bf16[net.weights_path] = Bf16Check.of(pairs, benchmark)
+    return report
