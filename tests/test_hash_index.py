@@ -295,11 +295,19 @@ def test_eval_hash_prints_ours_beside_the_baselines(tmp_path, tiny_hash):
         "near-dup",
         "--part",
         "semantic",
+        "--part",
+        "dedup",
+        "--held-out",
+        photos,
         "--format",
         "markdown",
     )
     assert r.exit_code == 0, r.output
     assert "| pHash (imagehash) |" in r.stdout and "| dHash (imagehash) + 8 orientations |" in r.stdout
+    assert "**False duplicates in libraries of distinct photos" in r.stdout
+    for method in ("ours, dedup default (", "ours, codes alone (", "pHash (imagehash, 10 bits)"):
+        assert f"| {method}" in r.stdout
+    assert "**Near-duplicate Recall@1 (%) at the default setting" in r.stdout
     assert "| ours (32 bits) |" in r.stdout and "crop 25%" in r.stdout
     for method in ("LSH, pixels", "ITQ, pixels", "ITQ, our latent"):
         assert f"| {method} |" in r.stdout

@@ -212,3 +212,59 @@ def recall_at_default(
             result.reported.setdefault(label, {})[edit] = float(np.mean(nearest <= PHASH_THRESHOLD))
         on_step()
     return result
+
+
+# ------------------------------------------------------------------------------------------ report
+
+
+def dedup_report(
+    net: torch.nn.Module,
+    originals: list[Path],
+    distractors: list[Path],
+    libraries: dict[str, list[Path]],
+    radius: int = DEFAULT_RADIUS,
+    on_step: Callable[[], None] = lambda: None,
+):
+    """Parts 1 and 2 as a `Report`. libraries: name -> the files of a library of distinct photos (e.g. a
+    folder held out of the model's training, and all the training photos). Metrics:
+    `dedup_<library>_false_pairs_per_million`, `dedup_<library>_share_in_groups`, `dedup_recall_<edit>`."""
+    from aetools.bench.hash import _edit_slug, recall_table
+    from aetools.bench.report import Report, Table, metric_name
+
+    columns, cells, metrics = ["method"], {}, {}
+    for library, paths in libraries.items():
+        found = false_duplicates(describe_files(net, paths, lambda n: None), radius)
+        columns += [f"{library} ({len(paths)}): false pairs per million", f"{library}: photos in groups"]
+        for method, f in found.items():
+            cells.setdefault(method, []).extend(
+                [f"{f.per_million:.2f} ({f.pairs})", f"{100 * f.share_in_groups:.2f}% ({f.photos_in_groups})"]
+            )
+        ours = found[next(iter(found))]
+        metrics[metric_name("dedup", library, "false_pairs_per_million")] = round(ours.per_million, 3)
+        metrics[metric_name("dedup", library, "share_in_groups")] = round(ours.share_in_groups, 5)
+        on_step()
+    false_table = Table(
+        "False duplicates in libraries of distinct photos, each method at its default setting",
+        columns,
+        [[method, *row] for method, row in cells.items()],
+        [
+            f"ours: dedup's default, code candidates within {radius} bits (quarter turns included), each checked"
+            f" on the pictures (at least {MIN_INLIERS} keypoint matches agreeing on one transform); codes alone:"
+            f" the same candidates unchecked; pHash, dHash: within {PHASH_THRESHOLD} bits (imagededup's default)."
+        ],
+    )
+    recall = recall_at_default(net, originals, distractors, radius, on_step)
+    answered = "; ".join(
+        f"{method}: " + ", ".join(f"{e} {100 * v:.1f}" for e, v in per_edit.items())
+        for method, per_edit in recall.reported.items()
+    )
+    title = (
+        f"Near-duplicate Recall@1 (%) at the default setting: {recall.queries} originals (Kodak24 + CBSD68)"
+        f" among {recall.database} images, one query per original and edit; a query counts when the duplicate"
+        " reported first is its original"
+    )
+    ours = next(iter(recall.recall))
+    for e, v in recall.recall[ours].items():
+        metrics[metric_name("dedup", "recall", _edit_slug(e))] = round(v, 4)
+    notes = [f"share of queries for which any duplicate was reported (%): {answered}"]
+    return Report([false_table, recall_table(title, recall.recall, notes)], {net.weights_path: metrics})

@@ -449,3 +449,154 @@ def bytes_per_image(n: int = 100_000, bits: int = 64, tmp: Path | None = None) -
         after = rss()
         del loaded
     return {"disk": disk / n, "memory": max(0, after - before) / n}
+
+
+# ------------------------------------------------------------------------------------------- reports
+
+
+def _edit_slug(edit: str) -> str:
+    import re
+
+    return re.sub(r"[^a-z0-9]+", "_", edit.lower()).strip("_")
+
+
+def recall_table(title: str, recall: dict[str, dict[str, float]], notes: list[str] | None = None):
+    """Rows of Recall@1 (%) per edit, with the photometric and geometric means -> a `Table`."""
+    from aetools.bench.report import Table
+
+    edits = list(BENCHMARK_EDITS)
+    rows = []
+    for name, per_edit in recall.items():
+        photometric = [per_edit[e] for e in edits if BENCHMARK_EDITS[e][1] == "photometric"]
+        geometric = [per_edit[e] for e in edits if BENCHMARK_EDITS[e][1] == "geometric"]
+        rows.append(
+            [name]
+            + [f"{100 * per_edit[e]:.1f}" for e in edits]
+            + [f"{100 * np.mean(photometric):.1f}", f"{100 * np.mean(geometric):.1f}"]
+        )
+    return Table(title, ["method", *edits, "photometric mean", "geometric mean"], rows, notes or [])
+
+
+def near_duplicate_report(
+    net: torch.nn.Module,
+    originals: list[Path],
+    distractors: list[Path],
+    precisions: list[str],
+    on_step: Callable[[], None] = lambda: None,
+):
+    """Part 1 as a `Report`: the Recall@1 table (ours in each precision beside pHash and dHash), the
+    distances in notes, `neardup_<edit>[_orientations]` metrics and the bf16 check (0.5 points, either way)."""
+    from aetools.bench.reference import in_precision
+    from aetools.bench.report import Bf16Check, Report
+
+    hashers = {
+        "pHash (imagehash)": imagehash_hasher("phash"),
+        "dHash (imagehash)": imagehash_hasher("dhash"),
+        "pHash, borders trimmed as ours": imagehash_hasher("phash", trim=True),
+    }
+    for p in precisions:
+        hashers[in_precision(f"ours ({net.config.bits} bits)", p)] = model_hasher(net, 256, p)
+    result = run_near_duplicate(hashers, originals, distractors, on_step)
+    edits = list(BENCHMARK_EDITS)
+    pairs_total = result.database * (result.database - 1) // 2
+    notes = [
+        "median Hamming distance from an edited query to its original: "
+        + "; ".join(f"{name}: " + ", ".join(f"{e} {d[e]:.0f}" for e in edits) for name, d in result.distances.items())
+        + "\n1st percentile of the distance between two different database photos: "
+        + ", ".join(f"{name} {d:.0f}" for name, d in result.distinct.items())
+        + f"\npairs of different database photos (of {pairs_total:,}) within 2 / 3 / 4 / 6 bits: "
+        + "; ".join(f"{name} " + " / ".join(str(v) for v in p.values()) for name, p in result.close_pairs.items())
+    ]
+    title = (
+        f"Near-duplicate Recall@1 (%): {result.queries} originals (Kodak24 + CBSD68) among {result.database}"
+        f" images ({result.database - result.queries} distractors), one query per original and edit"
+    )
+    ours = f"ours ({net.config.bits} bits)"
+    metrics = {}
+    for suffix, key in (("", ours), ("_orientations", f"{ours} + 8 orientations")):
+        if key in result.recall:
+            for e in edits:
+                metrics[f"neardup_{_edit_slug(e)}{suffix}"] = round(result.recall[key][e], 4)
+    report = Report([recall_table(title, result.recall, notes)], {net.weights_path: metrics} if metrics else {})
+    if "bf16" in precisions and ours in result.recall:  # auto may use bf16 if no edit moves by over 0.5 points
+        pairs = [(100 * result.recall[ours][e], 100 * result.recall[f"{ours}, bf16"][e]) for e in edits]
+        report.bf16[net.weights_path] = Bf16Check.of(pairs + [(b, a) for a, b in pairs], "neardup", 0.5)
+    return report
+
+
+def semantic_report(
+    images: np.ndarray,
+    labels: np.ndarray,
+    is_query: np.ndarray,
+    models: dict[str, torch.nn.Module],
+    on_step: Callable[[], None] = lambda: None,
+):
+    """Part 2 as a `Report`: CIFAR-10 mAP@1000 at 16/32/64 bits, `cifar10_map1000_<b>bits` per model."""
+    from aetools.bench.report import Report, Table
+
+    latent_model = next(iter(models.values()))
+    scores = run_semantic(images, labels, is_query, models, latent_model, on_step=on_step)
+    rows = [[name] + [f"{scores[name].get(b, float('nan')):.4f}" for b in (16, 32, 64)] for name in scores]
+    title = (
+        f"CIFAR-10 mAP@1000: {is_query.sum()} queries, {(~is_query).sum()} database images"
+        f" (ITQ on our latent: {next(iter(models))})"
+    )
+    metrics = {
+        m.weights_path: {f"cifar10_map1000_{b}bits": round(v, 4) for b, v in scores[name].items()}
+        for name, m in models.items()
+    }
+    return Report([Table(title, ["method", "16 bits", "32 bits", "64 bits"], rows)], metrics)
+
+
+def speed_report(
+    net: torch.nn.Module, originals: list[Path], distractors: list[Path], precisions: list[str], tmp: Path
+):
+    """Part 3 as a `Report`: files indexed per second against pHash, then query latency, dedup's pair search
+    by full scan and multi-hash table, and bytes per indexed image."""
+    from aetools.bench.reference import precision_line
+    from aetools.bench.report import Report, Table
+    from aetools.pipeline import bf16_measured_safe
+
+    threads = torch.get_num_threads()
+    timed = distractors[:1000]
+    camera = camera_sized_copies(originals[:24], tmp / "camera")
+    rows = []
+    for label, files in (
+        (f"{len(timed)} photos (JPEG, up to 400 px)", timed),
+        (f"{len(camera)} camera-sized JPEGs (12 MP)", camera),
+    ):
+        p = files_per_second(phash_files, files)
+        ours = [files_per_second(ours_files(net, q), files) for q in precisions]
+        one = files_per_second(api_one_call_per_file(net), files)
+        many = files_per_second(api_list_of_files(net), files)
+        rows.append([label, f"{p:.0f}", *[f"{o:.0f}" for o in ours], *[f"{o / p:.2f}x" for o in ours]])
+        rows[-1] += [f"{one:.0f}", f"{many:.0f}"]
+    columns = [
+        "files",
+        "pHash (imagehash, 1 process)",
+        *[f"ours (hash-index pipeline, {threads} threads), {q}" for q in precisions],
+        *[f"ours / pHash, {q}" for q in precisions],
+        "aetools.hash_code(path), a call per file",
+        "aetools.hash_code(list of paths)",
+    ]
+    chosen = "bf16" if bf16_measured_safe(net) else "fp32 (its benchmark record)"
+    indexing = Table(
+        "Indexing speed (files/s: read, decode, code; best of 2 passes)",
+        columns,
+        rows,
+        [precision_line()[:-1] + f"; this model under auto: {chosen}."],
+    )
+    rows = [[f"one query, 100,000 codes, {k}", f"{v * 1e3:.3f} ms"] for k, v in query_latency().items()]
+    for radius, n in ((3, 10_000), (3, 100_000), (3, 300_000), (6, 10_000), (6, 100_000), (6, 300_000)):
+        r = radius_search_seconds(n, radius)
+        rows.append(
+            [
+                f"dedup all pairs within {radius} bits, {n:,} codes: full scan / multi-hash",
+                f"{r['full scan']:.2f} s / {r['multi-hash']:.2f} s",
+            ]
+        )
+    memory = bytes_per_image()
+    rows.append(["index on disk per image (codes + SQLite file list)", f"{memory['disk']:.0f} bytes"])
+    rows.append(["index in memory per image (loaded, file list included)", f"{memory['memory']:.0f} bytes"])
+    search = Table("Search speed and size (synthetic random 64-bit codes)", ["measure", "value"], rows)
+    return Report([indexing, search])

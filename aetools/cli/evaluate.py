@@ -136,14 +136,6 @@ def bf16_verdict(check: Bf16Check, recorded: dict) -> dict:
     return metrics
 
 
-def bf16_record(pairs: list[tuple[float, float]], net, benchmark: str, tolerance: float | None = None) -> dict:
-    """`bf16_verdict` for a benchmark that records by itself (`eval hash`): pairs of (fp32, bf16) figures."""
-    from aetools.bench.report import BF16_PSNR_TOLERANCE, Bf16Check
-
-    check = Bf16Check.of(pairs, benchmark, BF16_PSNR_TOLERANCE if tolerance is None else tolerance)
-    return bf16_verdict(check, net.weights_header.get("metrics", {}))
-
-
 @eval_app.command("denoise", context_settings=MULTI, no_args_is_help=True)
 def eval_denoise(
     ctx: typer.Context,
