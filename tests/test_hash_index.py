@@ -385,3 +385,16 @@ def test_dedup_never_writes_a_report_over_a_photo_or_into_a_missing_folder(pictu
     r = run("dedup", pictures, "-m", tiny_hash, "--html", tmp_path / "no" / "such" / "page.html")
     assert r.exit_code == 2 and "does not exist" in r.output
     assert not (pictures / ".aetools-index").exists()  # refused before any work
+
+
+def test_each_image_keeps_only_its_nearest_candidates():
+    from aetools.index.folder import nearest_pairs
+
+    # image 0 sits in a crowd: 12 look-alikes 1-3 bits away; 13 is a copy of 12 only
+    pairs = {(0, j): 1 + j % 3 for j in range(1, 13)} | {(12, 13): 0}
+    kept = nearest_pairs(pairs, per_image=2)
+    assert kept[(12, 13)] == 0  # among 12's and 13's nearest
+    assert all((0, j) in kept for j in range(1, 12))  # each crowd member's own nearest is 0
+    assert len(nearest_pairs({(0, j): 1 for j in range(1, 13)}, per_image=3)) == 12
+    star = {(0, j): j for j in range(1, 6)} | {(j, j + 10): 0 for j in range(1, 6)}  # 1..5 have closer partners
+    assert set(nearest_pairs(star, per_image=1)) == {(j, j + 10) for j in range(1, 6)} | {(0, 1)}

@@ -165,10 +165,13 @@ def _answer_ours(
 ) -> tuple[int | None, int]:
     """The database image `dedup` would pair with the query first -> (its position or None, matches)."""
     from aetools.bench.hash import hamming_matrix
+    from aetools.index.folder import CANDIDATES_PER_IMAGE
 
     distances = hamming_matrix(query_views, database.codes).min(axis=0)  # nearest over the quarter turns
+    within = np.flatnonzero(distances <= radius)
+    within = within[np.lexsort((within, distances[within]))][:CANDIDATES_PER_IMAGE]  # as `candidate_pairs`
     best: tuple[int, int, int] | None = None  # (distance, -matches, position)
-    for j in np.flatnonzero(distances <= radius).tolist():
+    for j in within.tolist():
         matches = agreement(query_features, database.features[j])
         if matches >= MIN_INLIERS:
             key = (int(distances[j]), -matches, j)

@@ -38,7 +38,10 @@ MULTIHASH_ABOVE = 10_000
 # dedup's candidate radius (bits, 64-bit codes): wide enough that edited copies' codes fall within it (the
 # verification, not the radius, rules out different photos), narrow enough that a multi-hash table finds
 # the pairs among millions of codes fast. Chosen by `aetools eval hash --part dedup` (docs/benchmarks.md).
-DEFAULT_RADIUS = 5
+DEFAULT_RADIUS = 7  # the widest an exact multi-hash table of 4 x 16 bits with 1 flipped bit covers
+# An image's copies are among its nearest codes: each image's candidates are limited to this many nearest, so
+# a crowded region of code space cannot make the checks grow with the square of the library.
+CANDIDATES_PER_IMAGE = 10
 MIN_SUBSTRING_BITS = 16
 
 
@@ -288,9 +291,11 @@ def hamming(a: np.ndarray, b: np.ndarray) -> int:
     return int(np.unpackbits(np.bitwise_xor(a, b)).sum())
 
 
-def candidate_pairs(index: HashIndex, radius: int) -> dict[tuple[int, int], int]:
+def candidate_pairs(index: HashIndex, radius: int, per_image: int | None = None) -> dict[tuple[int, int], int]:
     """Pairs of indexed ids (a < b) whose codes, or the code of one turned by a quarter turn and the other's,
-    are at most `radius` bits apart -> their smallest such distance."""
+    are at most `radius` bits apart -> their smallest such distance. per_image (default CANDIDATES_PER_IMAGE):
+    a pair is kept only if it is among the nearest `per_image` of one of its two images, so the checks grow
+    with the number of images, not with the square of it, where codes crowd together."""
     ids, codes, turned, owners = index.arrays()
     pairs: dict[tuple[int, int], int] = {}
 
@@ -307,7 +312,20 @@ def candidate_pairs(index: HashIndex, radius: int) -> dict[tuple[int, int], int]
     if len(turned):
         rows, cols, d = pairs_within(codes, index.bits, radius, queries=turned)
         add(owners[rows], ids[cols], d)
-    return pairs
+    return nearest_pairs(pairs, CANDIDATES_PER_IMAGE if per_image is None else per_image)
+
+
+def nearest_pairs(pairs: dict[tuple[int, int], int], per_image: int) -> dict[tuple[int, int], int]:
+    """The pairs that are among the `per_image` nearest (smallest distance, then id) of either image."""
+    partners: dict[int, list[tuple[int, int]]] = {}
+    for (a, b), d in pairs.items():
+        partners.setdefault(a, []).append((d, b))
+        partners.setdefault(b, []).append((d, a))
+    kept = set()
+    for a, near in partners.items():
+        for _, b in sorted(near)[:per_image]:
+            kept.add((a, b) if a < b else (b, a))
+    return {pair: pairs[pair] for pair in sorted(kept)}
 
 
 @dataclass
