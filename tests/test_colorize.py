@@ -97,6 +97,67 @@ def test_gamut_mapping_keeps_lightness():
     assert np.abs(rgb_to_lab(clipped)[..., 0] - lab[..., 0]).max() > 5  # what plain clipping does
 
 
+def test_confidence_dependent_readout_mutes_only_the_unsure_pixels():
+    """T rises to 1 (the plain mean) where the distribution is flat; a certain pixel keeps its mode's colour."""
+    from aetools.heads.colorize import normalised_entropy, readout_temperature
+    from aetools.tasks.colorize import Readout, _loss_tables, ab_from_logits
+
+    bins, _ = _loss_tables()
+    q = len(bins)
+    assert torch.allclose(normalised_entropy(torch.zeros(1, q, 1, 1)), torch.ones(1))  # uniform: 1
+    red = int((bins - torch.tensor([60.0, 50.0])).norm(dim=1).argmin())
+    green = int((bins - torch.tensor([-50.0, 50.0])).norm(dim=1).argmin())
+    logits = torch.zeros(1, q, 1, 2)
+    logits[0, :, 0, 0] = -20.0
+    logits[0, red, 0, 0] = 0.0  # pixel 0: sure it is red
+    logits[0, [red, green], 0, 1] = 1.0  # pixel 1: red or green, a little more likely than anything else
+    t = readout_temperature(logits, 0.3, 0.5)
+    assert t.shape == (1, 1, 1, 2) and abs(t[0, 0, 0, 0] - 0.3) < 0.01 and t[0, 0, 0, 1] > 0.9
+    assert readout_temperature(logits, 0.3, None) == 0.3
+    fixed = ab_from_logits(logits, bins, (1, 2), Readout(0.3))[0, :, 0]  # (2, 2): ab of each pixel
+    adaptive = ab_from_logits(logits, bins, (1, 2), Readout(0.3, flat_entropy=0.5))[0, :, 0]
+    mean = ab_from_logits(logits, bins, (1, 2), Readout(1.0))[0, :, 0]
+    assert torch.allclose(adaptive[:, 0], fixed[:, 0], atol=0.05)  # the sure pixel: unchanged
+    assert torch.allclose(adaptive[:, 1], mean[:, 1], atol=0.05)  # the flat one: the plain mean
+    assert adaptive[:, 1].norm() < fixed[:, 1].norm()  # ... which is more muted than the annealed mean
+    for bad in [dict(temperature=0.0), dict(calibration=1.5), dict(flat_entropy=0.0), dict(flat_entropy=2.0)]:
+        with pytest.raises(ValueError):
+            Readout(**bad)
+
+
+def test_colour_metrics_on_images_with_known_answers():
+    """A perfect colorization scores CIEDE2000 0 and cast 0; the grey input's cast is the truth's own mean ab;
+    a pure cast of (8, 6) in ab measures 10; Hasler and Süsstrunk's M of a flat colour is 0.3 |(rg, yb)|."""
+    from skimage import color
+
+    from aetools.bench.colorize import Truth, colourfulness, grey_output, score, summarize
+
+    truth = Truth.of(photo(96, "coffee"))
+    perfect = score(truth, truth.rgb / 255.0)
+    assert perfect.ciede2000 == 0 and perfect.cast == 0 and perfect.delta_l == 0 and perfect.psnr == np.inf
+    assert perfect.colourfulness == perfect.truth_colourfulness
+
+    grey = score(truth, grey_output(truth.lightness))
+    assert abs(grey.cast - np.linalg.norm(truth.mean_ab)) < 0.1 and grey.grey_cast == np.linalg.norm(truth.mean_ab)
+    assert grey.colourfulness < 1 and grey.ciede2000 > 5
+    assert summarize([grey])["cast_worse_than_grey_share"] == 0  # grey never counts against itself
+
+    # a low-chroma scene shifted by (8, 6) in ab stays in gamut: a pure cast of 10
+    rng = np.random.default_rng(0)
+    lab = np.zeros((64, 64, 3))
+    lab[..., 0] = np.linspace(35, 75, 64)[None, :]
+    lab[..., 1:] = rng.uniform(-4, 4, (64, 64, 2))
+    muted = Truth.of(to_uint8(color.lab2rgb(lab)))
+    cast = score(muted, color.lab2rgb(muted.lab + np.array([0.0, 8.0, 6.0])))
+    assert abs(cast.cast - 10.0) < 0.3 and cast.grey_cast < 2
+    assert cast.delta_l < 0.5 and 5 < cast.ciede2000 < 15
+    summary = summarize([cast, perfect])
+    assert summary["cast_worse_than_grey_share"] == 0.5 and abs(summary["cast"] - cast.cast / 2) < 1e-9
+
+    flat = np.zeros((8, 8, 3), dtype=np.uint8) + np.array([200, 100, 50], dtype=np.uint8)  # rg 100, yb 100
+    assert abs(colourfulness(flat) - 0.3 * np.hypot(100, 100)) < 1e-9
+
+
 # ------------------------------------------------------------------------------- the image contract
 
 
@@ -169,6 +230,10 @@ def test_strength_blends_toward_grey(tiny_color):
     none = colorize(grey, strength=0.0, model=tiny_color).astype(int)
     spread = lambda x: np.ptp(x, axis=2).mean()  # noqa: E731
     assert spread(none) < 1.0 < spread(half) < spread(full)
+    from aetools.tasks.colorize import Readout, colorize_pixels
+
+    muted = to_uint8(colorize_pixels(tiny_color, grey[..., None] / 255.0, readout=Readout(1.0, 1.0))).astype(int)
+    assert spread(muted) < spread(full)  # the plain posterior mean: a readout of the pipeline, more muted
     with pytest.raises(ValueError, match="strength"):
         colorize(grey, strength=1.5, model=tiny_color)
 
@@ -236,14 +301,30 @@ def test_cli_colorize_contract(tmp_path, tiny_color_weights):
 
 
 def test_eval_colorize_prints_ours_beside_baselines(tmp_path, tiny_color_weights):
+    from aetools.weights import read_weights
+
     folder = tmp_path / "bench"
     folder.mkdir()
     for name in ["astronaut", "coffee"]:
         Image.fromarray(photo(64, name)).save(folder / f"{name}.png")
-    r = run("eval", "colorize", "--data", folder, "--model", tiny_color_weights, "--no-cost", "--format", "markdown")
+    args = ["eval", "colorize", "--data", folder, "--model", tiny_color_weights, "--no-cost", "--precisions", "fp32"]
+    r = run(*args, "--format", "markdown", "--record")
     assert r.exit_code == 0, r.output
-    for row in ["grey (input as RGB)", "mean ab of the set", "| ours |"]:
-        assert row in r.output
+    for text in ["grey (input as RGB)", "mean ab of the set", "| ours |", "CIEDE2000", "cast worse than grey's"]:
+        assert text in r.output
+    grey_row = next(line for line in r.output.splitlines() if line.startswith("| grey"))
+    assert grey_row.split("|")[5].strip() == "0%"  # grey's cast is never worse than grey's
+    metrics = read_weights(tiny_color_weights)[1]["metrics"]
+    for measure in ["psnr", "colourfulness_ratio", "washed_out_share", "delta_l"]:  # the names already recorded
+        assert f"bench_{measure}" in metrics
+    assert metrics["bench_ciede2000"] > 0 and 0 <= metrics["bench_cast_worse_than_grey_share"] <= 1
+    assert metrics["bench_cast"] > 0
+    r = run(*args, "--flat-entropy", "0.6", "--temperature", "0.3", "--format", "markdown")
+    assert r.exit_code == 0 and "rising to 1 at entropy 0.6" in r.output, r.output
+    r = run(*args, "--flat-entropy", "1.5")
+    assert r.exit_code == 2 and "flat entropy" in r.output and "Traceback" not in r.output
+    r = run(*args, "--temperature", "0.3", "--record")
+    assert r.exit_code == 2 and "--record" in r.output
 
 
 def test_train_colorize_and_resume(train_folder, tmp_path):

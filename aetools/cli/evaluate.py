@@ -234,15 +234,24 @@ def eval_colorize(
     ),
     temperature: float = typer.Option(None, "--temperature", help="Annealed-mean T (default: the model's)."),
     calibration: float = typer.Option(None, "--calibration", help="Rebalancing undone, 0-1 (default: the model's)."),
+    flat_entropy: float = typer.Option(
+        None,
+        "--flat-entropy",
+        help="T rises to 1 (the plain mean) where the distribution's normalised entropy reaches this, 0-1; "
+        "0: one T everywhere (default: the model's).",
+    ),
     limit: int = typer.Option(0, help="Use only the first N images (0: all)."),
     cost: bool = typer.Option(True, "--cost/--no-cost", help="Also time a 768x512 photo end to end."),
     precisions: str = typer.Option("fp32,bf16", "--precisions", help="Run ours in these: fp32, bf16 or both."),
     fmt: str = typer.Option("table", "--format", help="table or markdown."),
     record: bool = typer.Option(False, "--record", help="Store ours' means in the weights' metadata."),
 ) -> None:
-    """Automatic colorization from L: RGB PSNR, colourfulness and lightness error, ours beside the grey and
-    mean-colour baselines."""
+    """Automatic colorization from L: RGB PSNR, CIEDE2000, colour cast, colourfulness and lightness error,
+    ours beside the grey and mean-colour baselines."""
+    from dataclasses import replace
+
     from aetools.bench.colorize import colorize_report
+    from aetools.tasks.colorize import Readout
 
     sizes = parse_numbers(work_size, ctx.args, "--work-size", int)
     if any(s < 16 for s in sizes):
@@ -250,14 +259,22 @@ def eval_colorize(
     files = benchmark_files(data, limit, fmt)
     precision_list = parse_precisions(precisions)
     net = load_task_model(model, "colorize", "cpu")
-    if record and (sizes or temperature is not None or calibration is not None):
-        raise fail("--record: measure the model as shipped (no --work-size, --temperature or --calibration)")
+    overrides = {"temperature": temperature, "calibration": calibration}
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if flat_entropy is not None:
+        overrides["flat_entropy"] = flat_entropy or None
+    if record and (sizes or overrides):
+        raise fail(
+            "--record: measure the model as shipped (no --work-size, --temperature, --calibration or --flat-entropy)"
+        )
+    try:
+        readout = replace(Readout.of(net.config), **overrides)
+    except ValueError as e:
+        raise fail(f"readout: {e}") from None
     report = measure(
         f"eval colorize on {data.name}",
         files,
-        lambda on_image: colorize_report(
-            files, data.name, net, sizes, temperature, calibration, precision_list, cost, on_image
-        ),
+        lambda on_image: colorize_report(files, data.name, net, sizes, readout, precision_list, cost, on_image),
     )
     publish(report, fmt, record)
 

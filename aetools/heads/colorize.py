@@ -13,7 +13,9 @@ resolution of its input, without discarding any of L's detail: space-to-depth ke
 
 Why classes, not regression: the colour of a shirt is multimodal (red or blue, rarely their brown mean);
 L2 regression predicts that mean and washes everything out. A distribution keeps the modes, and the
-readout picks between mode and mean (the "annealed mean", `annealed_mean`).
+readout picks between mode and mean (the "annealed mean", `annealed_mean`). Where the network is unsure, a
+vivid readout paints a confident wrong hue, which costs more than grey does; `readout_temperature` lets the
+temperature rise toward the plain mean (muted colour) as the distribution flattens.
 
 The global-context branch (as in Iizuka et al. 2016's fusion layer) tells every pixel what the whole
 scene is (beach, forest, indoor) at the cost of one matrix product; it is why the network runs on the whole
@@ -22,6 +24,7 @@ image at a working resolution rather than on tiles.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -41,8 +44,10 @@ class ColorizeConfig:
     widths, blocks, bottleneck_blocks: the backbone's (see `BackboneConfig`).
     bins: number of ab classes (`aetools.heads.colorize_bins`).
     work_size: the long side (px) the image is resized to for the network; ab is upsampled back.
-    temperature, calibration: the readout (`aetools.tasks.colorize.ab_from_logits`), chosen after training
-        on held-out training photos.
+    temperature, calibration, flat_entropy: the readout (`aetools.tasks.colorize.ab_from_logits`), chosen
+        after training on held-out training photos. flat_entropy None: one temperature everywhere; a value h:
+        the temperature of each pixel rises from `temperature` (a certain distribution) to 1 (the plain mean)
+        at normalised entropy h and above (`readout_temperature`).
     """
 
     widths: tuple[int, ...] = (32, 64, 128, 256)
@@ -52,6 +57,7 @@ class ColorizeConfig:
     work_size: int = 384
     temperature: float = ANNEALED_MEAN_T
     calibration: float = 0.0
+    flat_entropy: float | None = None
 
 
 @register_model("colorize-unet", ColorizeConfig)
@@ -86,9 +92,33 @@ class ColorizeNet(nn.Module):
         return self.head(features)[..., : (h + 1) // 2, : (w + 1) // 2]
 
 
-def annealed_mean(logits: torch.Tensor, bins: torch.Tensor, temperature: float = ANNEALED_MEAN_T) -> torch.Tensor:
+def annealed_mean(
+    logits: torch.Tensor, bins: torch.Tensor, temperature: float | torch.Tensor = ANNEALED_MEAN_T
+) -> torch.Tensor:
     """logits (B, Q, h, w), bin centres (Q, 2) -> ab (B, 2, h, w): the mean of the distribution sharpened to
     temperature T, f_T(z) ∝ exp(log z / T) (Zhang et al. eq. 5). T = 1 is the mean (desaturated), T -> 0
-    the mode (vivid but patchy); 0.38 is the paper's compromise."""
+    the mode (vivid but patchy); 0.38 is the paper's compromise. temperature: one value, or one per pixel
+    (B, 1, h, w)."""
     probs = torch.softmax(logits.float() / temperature, dim=1)  # softmax(logits / T) = z^(1/T), normalised
     return torch.einsum("bqhw,qc->bchw", probs, bins)
+
+
+def normalised_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """logits (B, Q, h, w) -> (B, 1, h, w): H(p) / log Q of p = softmax(logits); 0 = all mass on one bin,
+    1 = uniform over the Q bins."""
+    log_p = torch.log_softmax(logits.float(), dim=1)
+    entropy = -(log_p.exp() * log_p).sum(dim=1, keepdim=True)
+    return entropy / math.log(logits.shape[1])
+
+
+def readout_temperature(logits: torch.Tensor, temperature: float, flat_entropy: float | None) -> float | torch.Tensor:
+    """The annealed mean's temperature, dependent on the network's confidence.
+
+    flat_entropy None: `temperature` everywhere. Otherwise per pixel (B, 1, h, w):
+        T(x) = T + (1 - T) * min(1, H(x) / flat_entropy),   H = `normalised_entropy(logits)`
+    so a peaked distribution (H -> 0) is read at T (its mode's colour, vivid) and one at least as flat as
+    `flat_entropy` as the plain mean (T = 1: unsure colour stays muted instead of a confident wrong hue)."""
+    if flat_entropy is None:
+        return temperature
+    unsure = (normalised_entropy(logits) / flat_entropy).clamp(max=1.0)
+    return temperature + (1.0 - temperature) * unsure

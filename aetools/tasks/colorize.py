@@ -8,23 +8,23 @@ bins (Gaussian, sigma = 5), the network's distribution is scored by cross-entrop
 pixel is weighted by the rarity of its colour (`rebalancing_weights`), so that the loss is not dominated
 by the greys and browns that fill most of every photo.
 
-Inference: L at full resolution is kept exactly; the network sees L resized to a working size, its ab
-(annealed mean) is upsampled to full resolution, and the result is gamut-mapped by shrinking chroma, never
-by touching L.
+Inference: L at full resolution is kept exactly; the network sees L resized to a working size, the ab read
+out of its distribution (`Readout`) is upsampled to full resolution, and the result is gamut-mapped by
+shrinking chroma, never by touching L.
 """
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from aetools.data.io import ImageData
-from aetools.heads.colorize import ANNEALED_MEAN_T, annealed_mean
+from aetools.heads.colorize import ANNEALED_MEAN_T, ColorizeConfig, annealed_mean, readout_temperature
 from aetools.heads.colorize_bins import load_prior, rebalancing_weights
 from aetools.pipeline import ImagePipeline, register_pipeline
 from aetools.precision import Precision
@@ -107,23 +107,57 @@ def lab_to_rgb_keeping_l(lab: np.ndarray, steps: int = 8) -> np.ndarray:
     return np.clip(rgb, 0.0, 1.0)
 
 
+@dataclass(frozen=True)
+class Readout:
+    """How the network's distribution over ab bins becomes one colour per pixel (`ab_from_logits`); a model
+    stores its own in its config (`ColorizeConfig`), chosen on held-out training photos.
+
+    Args:
+        temperature: the annealed mean's T (`annealed_mean`): toward 0 the mode (vivid), 1 the plain mean.
+        calibration: how much of the class rebalancing to undo, 0-1 (see `ab_from_logits`).
+        flat_entropy: None for one T everywhere; a value in (0, 1] makes T confidence-dependent: it rises to 1
+            (the plain mean, muted colour) where the distribution is at least this flat
+            (`readout_temperature`).
+    """
+
+    temperature: float = ANNEALED_MEAN_T
+    calibration: float = 0.0
+    flat_entropy: float | None = None
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.temperature <= 1.0:
+            raise ValueError(f"temperature {self.temperature:g}: expected a value above 0, at most 1")
+        if not 0.0 <= self.calibration <= 1.0:
+            raise ValueError(f"calibration {self.calibration:g}: expected a value from 0 to 1")
+        if self.flat_entropy is not None and not 0.0 < self.flat_entropy <= 1.0:
+            raise ValueError(f"flat entropy {self.flat_entropy:g}: expected a value above 0, at most 1")
+
+    @classmethod
+    def of(cls, config: ColorizeConfig) -> Readout:
+        """The readout a model's config stores (weights saved before flat_entropy existed: None)."""
+        return cls(config.temperature, config.calibration, config.flat_entropy)
+
+    def describe(self) -> str:
+        """e.g. "T=0.38, calibration 0.2" or "T=0.3 rising to 1 at entropy 0.6, calibration 0.5"."""
+        rise = "" if self.flat_entropy is None else f" rising to 1 at entropy {self.flat_entropy:g}"
+        return f"T={self.temperature:g}{rise}, calibration {self.calibration:g}"
+
+
 def ab_from_logits(
-    logits: torch.Tensor,
-    bins: torch.Tensor,
-    size: tuple[int, int],
-    temperature: float = ANNEALED_MEAN_T,
-    calibration: float = 0.0,
+    logits: torch.Tensor, bins: torch.Tensor, size: tuple[int, int], readout: Readout = Readout()
 ) -> torch.Tensor:
-    """logits (B, Q, h, w) over the bin centres `bins` (Q, 2) -> ab (B, 2, H, W): annealed mean, bilinearly
-    upsampled to `size`.
+    """logits (B, Q, h, w) over the bin centres `bins` (Q, 2) -> ab (B, 2, H, W): the annealed mean at the
+    readout's (possibly per-pixel) temperature, bilinearly upsampled to `size`.
 
     calibration: trained with class rebalancing, the network's distribution is (about) w(q) p(q | L): the
     minimiser of E[-w(q) log p̂(q)] is p̂ ∝ w p. Subtracting calibration * log w(q) from the logits undoes
     a share of that: 0 = as trained (vivid), 1 = the plain posterior (closer to the mean colour, higher PSNR).
+    The confidence that sets a per-pixel temperature is read from these calibrated logits.
     """
-    if calibration:
+    if readout.calibration:
         _, weights = _loss_tables()
-        logits = logits - calibration * weights.log().to(logits.device)[None, :, None, None]
+        logits = logits - readout.calibration * weights.log().to(logits.device)[None, :, None, None]
+    temperature = readout_temperature(logits, readout.temperature, readout.flat_entropy)
     ab = annealed_mean(logits, bins.to(logits.device), temperature)
     return F.interpolate(ab, size=size, mode="bilinear", align_corners=False)
 
@@ -166,11 +200,11 @@ def colorize_pixels(
     strength: float = 1.0,
     device: torch.device | None = None,
     precision: Precision | None = None,
-    **readout: Any,
+    readout: Readout | None = None,
 ) -> np.ndarray:
     """pixels (H, W, C) float in [0, 1], C = 1 or 3 -> RGB (H, W, 3) float in [0, 1] with the input's L.
     See `colorize_lightness` for the options."""
-    return colorize_lightness(model, luminance(pixels), strength, device, precision=precision, **readout)
+    return colorize_lightness(model, luminance(pixels), strength, device, precision=precision, readout=readout)
 
 
 def colorize_lightness(
@@ -179,8 +213,7 @@ def colorize_lightness(
     strength: float = 1.0,
     device: torch.device | None = None,
     work_size: int | None = None,
-    temperature: float | None = None,
-    calibration: float | None = None,
+    readout: Readout | None = None,
     precision: Precision | None = None,
 ) -> np.ndarray:
     """CIE L (H, W) in [0, 100] -> RGB (H, W, 3) float in [0, 1] whose L is `lightness`.
@@ -188,13 +221,11 @@ def colorize_lightness(
     strength: scales the predicted ab (0 = grey, 1 = the model's colours).
     work_size: the long side the network sees (default: the model's); larger inputs are resized down for
         the network and the predicted ab is upsampled back. L itself is never resized.
-    temperature, calibration: the readout (`ab_from_logits`); default: the model's.
+    readout: how the distribution becomes colour (`Readout`); default: the model's.
     """
-    config = model.config
     logits = colorize_logits(model, lightness, work_size, device, precision)
-    t = config.temperature if temperature is None else temperature
-    c = config.calibration if calibration is None else calibration
-    ab = ab_from_logits(logits, model.ab_bins, lightness.shape, t, c)[0].permute(1, 2, 0).numpy() * strength
+    readout = readout or Readout.of(model.config)
+    ab = ab_from_logits(logits, model.ab_bins, lightness.shape, readout)[0].permute(1, 2, 0).numpy() * strength
     return lab_to_rgb_keeping_l(np.concatenate([lightness[..., None], ab], axis=-1))
 
 
@@ -230,11 +261,12 @@ class ColorizePipeline(ImagePipeline):
     name = "colorize"
     task = "colorize"
 
-    def __call__(self, image: ImageData, strength: float = 1.0) -> ImageData:
+    def __call__(self, image: ImageData, strength: float = 1.0, readout: Readout | None = None) -> ImageData:
+        """readout: how the network's distribution becomes colour (`Readout`); default: the model's own."""
         from dataclasses import replace
 
         if not 0.0 <= strength <= 1.0:
             raise ValueError(f"strength {strength}: expected a value from 0 to 1")
-        out = colorize_pixels(self.model, image.pixels, strength, self.device, self.precision)
+        out = colorize_pixels(self.model, image.pixels, strength, self.device, self.precision, readout)
         result = image.with_pixels(out.astype(np.float32))
         return replace(result, icc_profile=None) if image.is_grey else result
