@@ -129,7 +129,8 @@ class HashIndex:
 
         def unpack(table) -> tuple[np.ndarray, np.ndarray]:
             ids = faiss.vector_to_array(table.id_map)
-            return ids, faiss.vector_to_array(faiss.downcast_IndexBinary(table.index).xb).reshape(len(ids), -1)
+            codes = faiss.vector_to_array(faiss.downcast_IndexBinary(table.index).xb)
+            return ids, codes.reshape(len(ids), table.code_size)  # the width given: no codes is (0, bytes)
 
         ids, codes = unpack(self.faiss)
         turned_ids, turned = unpack(self.turned)
