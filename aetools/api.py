@@ -111,9 +111,14 @@ def upscale(
     return _apply("upscale", image, model, device, precision, scale=scale, tile=tile, ensemble=ensemble)
 
 
-def colorize(image: Any, strength: float = 1.0, model: Any = None, device: Any = None, precision: str = "auto"):
-    """Colour a grey PIL image, numpy array or file path; returns the same kind, RGB (RGBA with alpha)."""
-    return _apply("colorize", image, model, device, precision, strength=strength)
+def colorize(
+    image: Any, strength: float = 1.0, model: Any = None, device: Any = None, precision: str = "auto", hints: Any = None
+):
+    """Colour a grey PIL image, numpy array or file path; returns the same kind, RGB (RGBA with alpha).
+    hints: colours wanted at some pixels, spread by the model: a list of (x, y, "#RRGGBB" or (r, g, b)) points
+    (pixels from the top-left), or a hint image the photo's size (path, PIL image or RGBA array) whose opaque
+    pixels are the colours."""
+    return _apply("colorize", image, model, device, precision, strength=strength, hints=hints)
 
 
 def inpaint(

@@ -71,7 +71,8 @@ def main() -> None:
         logits = colorize_logits(model, L)  # the network pass, once; the readouts are cheap
         grey.append(score(truth, grey_output(L)))
         for readout in candidates:
-            ab = ab_from_logits(logits, model.ab_bins, L.shape, readout)[0].permute(1, 2, 0).numpy()
+            ab = ab_from_logits(logits, model.ab_bins, L.shape, readout, model.config.rebalance)[0]
+            ab = ab.permute(1, 2, 0).numpy()
             scores[readout].append(score(truth, lab_to_rgb_keeping_l(np.concatenate([L[..., None], ab], axis=-1))))
 
     g = summarize(grey)

@@ -27,6 +27,20 @@ def tiny_color_weights(tiny_color, tmp_path: Path) -> Path:
     return save_tiny(tiny_color, "colorize", tmp_path / "tiny_color.safetensors")
 
 
+@pytest.fixture
+def tiny_hinted():
+    """A tiny colorizer that takes colour hints."""
+    model = tiny_model("colorize-unet", widths=(8, 16), blocks=1, bottleneck_blocks=1, work_size=64, hints=True)
+    with torch.no_grad():
+        model.head[-1].bias.copy_(torch.where(model.ab_bins.norm(dim=1) > 60, 5.0, 0.0))
+    return model
+
+
+@pytest.fixture
+def tiny_hinted_weights(tiny_hinted, tmp_path: Path) -> Path:
+    return save_tiny(tiny_hinted, "colorize", tmp_path / "tiny_hinted.safetensors")
+
+
 def lightness(rgb: np.ndarray) -> np.ndarray:
     from aetools.tasks.colorize import luminance
 
@@ -350,3 +364,147 @@ def test_eval_stops_with_one_line_on_a_broken_benchmark_file(tmp_path, tiny_colo
     (folder / "b.png").write_bytes(b"\x89PNG broken")
     r = run("eval", "colorize", "--data", folder, "--model", tiny_color_weights, "--no-cost")
     assert r.exit_code == 2 and "b.png" in r.output and "Traceback" not in r.output
+
+
+# ------------------------------------------------------------------------------------- colour hints
+
+
+def test_hint_sampler_reveals_patch_means_and_is_seeded():
+    from aetools.tasks.colorize import HINT_PATCHES, sample_hints
+
+    ab = torch.randn(3, 2, 40, 48) * 30
+    hints = sample_hints(ab, torch.Generator().manual_seed(7), count=5)
+    again = sample_hints(ab, torch.Generator().manual_seed(7), count=5)
+    assert hints.shape == (3, 3, 40, 48) and torch.equal(hints, again)
+    for i in range(3):
+        mask = hints[i, 2] > 0
+        assert 1 <= mask.sum() <= 5 * max(HINT_PATCHES) ** 2  # 5 squares of 1-9 px, possibly overlapping
+        assert torch.all(hints[i, :2][:, ~mask] == 0)  # colour only where the mask says
+        assert hints[i, :2].abs().max() <= ab[i].abs().max() / 100 + 1e-6  # means of true ab, / 100
+    none = sample_hints(ab, torch.Generator().manual_seed(0), no_hint_share=1.0)
+    assert torch.all(none == 0)  # the automatic share: no hints at all
+
+
+def test_a_hint_model_grown_from_one_without_computes_the_same():
+    """--init from a colorizer without hints: the new input channels start at zero, so the grown network
+    gives the old one's logits until training moves them; other size changes are refused."""
+    from aetools.train.trainer import load_grown
+
+    old = tiny_model("colorize-unet", widths=(8, 16), blocks=1, bottleneck_blocks=1)
+    grown = tiny_model("colorize-unet", widths=(8, 16), blocks=1, bottleneck_blocks=1, hints=True)
+    load_grown(grown, old.state_dict())
+    grey = torch.rand(1, 1, 32, 32)
+    with torch.no_grad():
+        expected = old(grey)
+        assert torch.equal(grown(grey), expected)  # L alone: no hints
+        hinted = torch.cat([grey, torch.zeros(1, 3, 32, 32)], dim=1)
+        hinted[:, 1:, 10:14, 10:14] = torch.tensor([0.5, -0.3, 1.0]).view(1, 3, 1, 1)
+        assert torch.equal(grown(hinted), expected)  # the hint channels' weights are still zero
+    wider = tiny_model("colorize-unet", widths=(8, 32), blocks=1, bottleneck_blocks=1, hints=True)
+    with pytest.raises(ValueError, match="the model has"):
+        load_grown(wider, old.state_dict())
+
+
+def test_hints_at_the_working_size():
+    """Hints on a big photo: each working pixel holds the mean ab of the hints falling in it."""
+    from aetools.tasks.colorize import Hints
+
+    hints = Hints(np.array([0, 1, 99]), np.array([0, 1, 199]), np.array([[10.0, 20.0], [30.0, 40.0], [-50.0, 0.0]]))
+    channels = hints.channels((100, 200), (10, 20))[0]
+    assert channels.shape == (3, 10, 20) and channels[2].sum() == 2
+    assert torch.allclose(channels[:2, 0, 0], torch.tensor([0.2, 0.3]))  # mean of the first two, / 100
+    assert torch.allclose(channels[:2, 9, 19], torch.tensor([-0.5, 0.0]))
+
+
+def test_hints_honoured_and_lightness_kept(tiny_hinted):
+    from skimage.color import deltaE_ciede2000
+
+    from aetools.tasks.colorize import GAMUT_TOLERANCE, Hints, colorize_pixels, lab_to_rgb_keeping_l, rgb_to_lab
+
+    pixels = photo(48).astype(np.float32) / 255.0  # a colour photo: only its L is used
+    light = lightness(photo(48))
+    points = [(5, 7, "#2f6fd0"), (40, 30, (40, 160, 60)), (20, 44, "#c03030")]
+    hints = Hints.from_points(points, (48, 48))
+    for given in (None, hints):
+        out = colorize_pixels(tiny_hinted, pixels, hints=given)
+        # L kept, with and without hints (to the gamut mapping's round-trip tolerance)
+        assert np.abs(rgb_to_lab(out)[..., 0] - light).max() < GAMUT_TOLERANCE
+    lab = rgb_to_lab(out)
+    for (x, y, _), ab in zip(points, hints.ab):
+        # the hint's colour at the photo's lightness (chroma shrunk into the gamut where it does not fit)
+        wanted = rgb_to_lab(lab_to_rgb_keeping_l(np.array([[[light[y, x], *ab]]], np.float32)))[0]
+        assert deltaE_ciede2000(wanted, lab[y, x][None]).max() < 1.0
+    without = colorize_pixels(tiny_hinted, pixels)
+    assert not np.allclose(without, out)
+
+
+def test_hints_from_an_image_and_bad_hints():
+    from aetools.data.io import ImageData
+    from aetools.tasks.colorize import Hints, parse_hint
+
+    alpha = np.zeros((10, 12), np.float32)
+    alpha[2, 3] = alpha[5, 6] = 1.0
+    pixels = np.zeros((10, 12, 3), np.float32)
+    pixels[2, 3] = [1.0, 0.0, 0.0]
+    hints = Hints.from_image(ImageData(pixels, alpha), (12, 10))
+    assert len(hints) == 2 and hints.ab[0, 0] > 50  # red: large a
+    assert parse_hint("3, 4,#FF0000") == (3, 4, (255, 0, 0))
+    for bad, message in [("3,4,#FF00", "#RRGGBB"), ("3,4,red", "#RRGGBB"), ("3;4;#ff0000", "X,Y,#RRGGBB")]:
+        with pytest.raises(ValueError, match=message):
+            parse_hint(bad)
+    with pytest.raises(ValueError, match=r"outside the 12x10 image"):
+        Hints.from_points([(12, 0, "#ffffff")], (12, 10))
+    with pytest.raises(ValueError, match="is 12x10 but the image is 20x10"):
+        Hints.from_image(ImageData(pixels, alpha), (20, 10))
+    with pytest.raises(ValueError, match="no transparency"):
+        Hints.from_image(ImageData(pixels), (12, 10))
+
+
+def test_cli_colorize_with_hints(tmp_path, tiny_hinted_weights, tiny_color_weights):
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    Image.fromarray(photo(40)).convert("L").save(folder / "old.png")
+    Image.fromarray(photo(32, "coffee")).convert("L").save(folder / "small.png")
+    hint_image = np.zeros((40, 40, 4), np.uint8)
+    hint_image[10:13, 10:13] = [40, 90, 200, 255]
+    Image.fromarray(hint_image).save(tmp_path / "hints.png")
+    model = ["--model", tiny_hinted_weights]
+    r = run("colorize", folder / "old.png", "-o", tmp_path / "a.png", "--hint", "30,5,#c03030", *model)
+    assert r.exit_code == 0, r.output
+    r = run("colorize", folder / "old.png", "-o", tmp_path / "b.png", "--hints", tmp_path / "hints.png", *model)
+    assert r.exit_code == 0, r.output
+    out = np.asarray(Image.open(tmp_path / "b.png").convert("RGB")).astype(int)
+    assert out[11, 11, 2] > out[11, 11, 0]  # blue where the hint image says blue
+    # bad hints: one line each, nothing written
+    r = run("colorize", folder / "old.png", "-o", tmp_path / "c.png", "--hint", "3,4,blue", *model)
+    assert r.exit_code == 2 and "#RRGGBB" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "c.png").exists()
+    r = run("colorize", folder / "old.png", "-o", tmp_path / "c.png", "--hint", "50,4,#ffffff", *model)
+    assert r.exit_code == 1 and "outside the 40x40 image" in r.output and not (tmp_path / "c.png").exists()
+    r = run("colorize", folder / "small.png", "-o", tmp_path / "c.png", "--hints", tmp_path / "hints.png", *model)
+    assert r.exit_code == 1 and "is 40x40 but the image is 32x32" in r.output
+    r = run("colorize", folder / "old.png", "--hints", tmp_path / "none.png", *model)
+    assert r.exit_code == 2 and "none.png" in r.output
+    r = run("colorize", folder / "old.png", "--hint", "1,1,#ffffff", "--model", tiny_color_weights)
+    assert r.exit_code == 2 and "no colour hints" in r.output
+
+
+def test_api_colorize_with_hints(tiny_hinted_weights):
+    import aetools
+
+    grey = Image.fromarray(photo(40)).convert("L")
+    out = aetools.colorize(grey, model=str(tiny_hinted_weights), hints=[(20, 20, "#2050e0")])
+    rgb = np.asarray(out.convert("RGB")).astype(int)
+    assert out.size == (40, 40) and rgb[20, 20, 2] > rgb[20, 20, 0]
+
+
+def test_eval_colorize_with_hints(tmp_path, tiny_hinted_weights, tiny_color_weights):
+    folder = tmp_path / "bench"
+    folder.mkdir()
+    Image.fromarray(photo(48, "coffee")).save(folder / "coffee.png")
+    args = ["eval", "colorize", "--data", folder, "--no-cost", "--precisions", "fp32", "--hints", "5"]
+    r = run(*args, "--model", tiny_hinted_weights, "--format", "markdown")
+    assert r.exit_code == 0, r.output
+    assert "| ours + 5 hints |" in r.output and "dB PSNR over ours without hints" in r.output
+    r = run(*args, "--model", tiny_color_weights)
+    assert r.exit_code == 2 and "no colour hints" in r.output

@@ -149,7 +149,7 @@ def test_init_fine_tunes_from_fp16_weights_of_any_size(train_folder, tmp_path):
     assert result.out == tuned
     _, header = read_weights(tuned)
     assert header["config"]["widths"] == [8, 16] and header["training"]["init"]["file"] == "half.safetensors"
-    with pytest.raises(TrainError, match="another size"):
+    with pytest.raises(TrainError, match="do not fit the model"):
         train(config(train_folder, tmp_path / "x.safetensors", steps=1, model={"widths": (8, 32)}, init=str(half)))
 
 

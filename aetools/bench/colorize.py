@@ -21,6 +21,9 @@ Measures, per image, then averaged over the set (Lab of both 8-bit images, skima
                 as colourful as a right one), with the share of images below 0.3 of their truth's M
                 (sepia-like failures)
   ΔL            mean |L(output) - L(input)| in grey levels (L * 2.55, so 1 = one step of an 8-bit grey image)
+With --hints N, also ours given N hint points drawn from the truth by Zhang, Zhu et al. 2017's simulated
+user (`aetools.tasks.colorize.sample_hints`: positions normal about the centre, each the mean colour of a
+1-9 px square of the full-size photo), seeded by the photo's index in the set: the same points every run.
 """
 
 from __future__ import annotations
@@ -36,7 +39,15 @@ import torch
 
 from aetools.bench.report import Bf16Check, Report, Table, metric_name
 from aetools.data.io import load_image, to_uint8
-from aetools.tasks.colorize import Readout, colorize_lightness, lab_to_rgb_keeping_l, luminance, rgb_to_lab
+from aetools.tasks.colorize import (
+    Hints,
+    Readout,
+    colorize_lightness,
+    lab_to_rgb_keeping_l,
+    luminance,
+    rgb_to_lab,
+    sample_hints,
+)
 
 GREY_LEVELS_PER_L = 2.55
 # ab units: a cast this much above grey's is "worse"; 8-bit rounding moves a photo's mean ab far less, so
@@ -144,12 +155,22 @@ class ColorizeBenchmark:
         return summarize(self.scores[method])
 
 
+def truth_hints(truth: Truth, count: int, seed: int) -> Hints:
+    """`count` hint points drawn from the photo's own colours by the training sampler, seeded."""
+    ab = torch.from_numpy(np.ascontiguousarray(truth.lab[..., 1:].transpose(2, 0, 1)))[None]
+    channels = sample_hints(ab, torch.Generator().manual_seed(seed), count=count)[0]
+    rows, cols = np.nonzero(channels[2].numpy() > 0)
+    return Hints(rows, cols, (channels[:2, rows, cols].numpy().T * 100.0).astype(np.float32))
+
+
 def run_colorize_benchmark(
     files: list[Path],
     methods: dict[str, tuple[torch.nn.Module, dict[str, Any]]],
     on_image: Callable[[Path], None] | None = None,
+    hinted: dict[str, tuple[torch.nn.Module, dict[str, Any], int]] | None = None,
 ) -> ColorizeBenchmark:
-    """methods: name -> (network, keyword arguments of `colorize_lightness`)."""
+    """methods: name -> (network, keyword arguments of `colorize_lightness`); hinted: name -> (network, keyword
+    arguments, number of hint points drawn from the truth (`truth_hints`))."""
     truths = []
     for path in files:
         data = load_image(path)
@@ -158,7 +179,7 @@ def run_colorize_benchmark(
     mean_ab = np.mean([t.mean_ab for t in truths], axis=0).astype(np.float32)
 
     result = ColorizeBenchmark(files[0].parent.name if files else "")
-    for path, truth in zip(files, truths):
+    for index, (path, truth) in enumerate(zip(files, truths)):
         light = truth.lightness
         constant = np.zeros(light.shape + (2,), dtype=np.float32) + mean_ab
         outputs = {
@@ -167,6 +188,8 @@ def run_colorize_benchmark(
         }
         for name, (net, options) in methods.items():
             outputs[name] = colorize_lightness(net, light, **options)
+        for name, (net, options, count) in (hinted or {}).items():
+            outputs[name] = colorize_lightness(net, light, hints=truth_hints(truth, count, index), **options)
         for name, output in outputs.items():
             result.scores.setdefault(name, []).append(score(truth, output))
         if on_image:
@@ -196,11 +219,13 @@ def colorize_report(
     precisions: Sequence[str] = ("fp32",),
     cost: bool = True,
     on_image: Callable[[Path], None] | None = None,
+    hints: int = 0,
 ) -> Report:
     """`aetools eval colorize`: ours (in each precision, or at each of `work_sizes`: an ablation; with
     `readout`, or the model's own) beside the baselines, the first photo timed end to end if `cost`; ours'
     metrics `<set>_psnr`, `_ciede2000`, `_cast`, `_cast_worse_than_grey_share`, `_colourfulness_ratio`,
-    `_washed_out_share`, `_delta_l` and bf16's PSNR loss (`<set>_colorize`)."""
+    `_washed_out_share`, `_delta_l` and bf16's PSNR loss (`<set>_colorize`). hints: also ours given this many
+    hint points drawn from the truth (`truth_hints`), metrics `<set>_hints<N>_psnr` and so on."""
     from aetools.bench.reference import in_precision, precision_line, precision_named, prepared, torch_threads
     from aetools.weights import count_parameters
 
@@ -211,7 +236,12 @@ def colorize_report(
     else:
         options = {p: {"readout": readout, "work_size": None, "precision": precision_named(p)} for p in precisions}
         methods = {in_precision("ours", p): (prepared(model, p), options[p]) for p in precisions}
-    result = run_colorize_benchmark(files, methods, on_image=on_image)
+    hinted = {}
+    if hints:
+        first = precisions[0]
+        options = {"readout": readout, "work_size": None, "precision": precision_named(first)}
+        hinted = {f"ours + {hints} hints": (prepared(model, first), options, hints)}
+    result = run_colorize_benchmark(files, methods, on_image=on_image, hinted=hinted)
 
     rows = []
     for name in result.scores:
@@ -259,6 +289,15 @@ def colorize_report(
         report.metrics[model.weights_path] = {
             metric_name(dataset, measure): round(value, digits.get(measure, 3)) for measure, value in s.items()
         }
+        for name in hinted:
+            h = result.summary(name)
+            table.notes.append(f"{name}: {h['psnr'] - s['psnr']:+.2f} dB PSNR over ours without hints.")
+            report.metrics[model.weights_path].update(
+                {
+                    metric_name(dataset, f"hints{hints}", measure): round(value, digits.get(measure, 3))
+                    for measure, value in h.items()
+                }
+            )
         if "ours, bf16" in result.scores:
             pair = [(s["psnr"], result.summary("ours, bf16")["psnr"])]
             report.bf16[model.weights_path] = Bf16Check.of(pair, metric_name(dataset, "colorize"))

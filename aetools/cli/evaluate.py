@@ -240,6 +240,9 @@ def eval_colorize(
         help="T rises to 1 (the plain mean) where the distribution's normalised entropy reaches this, 0-1; "
         "0: one T everywhere (default: the model's).",
     ),
+    hints: int = typer.Option(
+        0, "--hints", min=0, help="Also ours given N hint points drawn from the truth (fixed seed), e.g. 5."
+    ),
     limit: int = typer.Option(0, help="Use only the first N images (0: all)."),
     cost: bool = typer.Option(True, "--cost/--no-cost", help="Also time a 768x512 photo end to end."),
     precisions: str = typer.Option("fp32,bf16", "--precisions", help="Run ours in these: fp32, bf16 or both."),
@@ -247,7 +250,7 @@ def eval_colorize(
     record: bool = typer.Option(False, "--record", help="Store ours' means in the weights' metadata."),
 ) -> None:
     """Automatic colorization from L: RGB PSNR, CIEDE2000, colour cast, colourfulness and lightness error,
-    ours beside the grey and mean-colour baselines."""
+    ours beside the grey and mean-colour baselines; with --hints N, also ours given N colour hints."""
     from dataclasses import replace
 
     from aetools.bench.colorize import colorize_report
@@ -259,6 +262,8 @@ def eval_colorize(
     files = benchmark_files(data, limit, fmt)
     precision_list = parse_precisions(precisions)
     net = load_task_model(model, "colorize", "cpu")
+    if hints and not getattr(net.config, "hints", False):
+        raise fail(f"--hints: {net.weights_path} takes no colour hints (trained without them)")
     overrides = {"temperature": temperature, "calibration": calibration}
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if flat_entropy is not None:
@@ -274,7 +279,9 @@ def eval_colorize(
     report = measure(
         f"eval colorize on {data.name}",
         files,
-        lambda on_image: colorize_report(files, data.name, net, sizes, readout, precision_list, cost, on_image),
+        lambda on_image: colorize_report(
+            files, data.name, net, sizes, readout, precision_list, cost, on_image, hints=hints
+        ),
     )
     publish(report, fmt, record)
 

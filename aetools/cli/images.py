@@ -445,16 +445,53 @@ def colorize(
     overwrite: OverwriteOpt = False,
     recursive: RecursiveOpt = False,
     seed: SeedOpt = None,
+    hints: Annotated[
+        Path | None,
+        typer.Option(
+            "--hints",
+            help="Hint image (the photo's size; its opaque pixels are colours to use) for every input, or a"
+            " folder of them matched to the inputs by file name stem.",
+        ),
+    ] = None,
+    hint: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--hint", help="X,Y,#RRGGBB: this colour at pixel (X, Y) from the top-left; repeat for more points."
+        ),
+    ] = None,
 ) -> None:
     """Colour grey photos; the output's lightness is the input's, at full resolution.
 
     Colour and tinted (sepia, blue-cast) scans are desaturated first. Output is RGB; alpha is kept.
+    Colour hints (--hints, --hint) say what colour a few places are; the model spreads them.
     """
+    from aetools.tasks.colorize import Hints, parse_hint
+
+    if hints is not None and not hints.exists():
+        raise fail(f"--hints {hints}: no such file or folder")
+    try:
+        points = [parse_hint(text) for text in hint or []]
+    except ValueError as e:
+        raise fail(f"--hint: {e}") from None
+    hint_images = CompanionFiles(hints, "hint image")
     check_inputs_and_output(inputs, output)
     pipe = load_pipeline("colorize", model, device, precision, seed)
-    run_image_task(
-        "colorize", inputs, output, "color", overwrite, recursive, lambda image, _: pipe(image, strength=strength)
-    )
+    if (hints or points) and not getattr(pipe.model.config, "hints", False):
+        raise fail(f"{pipe.model.weights_path}: this colorize model takes no colour hints (trained without them)")
+
+    def process(image, src: Path):
+        from aetools.data.io import ImageError
+
+        try:
+            given = Hints.from_points(points, image.size)
+            side = hint_images.for_input(src, image)
+            if side is not None:
+                given = given + Hints.from_image(side, image.size, f"hint image {hint_images.path}")
+        except ValueError as e:
+            raise ImageError(src, str(e)) from None
+        return pipe(image, strength=strength, hints=given)
+
+    run_image_task("colorize", inputs, output, "color", overwrite, recursive, process, exclude=hints)
 
 
 @app.command(no_args_is_help=True)
@@ -486,7 +523,7 @@ def inpaint(
     """
     if mask is not None and not mask.exists():
         raise fail(f"--mask {mask}: no such file or folder")
-    masks = MaskFinder(mask)
+    masks = CompanionFiles(mask, "mask")
     check_inputs_and_output(inputs, output)
     pipe = load_pipeline("inpaint", model, device, precision, seed)
     check_options(pipe, tile=tile)
@@ -497,44 +534,47 @@ def inpaint(
         "filled",
         overwrite,
         recursive,
-        lambda image, src: pipe(image, mask=masks.mask_for(src, image), tile=tile, ensemble=ensemble),
+        lambda image, src: pipe(image, mask=masks.for_input(src, image), tile=tile, ensemble=ensemble),
         lossless=True,
         exclude=mask,  # masks kept inside the photo folder are not photos to fill
     )
 
 
-class MaskFinder:
-    """--mask as given: None (use transparency), one mask file for every input, or a folder of masks found
-    by the input's file stem. Masks are loaded once each; a problem is an ImageError naming the mask."""
+class CompanionFiles:
+    """A per-photo side file as given (an inpainting --mask, colorize's --hints): None (none given), one file
+    for every input, or a folder of them found by the input's file stem. Each is loaded once; a problem is an
+    ImageError naming it. `kind` names them in messages ("mask")."""
 
-    def __init__(self, mask: Path | None):
+    def __init__(self, path: Path | None, kind: str):
         from aetools.data.datasets import list_images
 
-        self.mask = mask
+        self.path, self.kind = path, kind
         self.by_stem: dict[str, list[Path]] = {}
-        if mask is not None and mask.is_dir():
-            for path in list_images([mask], recursive=True):
-                self.by_stem.setdefault(path.stem, []).append(path)
+        if path is not None and path.is_dir():
+            for found in list_images([path], recursive=True):
+                self.by_stem.setdefault(found.stem, []).append(found)
         self.loaded: dict[Path, object] = {}
 
-    def mask_for(self, src: Path, image):
-        """-> the mask ImageData for input `src` (loaded as `image`), or None (the input's transparency)."""
+    def for_input(self, src: Path, image):
+        """-> the side file's ImageData for input `src` (loaded as `image`), checked to be its size, or None."""
         from aetools.data.io import ImageError, load_image
 
-        if self.mask is None:
+        if self.path is None:
             return None
-        path = self.mask
-        if self.mask.is_dir():
+        path, kind = self.path, self.kind
+        if self.path.is_dir():
             found = self.by_stem.get(src.stem, [])
             if not found:
-                raise ImageError(src, f"no mask named {src.stem}.* in {self.mask}")
+                raise ImageError(src, f"no {kind} named {src.stem}.* in {self.path}")
             if len(found) > 1:
-                raise ImageError(src, f"several masks named {src.stem}.* in {self.mask}: {', '.join(map(str, found))}")
+                raise ImageError(
+                    src, f"several {kind}s named {src.stem}.* in {self.path}: {', '.join(map(str, found))}"
+                )
             path = found[0]
         if path not in self.loaded:
-            self.loaded = {path: load_image(path)}  # keep one: a folder of masks is used once each
-        mask = self.loaded[path]
-        if mask.size != image.size:
-            (mw, mh), (w, h) = mask.size, image.size
-            raise ImageError(src, f"the mask {path} is {mw}x{mh} but the image is {w}x{h}")
-        return mask
+            self.loaded = {path: load_image(path)}  # keep one: a folder of them is used once each
+        side = self.loaded[path]
+        if side.size != image.size:
+            (mw, mh), (w, h) = side.size, image.size
+            raise ImageError(src, f"the {kind} {path} is {mw}x{mh} but the image is {w}x{h}")
+        return side

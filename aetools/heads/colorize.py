@@ -1,8 +1,8 @@
 """Colorization head: the shared backbone sees the lightness L, the head predicts a distribution over
 quantised ab colours (Zhang, Isola & Efros 2016) at half the working resolution.
 
-    grey (B, 1, H, W)  L / 100
-      pixel_unshuffle(2): each 2x2 block to 4 channels     -> (B, 4, H/2, W/2)     lossless, 4x cheaper
+    grey (B, 1, H, W)  L / 100  (a hint model: (B, 4, H, W), L / 100 then the hints' a / 100, b / 100, mask)
+      pixel_unshuffle(2): each 2x2 block to 4 channels     -> (B, 4C, H/2, W/2)    lossless, 4x cheaper
       backbone encode                                      -> bottleneck (B, wL, H/16, W/16) + skips
       + global context: mean over the image -> MLP         -> added to every bottleneck pixel
       backbone decode                                      -> (B, w0, H/2, W/2)
@@ -20,6 +20,11 @@ temperature rise toward the plain mean (muted colour) as the distribution flatte
 The global-context branch (as in Iizuka et al. 2016's fusion layer) tells every pixel what the whole
 scene is (beach, forest, indoor) at the cost of one matrix product; it is why the network runs on the whole
 image at a working resolution rather than on tiles.
+
+Colour hints (Zhang, Zhu et al. 2017, "Real-Time User-Guided Image Colorization with Learned Deep Priors"):
+a model with `hints` takes three more input channels, a sparse ab map of colours a user gave and a mask of
+where they are (zeros: no hints, the automatic colorizer). It learns to spread a hint over the region it
+belongs to from training crops with hint points drawn from their own colours (`aetools.tasks.colorize`).
 """
 
 from __future__ import annotations
@@ -48,6 +53,9 @@ class ColorizeConfig:
         after training on held-out training photos. flat_entropy None: one temperature everywhere; a value h:
         the temperature of each pixel rises from `temperature` (a certain distribution) to 1 (the plain mean)
         at normalised entropy h and above (`readout_temperature`).
+    hints: the network also takes colour hints (3 more input channels: a / 100, b / 100, mask).
+    rebalance: the class-rebalancing mix λ it was trained with (`colorize_bins.rebalancing_weights`), which
+        the readout's calibration undoes.
     """
 
     widths: tuple[int, ...] = (32, 64, 128, 256)
@@ -58,6 +66,11 @@ class ColorizeConfig:
     temperature: float = ANNEALED_MEAN_T
     calibration: float = 0.0
     flat_entropy: float | None = None
+    hints: bool = False
+    rebalance: float = 0.5
+
+
+HINT_CHANNELS = 3  # a / 100, b / 100, mask
 
 
 @register_model("colorize-unet", ColorizeConfig)
@@ -67,7 +80,10 @@ class ColorizeNet(nn.Module):
         from aetools.heads.colorize_bins import load_prior
 
         self.config = config
-        self.backbone = SkipAutoencoder(BackboneConfig(4, config.widths, config.blocks, config.bottleneck_blocks))
+        self.in_channels = 1 + (HINT_CHANNELS if config.hints else 0)
+        self.backbone = SkipAutoencoder(
+            BackboneConfig(4 * self.in_channels, config.widths, config.blocks, config.bottleneck_blocks)
+        )
         top = config.widths[-1]
         self.context = nn.Sequential(nn.Linear(top, top), nn.ReLU(inplace=True), nn.Linear(top, top))
         w0 = self.backbone.out_channels
@@ -83,9 +99,18 @@ class ColorizeNet(nn.Module):
         return self.backbone.stride * 2  # logits are at half resolution
 
     def forward(self, grey: torch.Tensor) -> torch.Tensor:
-        """grey (B, 1, H, W): L / 100 in [0, 1] -> logits (B, Q, ceil(H/2), ceil(W/2))."""
+        """grey (B, 1, H, W): L / 100 in [0, 1], or for a hint model (B, 4, H, W): L / 100, then the hints'
+        a / 100, b / 100 (0 where there is none) and mask (1 = a hint) -> logits (B, Q, ceil(H/2), ceil(W/2)).
+        A hint model given L alone colours automatically (no hints)."""
         h, w = grey.shape[-2:]
-        x = F.pixel_unshuffle(pad_to_multiple(grey - 0.5, self.stride), 2)
+        if grey.shape[1] != self.in_channels:
+            if grey.shape[1] != 1:
+                raise ValueError(f"expected 1 or {self.in_channels} input channels, got {grey.shape[1]}")
+            grey = F.pad(grey, (0, 0, 0, 0, 0, self.in_channels - 1))  # no hints
+        x = torch.cat([grey[:, :1] - 0.5, grey[:, 1:]], dim=1)  # L centred; hints as they are
+        # pixel_unshuffle orders channels c * 4 + k: L's four come first, so a model grown from one without
+        # hints (zero weights for the new channels) computes exactly what the old one did
+        x = F.pixel_unshuffle(pad_to_multiple(x, self.stride), 2)
         bottleneck, skips = self.backbone.encode(x)
         bottleneck = bottleneck + self.context(bottleneck.mean(dim=(2, 3)))[..., None, None]
         features = self.backbone.decode(bottleneck, skips)

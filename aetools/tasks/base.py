@@ -170,6 +170,7 @@ class Task:
         image folders are that size (the generative models).
     configure: (model settings, task options, --data) -> None, adjusting in place the settings that follow
         from others (superres: the model's tails are the scales trained), before the model is built.
+    make_loss: options -> loss, for tasks whose loss depends on options (colorize: the rebalancing mix).
     """
 
     name: str
@@ -194,6 +195,7 @@ class Task:
     val_notes: Callable[[Any, list[Any]], str] | None = None
     data: Callable[..., TrainingData] = image_folders
     configure: Callable[[dict[str, Any], dict[str, Any], list[str]], None] | None = None
+    make_loss: Callable[[dict[str, Any]], LossFn] | None = None
 
     def degradations(self, options: dict[str, Any] | None = None) -> tuple[dict[str, Any], Callable, Callable]:
         """-> (the options in force, training degrade, validation degrade). Unknown options: ValueError."""

@@ -8,16 +8,24 @@ bins (Gaussian, sigma = 5), the network's distribution is scored by cross-entrop
 pixel is weighted by the rarity of its colour (`rebalancing_weights`), so that the loss is not dominated
 by the greys and browns that fill most of every photo.
 
+Colour hints (Zhang, Zhu et al. 2017): a model trained with `hints` also sees a sparse ab map and its mask.
+Training draws hint points from each crop's own colours with their sampler (`sample_hints`): the number of
+points geometric (p = 1/8), positions normal about the centre (sigma a quarter of the side), each the mean
+colour of a 1-9 px square; a share of the crops (`NO_HINT_SHARE`) gets none, so the automatic colorizer is
+trained as much as the guided one.
+
 Inference: L at full resolution is kept exactly; the network sees L resized to a working size, the ab read
-out of its distribution (`Readout`) is upsampled to full resolution, and the result is gamut-mapped by
-shrinking chroma, never by touching L.
+out of its distribution (`Readout`) is upsampled to full resolution, hint pixels take their hint's ab, and
+the result is gamut-mapped by shrinking chroma, never by touching L.
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,7 +41,13 @@ from aetools.tasks.base import Batch, Task, TrainDefaults, against_target, regis
 GAMUT_TOLERANCE = 0.5  # Lab units: a colour that comes back from sRGB further off than this was clipped
 SOFT_NEIGHBOURS = 5
 SOFT_SIGMA = 5.0
-REBALANCE_MIX = 0.5  # λ of eq. 4: 0 = full inverse-frequency weighting, 1 = none
+REBALANCE_MIX = 0.5  # λ of eq. 4: 0 = full inverse-frequency weighting, 1 = none (the paper's 0.5)
+AB_SCALE = 100.0  # hint ab enter the network as ab / 100
+HINT_STOP = 1 / 8  # Zhang et al. 2017: hint points drawn until a coin with this chance says stop
+HINT_PATCHES = range(1, 10)  # side of the square a point reveals (its mean colour), px
+MAX_HINTS = 64
+NO_HINT_SHARE = 0.5  # of training crops: no hints at all (the automatic colorizer)
+OPTIONS = {"hints": True, "rebalance": REBALANCE_MIX}  # the task's training options and their defaults
 
 
 def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
@@ -43,19 +57,86 @@ def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
     return color.rgb2lab(np.clip(rgb, 0.0, 1.0)).astype(np.float32)
 
 
-def degrade_for_colorize(clean: torch.Tensor, generator: torch.Generator) -> Batch:
+def degrade_for_colorize(clean: torch.Tensor, generator: torch.Generator, hints: bool = False) -> Batch:
     """clean (B, 3, H, W) in [0, 1] -> Batch(inputs={grey: L/100 (B, 1, H, W)}, target=ab (B, 2, H/2, W/2)),
-    with the crop itself kept as `reference` for validation PSNR."""
+    with the crop itself kept as `reference` for validation PSNR. hints: the input also has hint channels
+    (B, 4, H, W), drawn from the crop's own colours (`sample_hints`)."""
     lab = torch.from_numpy(rgb_to_lab(clean.permute(0, 2, 3, 1).numpy())).permute(0, 3, 1, 2)
     grey = lab[:, :1] / 100.0
     ab = F.avg_pool2d(lab[:, 1:], 2, ceil_mode=True)
+    if hints:
+        grey = torch.cat([grey, sample_hints(lab[:, 1:], generator)], dim=1)
     return Batch({"grey": grey}, ab, reference=clean)
 
 
-@lru_cache(maxsize=1)
-def _loss_tables() -> tuple[torch.Tensor, torch.Tensor]:
+def sample_hints(
+    ab: torch.Tensor, generator: torch.Generator, count: int | None = None, no_hint_share: float = NO_HINT_SHARE
+) -> torch.Tensor:
+    """True ab (B, 2, H, W) -> hint channels (B, 3, H, W): ab / 100 where a point reveals it, and the mask.
+
+    Zhang, Zhu et al. 2017's simulated user: per image, points until a coin with chance `HINT_STOP` says stop
+    (a geometric count; with `no_hint_share` of the images getting none first), or exactly `count`; each at
+    a position drawn from a normal about the centre with sigma a quarter of the side (clipped inside), and
+    revealing the mean ab of a square of side 1-9 px there."""
+    b, _, h, w = ab.shape
+    out = torch.zeros(b, 3, h, w)
+
+    def uniform() -> float:
+        return float(torch.rand((), generator=generator))
+
+    for i in range(b):
+        if count is not None:
+            n = count
+        elif uniform() < no_hint_share:
+            n = 0
+        else:
+            n = 0
+            while n < MAX_HINTS and uniform() >= HINT_STOP:
+                n += 1
+        for _ in range(n):
+            side = HINT_PATCHES[int(torch.randint(len(HINT_PATCHES), (), generator=generator))]
+            side = min(side, h, w)
+            y, x = (_position(size, side, generator) for size in (h, w))
+            patch = ab[i, :, y : y + side, x : x + side].mean(dim=(1, 2))
+            out[i, :2, y : y + side, x : x + side] = patch[:, None, None] / AB_SCALE
+            out[i, 2, y : y + side, x : x + side] = 1.0
+    return out
+
+
+def _position(size: int, side: int, generator: torch.Generator) -> int:
+    """A square's first row (or column): normal about the centre, sigma a quarter of the room, clipped."""
+    room = size - side + 1
+    z = float(torch.randn((), generator=generator))
+    return int(min(max(room / 2 + z * room / 4, 0), size - side))
+
+
+def make_colorize_degrade(options: dict) -> tuple:
+    """Task options -> (training degrade, validation degrade). Validation is the automatic colorizer (no
+    hints), the mode whose quality the shipped model is judged by."""
+    hints = bool(options["hints"])
+
+    def degrade(clean: torch.Tensor, generator: torch.Generator) -> Batch:
+        return degrade_for_colorize(clean, generator, hints)
+
+    def val_degrade(clean: torch.Tensor, generator: torch.Generator) -> Batch:
+        return degrade_for_colorize(clean, generator, False)
+
+    return degrade, val_degrade
+
+
+def _model_follows_options(model: dict, options: dict) -> None:
+    """`configure`: the network's hint channels and its recorded rebalancing mix are the task options' (those
+    given, else the defaults)."""
+    options = {**OPTIONS, **options}
+    model["hints"] = bool(options["hints"])
+    model["rebalance"] = float(options["rebalance"])
+
+
+@lru_cache(maxsize=4)
+def _loss_tables(mix: float = REBALANCE_MIX) -> tuple[torch.Tensor, torch.Tensor]:
+    """-> (bin centres (Q, 2), rebalancing weight of each bin (Q,)) for the rebalancing mix λ = `mix`."""
     bins, prior = load_prior()
-    weights = rebalancing_weights(prior, bins, REBALANCE_MIX)
+    weights = rebalancing_weights(prior, bins, mix)
     return torch.as_tensor(bins, dtype=torch.float32), torch.as_tensor(weights, dtype=torch.float32)
 
 
@@ -66,9 +147,10 @@ def soft_encode(ab: torch.Tensor, bins: torch.Tensor) -> tuple[torch.Tensor, tor
     return idx, torch.softmax(-nearest / (2 * SOFT_SIGMA**2), dim=1)
 
 
-def colorize_loss(logits: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
-    """logits (B, Q, h, w), true ab (B, 2, h, w) -> class-rebalanced soft cross-entropy (scalar)."""
-    bins, weights = _loss_tables()
+def colorize_loss(logits: torch.Tensor, ab: torch.Tensor, mix: float = REBALANCE_MIX) -> torch.Tensor:
+    """logits (B, Q, h, w), true ab (B, 2, h, w) -> class-rebalanced soft cross-entropy (scalar); mix: the
+    rebalancing λ (0 = full inverse-frequency weighting, 1 = none)."""
+    bins, weights = _loss_tables(mix)
     bins, weights = bins.to(ab.device), weights.to(ab.device)
     q = logits.shape[1]
     idx, soft = soft_encode(ab.permute(0, 2, 3, 1).reshape(-1, 2).float(), bins)
@@ -144,7 +226,11 @@ class Readout:
 
 
 def ab_from_logits(
-    logits: torch.Tensor, bins: torch.Tensor, size: tuple[int, int], readout: Readout = Readout()
+    logits: torch.Tensor,
+    bins: torch.Tensor,
+    size: tuple[int, int],
+    readout: Readout = Readout(),
+    rebalance: float = REBALANCE_MIX,
 ) -> torch.Tensor:
     """logits (B, Q, h, w) over the bin centres `bins` (Q, 2) -> ab (B, 2, H, W): the annealed mean at the
     readout's (possibly per-pixel) temperature, bilinearly upsampled to `size`.
@@ -152,10 +238,11 @@ def ab_from_logits(
     calibration: trained with class rebalancing, the network's distribution is (about) w(q) p(q | L): the
     minimiser of E[-w(q) log p̂(q)] is p̂ ∝ w p. Subtracting calibration * log w(q) from the logits undoes
     a share of that: 0 = as trained (vivid), 1 = the plain posterior (closer to the mean colour, higher PSNR).
-    The confidence that sets a per-pixel temperature is read from these calibrated logits.
+    The confidence that sets a per-pixel temperature is read from these calibrated logits. rebalance: the
+    mix the network was trained with (its config's), whose weights calibration divides out.
     """
     if readout.calibration:
-        _, weights = _loss_tables()
+        _, weights = _loss_tables(rebalance)
         logits = logits - readout.calibration * weights.log().to(logits.device)[None, :, None, None]
     temperature = readout_temperature(logits, readout.temperature, readout.flat_entropy)
     ab = annealed_mean(logits, bins.to(logits.device), temperature)
@@ -174,17 +261,144 @@ def colorize_validation_pair(logits: torch.Tensor, batch: Batch) -> tuple[torch.
     return rgb, batch.reference
 
 
+def make_colorize_loss(options: dict):
+    """Task options -> the task loss at the options' rebalancing mix."""
+    mix = float(options["rebalance"])
+    return against_target(lambda logits, ab: colorize_loss(logits, ab, mix))
+
+
 TASK = register_task(
     Task(
         name="colorize",
         arch="colorize-unet",
         degrade=degrade_for_colorize,
         loss=against_target(colorize_loss),
+        options=OPTIONS,
+        make_degrade=make_colorize_degrade,
+        make_loss=make_colorize_loss,
+        configure=lambda model, options, data: _model_follows_options(model, options),
         train=TrainDefaults(crop=128, batch_size=16, steps=12_000, lr=1e-3, val_images=24, val_crop=256),
         validation_pair=colorize_validation_pair,
         description="grey photo to colour (Lab: L in, a distribution over ab bins out)",
     )
 )
+
+
+@dataclass(frozen=True)
+class Hints:
+    """Colours a user gives at some pixels of a photo: pixel rows and columns (N,) and the ab (N, 2) of the
+    colour wanted there. Only ab is used: the lightness is always the photo's.
+
+    Make them with `Hints.from_points` (x, y and a colour each), `Hints.from_image` (the opaque pixels of an
+    image the photo's size) or `Hints.of` (either, as the API takes them); join two with `+`."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    ab: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __add__(self, other: Hints) -> Hints:
+        return Hints(*(np.concatenate([a, b]) for a, b in zip(self.arrays(), other.arrays())))
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.rows, self.cols, self.ab
+
+    @classmethod
+    def none(cls) -> Hints:
+        return cls(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 2), np.float32))
+
+    @classmethod
+    def from_points(cls, points: Sequence[tuple[int, int, Any]], size: tuple[int, int]) -> Hints:
+        """points: (x, y, colour): x from the left, y from the top, in pixels of the photo; colour "#RRGGBB"
+        or (r, g, b) 0-255. size: the photo's (width, height). A point outside it: ValueError."""
+        width, height = size
+        rows, cols, rgb = [], [], []
+        for n, (x, y, colour) in enumerate(points, start=1):
+            if not (0 <= x < width and 0 <= y < height):
+                raise ValueError(f"hint {n} at ({x}, {y}) lies outside the {width}x{height} image")
+            rows.append(int(y))
+            cols.append(int(x))
+            rgb.append(parse_colour(colour) if isinstance(colour, str) else _rgb_triple(colour))
+        if not rows:
+            return cls.none()
+        ab = rgb_to_lab(np.asarray(rgb, dtype=np.float32)[None] / 255.0)[0, :, 1:]
+        return cls(np.asarray(rows), np.asarray(cols), ab)
+
+    @classmethod
+    def from_image(cls, hint_image: ImageData, size: tuple[int, int], name: str = "hint image") -> Hints:
+        """The opaque pixels (alpha at least one half) of `hint_image`, which must be `size` (width, height)
+        and have transparency: what a user paints on a transparent layer over the photo."""
+        if hint_image.size != size:
+            (hw, hh), (w, h) = hint_image.size, size
+            raise ValueError(f"the {name} is {hw}x{hh} but the image is {w}x{h}")
+        if hint_image.alpha is None:
+            raise ValueError(
+                f"the {name} has no transparency: its opaque pixels are the hints (paint on a clear layer)"
+            )
+        rows, cols = np.nonzero(hint_image.alpha >= 0.5)
+        pixels = hint_image.pixels[rows, cols]  # (N, C)
+        if len(rows) == 0:
+            return cls.none()
+        rgb = np.repeat(pixels, 3, axis=1) if pixels.shape[1] == 1 else pixels[:, :3]
+        return cls(rows, cols, rgb_to_lab(rgb[None])[0, :, 1:])
+
+    @classmethod
+    def of(cls, spec: Any, size: tuple[int, int]) -> Hints:
+        """What the API accepts: None, Hints, a list of (x, y, colour) points, or a hint image (path, PIL
+        image, array or ImageData with transparency)."""
+        if spec is None:
+            return cls.none()
+        if isinstance(spec, Hints):
+            return spec
+        if isinstance(spec, (list, tuple)):
+            return cls.from_points(spec, size)
+        if not isinstance(spec, ImageData):
+            from aetools.api import _to_image_data
+
+            spec, _ = _to_image_data(spec)
+        return cls.from_image(spec, size)
+
+    def channels(self, full: tuple[int, int], work: tuple[int, int]) -> torch.Tensor:
+        """The network's hint channels (1, 3, h, w) at the working size `work` for a photo of size `full`
+        (both (height, width)): each working pixel holds the mean ab / 100 of the hints falling in it, and
+        the mask 1 where there is any."""
+        (height, width), (h, w) = full, work
+        rows = np.minimum(self.rows * h // height, h - 1)
+        cols = np.minimum(self.cols * w // width, w - 1)
+        flat = rows * w + cols
+        count = np.bincount(flat, minlength=h * w).astype(np.float32)
+        sums = [np.bincount(flat, weights=self.ab[:, c], minlength=h * w) for c in range(2)]
+        out = np.zeros((3, h * w), np.float32)
+        seen = count > 0
+        for c in range(2):
+            out[c, seen] = sums[c][seen] / count[seen] / AB_SCALE
+        out[2] = seen
+        return torch.from_numpy(out.reshape(1, 3, h, w))
+
+
+def parse_colour(text: str) -> tuple[int, int, int]:
+    """ "#RRGGBB" (or "RRGGBB") -> (r, g, b) 0-255; anything else: ValueError naming it."""
+    digits = text.strip().removeprefix("#")
+    if len(digits) != 6 or any(c not in "0123456789abcdefABCDEF" for c in digits):
+        raise ValueError(f"colour {text!r}: expected #RRGGBB, e.g. #3a7bd5")
+    return int(digits[0:2], 16), int(digits[2:4], 16), int(digits[4:6], 16)
+
+
+def _rgb_triple(colour: Any) -> tuple[int, int, int]:
+    values = tuple(int(v) for v in colour)
+    if len(values) != 3 or not all(0 <= v <= 255 for v in values):
+        raise ValueError(f"colour {colour!r}: expected (r, g, b) from 0 to 255 or #RRGGBB")
+    return values
+
+
+def parse_hint(text: str) -> tuple[int, int, tuple[int, int, int]]:
+    """ "X,Y,#RRGGBB" (the CLI's --hint) -> (x, y, (r, g, b)); a malformed one: ValueError naming it."""
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) != 3 or not all(p.lstrip("-").isdigit() for p in parts[:2]):
+        raise ValueError(f"hint {text!r}: expected X,Y,#RRGGBB (pixels from the top-left), e.g. 120,45,#3a7bd5")
+    return int(parts[0]), int(parts[1]), parse_colour(parts[2])
 
 
 def luminance(pixels: np.ndarray) -> np.ndarray:
@@ -201,10 +415,13 @@ def colorize_pixels(
     device: torch.device | None = None,
     precision: Precision | None = None,
     readout: Readout | None = None,
+    hints: Hints | None = None,
 ) -> np.ndarray:
     """pixels (H, W, C) float in [0, 1], C = 1 or 3 -> RGB (H, W, 3) float in [0, 1] with the input's L.
     See `colorize_lightness` for the options."""
-    return colorize_lightness(model, luminance(pixels), strength, device, precision=precision, readout=readout)
+    return colorize_lightness(
+        model, luminance(pixels), strength, device, precision=precision, readout=readout, hints=hints
+    )
 
 
 def colorize_lightness(
@@ -215,18 +432,24 @@ def colorize_lightness(
     work_size: int | None = None,
     readout: Readout | None = None,
     precision: Precision | None = None,
+    hints: Hints | None = None,
 ) -> np.ndarray:
     """CIE L (H, W) in [0, 100] -> RGB (H, W, 3) float in [0, 1] whose L is `lightness`.
 
-    strength: scales the predicted ab (0 = grey, 1 = the model's colours).
+    strength: scales the ab (0 = grey, 1 = the model's colours).
     work_size: the long side the network sees (default: the model's); larger inputs are resized down for
         the network and the predicted ab is upsampled back. L itself is never resized.
     readout: how the distribution becomes colour (`Readout`); default: the model's.
+    hints: colours wanted at some pixels (`Hints`; the model must take hints): the network spreads them,
+        and the hint pixels themselves take their hint's ab.
     """
-    logits = colorize_logits(model, lightness, work_size, device, precision)
+    logits = colorize_logits(model, lightness, work_size, device, precision, hints)
     readout = readout or Readout.of(model.config)
-    ab = ab_from_logits(logits, model.ab_bins, lightness.shape, readout)[0].permute(1, 2, 0).numpy() * strength
-    return lab_to_rgb_keeping_l(np.concatenate([lightness[..., None], ab], axis=-1))
+    rebalance = getattr(model.config, "rebalance", REBALANCE_MIX)
+    ab = ab_from_logits(logits, model.ab_bins, lightness.shape, readout, rebalance)[0].permute(1, 2, 0).numpy()
+    if hints is not None and len(hints):
+        ab[hints.rows, hints.cols] = hints.ab
+    return lab_to_rgb_keeping_l(np.concatenate([lightness[..., None], ab * strength], axis=-1))
 
 
 def colorize_logits(
@@ -235,9 +458,10 @@ def colorize_logits(
     work_size: int | None = None,
     device: torch.device | None = None,
     precision: Precision | None = None,
+    hints: Hints | None = None,
 ) -> torch.Tensor:
     """CIE L (H, W) -> the network's logits (1, Q, h, w) on the CPU, from one global pass on L resized so its
-    long side is at most `work_size` (default: the model's)."""
+    long side is at most `work_size` (default: the model's), with the `hints` at that size."""
     from aetools.inference import model_device, run_model
 
     h, w = lightness.shape
@@ -247,6 +471,10 @@ def colorize_logits(
         factor = work_size / max(h, w)
         small = (max(1, round(h * factor)), max(1, round(w * factor)))
         grey = F.interpolate(grey, size=small, mode="bilinear", antialias=True, align_corners=False)
+    if hints is not None and len(hints):
+        if not getattr(model.config, "hints", False):
+            raise ValueError("this colorize model takes no colour hints (trained without them)")
+        grey = torch.cat([grey, hints.channels((h, w), tuple(grey.shape[-2:]))], dim=1)
     device = device or model_device(model)
     # one global pass (tile=0): the context branch sees the whole picture
     return run_model(model, grey, tile=0, device=device, precision=precision)
@@ -261,12 +489,17 @@ class ColorizePipeline(ImagePipeline):
     name = "colorize"
     task = "colorize"
 
-    def __call__(self, image: ImageData, strength: float = 1.0, readout: Readout | None = None) -> ImageData:
-        """readout: how the network's distribution becomes colour (`Readout`); default: the model's own."""
+    def __call__(
+        self, image: ImageData, strength: float = 1.0, readout: Readout | None = None, hints: Any = None
+    ) -> ImageData:
+        """readout: how the network's distribution becomes colour (`Readout`); default: the model's own.
+        hints: colours wanted at some pixels: `Hints`, a list of (x, y, "#RRGGBB") points or a hint image
+        the photo's size whose opaque pixels are the colours (`Hints.of`)."""
         from dataclasses import replace
 
         if not 0.0 <= strength <= 1.0:
             raise ValueError(f"strength {strength}: expected a value from 0 to 1")
-        out = colorize_pixels(self.model, image.pixels, strength, self.device, self.precision, readout)
+        hints = Hints.of(hints, image.size)
+        out = colorize_pixels(self.model, image.pixels, strength, self.device, self.precision, readout, hints)
         result = image.with_pixels(out.astype(np.float32))
         return replace(result, icc_profile=None) if image.is_grey else result

@@ -175,6 +175,35 @@ def _distributed() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0")), world
 
 
+def load_grown(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+    """Load --init weights into `model`, which may take more input channels than they were trained with
+    (colorize: a model with colour hints grown from one without). A tensor whose shape differs from the
+    model's only in dimension 1 (a convolution's input channels), and is smaller there, fills the leading
+    channels and the new ones start at zero: the grown network computes exactly what the old one did until
+    training moves them. Any other difference in names or shapes: ValueError naming the first."""
+    own = model.state_dict()
+    missing, unexpected = sorted(set(own) - set(tensors)), sorted(set(tensors) - set(own))
+    if missing or unexpected:
+        name = (missing or unexpected)[0]
+        raise ValueError(f"{name} is {'missing' if missing else 'not in this model'}")
+    state = {}
+    for name, target in own.items():
+        value = tensors[name].float()
+        if value.shape != target.shape:
+            grown = (
+                value.dim() == target.dim() >= 2
+                and value.shape[0] == target.shape[0]
+                and value.shape[2:] == target.shape[2:]
+                and value.shape[1] < target.shape[1]
+            )
+            if not grown:
+                raise ValueError(f"{name}: {tuple(value.shape)}, the model has {tuple(target.shape)}")
+            extra = value.new_zeros(value.shape[0], target.shape[1] - value.shape[1], *value.shape[2:])
+            value = torch.cat([value, extra], dim=1)
+        state[name] = value
+    model.load_state_dict(state)
+
+
 def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | None = None) -> TrainResult:
     config.check()
     task = get_task(config.task)
@@ -199,6 +228,7 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
         options, degrade, val_degrade = task.degradations(config.options)
     except ValueError as e:
         raise TrainError(str(e)) from None
+    loss_fn = task.make_loss(options) if task.make_loss is not None else task.loss
 
     # ----- model, optimizer
     torch.manual_seed(config.seed)  # identical initial weights on every rank
@@ -221,9 +251,10 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
     channels_last = use_channels_last(device, precision)
     if config.init:
         init_record = {"file": Path(config.init).name, "training": header.get("training", {})}
-        if header["config"] != model_config_dict(model):
-            raise TrainError(f"{config.init}: --init weights have another size than the options ask for")
-        model.load_state_dict({k: v.float() for k, v in tensors.items()})
+        try:
+            load_grown(model, tensors)
+        except ValueError as e:
+            raise TrainError(f"{config.init}: --init weights do not fit the model the options ask for ({e})") from None
     model.to(device)
     if channels_last:  # NHWC: the layout bf16 convolutions run fastest in; values and resume are unaffected
         model.to(memory_format=torch.channels_last)
@@ -388,7 +419,7 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
                 batch = to_device(batch)
                 with autocast(device, precision):
                     prediction = train_model(**batch.inputs)
-                loss, logs = task.loss(prediction.float(), batch)
+                loss, logs = loss_fn(prediction.float(), batch)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if config.grad_clip:
