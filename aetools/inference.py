@@ -40,6 +40,30 @@ def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
     return torch.device(name)
 
 
+class MemoryBudgetError(MemoryError):
+    """The work would need more memory than the machine has free: said before starting, not by the kernel's
+    out-of-memory killer halfway through. The message says how much; the command adds what to do."""
+
+
+def available_memory() -> int | None:
+    """Bytes of memory free for new work (Linux: MemAvailable of /proc/meminfo); None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_memory(need: int, what: str) -> None:
+    """MemoryBudgetError if `need` bytes for `what` (e.g. "a 120 MP photo") exceed the memory free now."""
+    free = available_memory()
+    if free is not None and need > free:
+        raise MemoryBudgetError(f"{what} needs about {need / 2**30:.1f} GB of memory; {free / 2**30:.1f} GB are free")
+
+
 def model_device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 

@@ -377,14 +377,22 @@ def test_an_index_folder_that_cannot_be_created_fails_before_any_work(pictures, 
     assert r.exit_code == 2 and "cannot create the index there" in r.output
 
 
-def test_dedup_never_writes_a_report_over_a_photo_or_into_a_missing_folder(pictures, tiny_hash, tmp_path):
+def test_dedup_never_writes_a_report_over_a_photo_or_an_existing_file(pictures, tiny_hash, tmp_path):
     before = (pictures / "coffee.jpg").read_bytes()
     r = run("dedup", pictures, "-m", tiny_hash, "--json", pictures / "coffee.jpg")
-    assert r.exit_code == 2 and "being deduplicated" in r.output
+    assert r.exit_code == 2 and "is an image in a folder being read" in r.output
     assert (pictures / "coffee.jpg").read_bytes() == before
-    r = run("dedup", pictures, "-m", tiny_hash, "--html", tmp_path / "no" / "such" / "page.html")
-    assert r.exit_code == 2 and "does not exist" in r.output
-    assert not (pictures / ".aetools-index").exists()  # refused before any work
+    (tmp_path / "blocked").write_text("a file where a folder should be")
+    r = run("dedup", pictures, "-m", tiny_hash, "--html", tmp_path / "blocked" / "page.html")
+    assert r.exit_code == 2 and "blocked is a file" in r.output
+    (tmp_path / "old.json").write_text("{}")
+    r = run("dedup", pictures, "-m", tiny_hash, "--json", tmp_path / "old.json")
+    assert r.exit_code == 2 and "exists (use --overwrite" in r.output
+    assert (tmp_path / "old.json").read_text() == "{}"
+    assert not (pictures / ".aetools-index").exists()  # all refused before any work
+    page = tmp_path / "new" / "folder" / "page.html"  # a folder that does not exist yet is made
+    r = run("dedup", pictures, "-m", tiny_hash, "--html", page, "--json", tmp_path / "old.json", "--overwrite")
+    assert r.exit_code == 0 and page.exists() and (tmp_path / "old.json").read_text() != "{}"
 
 
 def test_each_image_keeps_only_its_nearest_candidates():

@@ -190,7 +190,7 @@ def test_some_unreadable_files_are_skipped_and_reported(train_folder, tmp_path):
 def test_outputs_are_checked_before_training(train_folder, tmp_path):
     photo = train_folder / "0_0.png"
     before = photo.read_bytes()
-    with pytest.raises(TrainError, match="written as a .safetensors file"):
+    with pytest.raises(TrainError, match="must be written as a .safetensors file"):
         train(config(train_folder, photo, steps=2))
     assert photo.read_bytes() == before
     done = tmp_path / "deep" / "new" / "w.safetensors"  # a folder that does not exist yet is created first

@@ -35,12 +35,23 @@ def _load(model: str, device: str):
 
 
 def _check_output(path: Path, overwrite: bool, *inputs: Path) -> None:
-    if path.exists() and not overwrite:
-        raise fail(f"{path}: output exists (use --overwrite to replace it)")
-    if any(path.resolve() == p.resolve() for p in inputs):
-        raise fail(f"{path}: would overwrite an input; choose another -o")
-    if not path.parent.exists():
-        raise fail(f"{path.parent}: no such folder")
+    from aetools.outputs import output_problem
+
+    problem = output_problem(path, overwrite, inputs, what="image")
+    if problem:
+        raise fail(problem)
+
+
+def _save_grid(images, output: Path, nrow: int, zoom: int, overwrite: bool) -> None:
+    """save_grid into a folder made if need be; a write that fails is one line (exit 2)."""
+    from aetools.data.io import ImageError
+    from aetools.generative.pipeline import save_grid
+
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        save_grid(images, output, nrow, zoom, overwrite)
+    except (ImageError, OSError) as e:
+        raise fail(str(e) if isinstance(e, ImageError) else f"{output}: cannot write ({e.strerror or e})") from None
 
 
 def _read(path: Path, model, invert: bool):
@@ -68,7 +79,7 @@ def generate(
     fitted to its training codes. Written as one grid."""
     import math
 
-    from aetools.generative.pipeline import sample_images, save_grid
+    from aetools.generative.pipeline import sample_images
 
     _check_output(output, overwrite)
     net = _load(model, device)
@@ -77,7 +88,7 @@ def generate(
             images = sample_images(net, n, seed)
     except ValueError as e:
         raise fail(f"{model}: {e}") from None
-    save_grid(images, output, nrow or math.ceil(math.sqrt(n)), zoom, overwrite)
+    _save_grid(images, output, nrow or math.ceil(math.sqrt(n)), zoom, overwrite)
     console.print(f"wrote {output} ({n} samples from {model})")
 
 
@@ -95,14 +106,13 @@ def interpolate(
 ) -> None:
     """Decode the straight line between two images' codes: a strip from A's reconstruction to B's."""
     from aetools.generative.pipeline import interpolate as blend
-    from aetools.generative.pipeline import save_grid
 
     _check_output(output, overwrite, a, b)
     net = _load(model, device)
     strip = blend(net, _read(a, net, invert), _read(b, net, invert), steps)
     if invert:
         strip = 1 - strip
-    save_grid(strip, output, steps, zoom, overwrite)
+    _save_grid(strip, output, steps, zoom, overwrite)
     console.print(f"wrote {output} ({steps} steps from {a.name} to {b.name})")
 
 
@@ -145,7 +155,6 @@ def traverse(
     overwrite: OverwriteOpt = False,
 ) -> None:
     """One row per code dimension, swept from -span to +span standard deviations (others held at the centre)."""
-    from aetools.generative.pipeline import save_grid
     from aetools.generative.pipeline import traverse as sweep
 
     _check_output(output, overwrite)
@@ -154,7 +163,7 @@ def traverse(
         images = sweep(net, steps, span)
     except ValueError as e:
         raise fail(f"{model}: {e}") from None
-    save_grid(images, output, steps, zoom, overwrite)
+    _save_grid(images, output, steps, zoom, overwrite)
     console.print(f"wrote {output} ({len(images) // steps} dimensions x {steps} steps)")
 
 

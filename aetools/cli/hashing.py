@@ -56,21 +56,30 @@ def _build_index(folder: Path, index: Path | None, recursive: bool | None, updat
             raise fail(str(e)) from None
 
 
-def _check_report_path(path: Path | None, folder: Path) -> None:
-    """A report (--json, --html) must not replace a photo being deduplicated, nor land in the index: it is
-    refused before any work. Another existing file the user names is replaced (it was named as an output)."""
-    from aetools.data.datasets import IMAGE_EXTENSIONS
+def _check_report_path(path: Path | None, folder: Path, overwrite: bool) -> None:
+    """A report (--json, --html) is checked before any work (`aetools.outputs`): never a photo being
+    deduplicated, never inside the index, an existing file only with --overwrite."""
+    from aetools.outputs import output_problem
 
     if path is None or str(path) == "-":
         return
-    target = path.resolve()
-    if target.is_dir():
-        raise fail(f"{path}: is a folder; name a file for the report")
-    inside = folder.resolve() in target.parents
-    if target.exists() and (target.suffix.lower() in IMAGE_EXTENSIONS or ".aetools-index" in target.parts):
-        raise fail(f"{path}: is an image{' being deduplicated' if inside else ''}; name another file for the report")
-    if not target.parent.is_dir():
-        raise fail(f"{path}: its folder {path.parent} does not exist")
+    if ".aetools-index" in path.resolve().parts:
+        raise fail(f"{path}: is inside the index; name another file for the report")
+    problem = output_problem(path, overwrite, read_folders=[folder], what="report")
+    if problem:
+        raise fail(problem)
+
+
+def _write_report(path: Path, text: str) -> None:
+    """Atomically, its folder created if need be (checked before the work by `_check_report_path`)."""
+    from aetools.weights import atomic_write_bytes
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, text.encode())
+    except OSError as e:
+        raise fail(f"{path}: cannot write the report ({e.strerror or e})") from None
+    console.print(f"wrote {path}")
 
 
 def _hint_subfolders(report) -> None:
@@ -199,6 +208,7 @@ def dedup(
     index: IndexOpt = None,
     html: Annotated[Path | None, typer.Option("--html", help="Write a page of the groups with thumbnails.")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the groups as JSON ('-': stdout).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing report files.")] = False,
     model: ModelOpt = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
@@ -209,11 +219,10 @@ def dedup(
     removal. Nothing is deleted. The folder's index is brought up to date first."""
     from aetools.index.folder import DEFAULT_RADIUS, FeatureSource, default_index_dir, find_duplicates
     from aetools.index.report import describe, duplicates_html, duplicates_json
-    from aetools.weights import atomic_write_bytes
 
     radius = DEFAULT_RADIUS if radius is None else radius
     for report_path in (html, json_path):
-        _check_report_path(report_path, folder)
+        _check_report_path(report_path, folder, overwrite)
     net = _load_hash_model(model, device, precision)
     result, report = _build_index(folder, index, recursive, True, net, "dedup: indexing")
     _hint_subfolders(report)
@@ -244,11 +253,9 @@ def dedup(
         if str(json_path) == "-":
             out.print(text, soft_wrap=True, markup=False)
         else:
-            atomic_write_bytes(json_path, text.encode())
-            console.print(f"wrote {json_path}")
+            _write_report(json_path, text)
     if html is not None:
-        atomic_write_bytes(html, duplicates_html(found, radius).encode())
-        console.print(f"wrote {html}")
+        _write_report(html, duplicates_html(found, radius))
     failures = report.failures + found.failures
     _report_failures(failures)
     if failures:

@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import warnings
 from collections.abc import Callable
@@ -29,6 +28,7 @@ import typer
 
 from aetools.cli import app
 from aetools.cli.console import console, fail, prepare, progress_bar
+from aetools.outputs import folder_problem, name_problem
 
 Inputs = Annotated[
     list[Path], typer.Argument(help="Image files and/or folders; - reads one image from stdin.", show_default=False)
@@ -77,6 +77,9 @@ def check_inputs_and_output(inputs: list[Path], output: Path | None) -> None:
         raise fail("-o -: standard output is a terminal; redirect it (> out.png) or give -o a file name")
     if output is None or output == STDIO:
         return
+    too_long = name_problem(output)  # before asking the file system anything about it
+    if too_long:
+        raise fail(f"-o {output}: {too_long}")
     if STDIO in inputs and output.is_dir():
         raise fail(f"-o {output}: is a folder; with standard input -o names the output file (or - for stdout)")
     if several and output.exists() and not output.is_dir():
@@ -87,32 +90,6 @@ def check_inputs_and_output(inputs: list[Path], output: Path | None) -> None:
     problem = folder_problem(folder)
     if problem:
         raise fail(f"-o {output}: {problem}")
-
-
-def _nearest_existing(path: Path) -> Path:
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return path
-
-
-def folder_problem(folder: Path) -> str | None:
-    """Why `folder` cannot hold new files (cannot be created, or is not writable), or None."""
-    existing = _nearest_existing(folder)
-    if not existing.is_dir():
-        return f"cannot create folder {folder}: {existing} is a file"
-    if not os.access(existing, os.W_OK | os.X_OK):
-        return f"cannot create files in {existing}: permission denied"
-    return None
-
-
-def name_problem(path: Path) -> str | None:
-    """Why the file system would refuse `path`'s name (too long), or None."""
-    try:
-        limit = os.pathconf(_nearest_existing(path.parent), "PC_NAME_MAX")
-    except (OSError, ValueError, AttributeError):  # no pathconf (Windows): the common limit
-        limit = 255
-    size = len(os.fsencode(path.name))
-    return f"output name is {size} bytes; the file system allows {limit}" if size > limit else None
 
 
 def plan_outputs(
@@ -196,11 +173,14 @@ def run_image_task(
     lossless: bool = False,
     exclude: Path | None = None,
     epilogue: Callable[[], str | None] | None = None,
+    memory_advice: str = "try a smaller --tile",
 ) -> None:
     """Load, process and atomically save every input, with a progress bar (moving tile by tile within a
     large photo) and a summary; exit 1 if any file failed, 130 on Ctrl-C (after the summary).
-    `process(ImageData, source path) -> ImageData` does the task; `epilogue()` may add a line at the end."""
-    from aetools.data.io import ImageError, ImageWarning
+    `process(ImageData, source path) -> ImageData` does the task; `epilogue()` may add a line at the end;
+    `memory_advice`: what to do when a photo needs more memory than there is (a command option to use).
+    An animated GIF, PNG or WebP, or a multi-page TIFF, has every frame processed into one output file."""
+    from aetools.data.io import ImageError, ImageWarning, check_frames_fit, frame_layout, load_frames
     from aetools.tiling import report_tiles
 
     check_inputs_and_output(inputs, output)
@@ -221,21 +201,30 @@ def run_image_task(
                 if dst != STDIO and dst.exists() and not overwrite:
                     raise ImageError(dst, "output exists (use --overwrite to replace it)")
                 image = _read_input(src)
+                layout = frame_layout(src) if src != STDIO else None  # an animation or multi-page file
+                if layout and dst != STDIO:
+                    check_frames_fit(dst, layout.count)  # before the work, not after
+                frames = load_frames(src) if layout else [image]
                 with warnings.catch_warnings(record=True) as caught, report_tiles(on_tile):
                     warnings.simplefilter("always", ImageWarning)
-                    result = process(image, src)
+                    results = [process(frame, src) for frame in frames]
                 for w in caught:
                     if issubclass(w.category, ImageWarning):
                         notes.append((str(src), str(w.message)))
                     else:  # not ours to report per file: shown as Python would have
                         warnings.showwarning(w.message, w.category, w.filename, w.lineno)
-                _write_output(result, dst, overwrite, lossless)
+                if layout:  # every frame, in one file again
+                    _write_frames(results, layout, dst, overwrite)
+                else:
+                    _write_output(results[0], dst, overwrite, lossless)
                 written += 1
             except ImageError as e:
                 failures.append((e.path or str(src), e.reason))
             except (RuntimeError, ValueError, MemoryError) as e:  # e.g. out of memory on a huge image
                 reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-                failures.append((str(src), f"failed: {reason} (try a smaller --tile)"))
+                if isinstance(e, MemoryError) or "memory" in reason.lower():
+                    reason = f"{reason} ({memory_advice})"
+                failures.append((str(src), f"failed: {reason}"))
             except KeyboardInterrupt:
                 interrupted = True
                 break
@@ -261,15 +250,45 @@ def run_image_task(
 
 
 def _read_input(src: Path):
-    from aetools.data.io import load_image, load_image_bytes
+    import io
 
-    return load_image_bytes(sys.stdin.buffer.read()) if src == STDIO else load_image(src)
+    from aetools.data.io import ImageError, frame_layout, load_image, load_image_bytes
+
+    if src != STDIO:
+        return load_image(src)
+    data = sys.stdin.buffer.read()
+    layout = frame_layout(io.BytesIO(data))
+    if layout:
+        raise ImageError("-", f"{layout.count} frames (an animation or pages): give the file by name to process all")
+    return load_image_bytes(data)
+
+
+def _write_frames(frames: list, layout, dst: Path, overwrite: bool) -> None:
+    """An animation's or multi-page file's processed frames, in one file (not to standard output)."""
+    from aetools.data.io import ImageError, save_frames
+
+    if dst == STDIO:
+        raise ImageError(dst, f"{layout.count} frames cannot go to standard output; name an output file")
+    _make_parent(dst)
+    save_frames(frames, dst, layout, overwrite=overwrite)
+
+
+def _make_parent(dst: Path) -> None:
+    """Create dst's folder; one that cannot be made fails this file only."""
+    from aetools.data.io import ImageError
+
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        blocker = next((p for p in dst.parents if p.is_file()), None)
+        reason = f"{blocker} is a file" if blocker else (e.strerror or str(e))
+        raise ImageError(dst, f"cannot create folder {dst.parent} ({reason})") from None
 
 
 def _write_output(image, dst: Path, overwrite: bool, lossless: bool) -> None:
     """save_image, or the encoded bytes to standard output (in the input's format, PNG where it cannot be
     written or, for a lossless task, where it is lossy). A folder that cannot be made fails this file only."""
-    from aetools.data.io import ImageError, can_write, encode_image, save_image
+    from aetools.data.io import can_write, encode_image, save_image
 
     if dst == STDIO:
         fmt = image.format or "PNG"
@@ -279,12 +298,7 @@ def _write_output(image, dst: Path, overwrite: bool, lossless: bool) -> None:
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
         return
-    try:
-        dst.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        blocker = next((p for p in dst.parents if p.is_file()), None)
-        reason = f"{blocker} is a file" if blocker else (e.strerror or str(e))
-        raise ImageError(dst, f"cannot create folder {dst.parent} ({reason})") from None
+    _make_parent(dst)
     save_image(image, dst, overwrite=overwrite)
 
 
@@ -491,7 +505,18 @@ def colorize(
             raise ImageError(src, str(e)) from None
         return pipe(image, strength=strength, hints=given)
 
-    run_image_task("colorize", inputs, output, "color", overwrite, recursive, process, exclude=hints)
+    run_image_task(
+        "colorize",
+        inputs,
+        output,
+        "color",
+        overwrite,
+        recursive,
+        process,
+        exclude=hints,
+        memory_advice="colour is computed at a working size, but the photo itself must fit: close other programs "
+        "or colorize a smaller copy",
+    )
 
 
 @app.command(no_args_is_help=True)

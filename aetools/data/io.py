@@ -358,6 +358,90 @@ def encode_image(image: ImageData, fmt: str, name: str = "-") -> bytes:
         return path.read_bytes()
 
 
+# ------------------------------------------------------------------- animations and multi-page files
+
+# Formats whose extra frames are content: every frame is processed and written (animations keep their
+# timing). Other multi-image files (a camera's MPO or HEIF with a depth map or preview) are their primary
+# image: the photo a viewer shows.
+FRAME_FORMATS = frozenset({"GIF", "PNG", "WEBP", "TIFF"})
+
+
+@dataclass
+class Frames:
+    """A multi-frame file's layout: count frames; durations (ms, per frame) and loop for animations."""
+
+    count: int
+    durations: list[int]
+    loop: int | None
+
+
+def frame_layout(path: str | Path | io.BytesIO) -> Frames | None:
+    """The frames of an animated GIF, PNG (APNG) or WebP, or a multi-page TIFF; None for a single image or a
+    camera's multi-image file (MPO, HEIF: the primary image is the photo). Unreadable: None (the ordinary
+    load reports it)."""
+    try:
+        with Image.open(path) as img:
+            count = getattr(img, "n_frames", 1)
+            if count <= 1 or img.format not in FRAME_FORMATS:
+                return None
+            durations = []
+            for i in range(count):
+                img.seek(i)
+                durations.append(int(img.info.get("duration", 0) or 0))
+            return Frames(count, durations, img.info.get("loop"))
+    except Exception:  # noqa: BLE001 - whatever is wrong, load_image names it
+        return None
+
+
+def load_frames(path: str | Path):
+    """Yield each frame of a multi-frame file as ImageData, composited as a viewer shows it, in order."""
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            _check_pixels(path, *img.size)
+            for i in range(img.n_frames):
+                img.seek(i)
+                frame = img.convert("RGBA") if img.mode == "P" else img.copy()
+                yield image_from_pil(frame)
+    except (OSError, SyntaxError, ValueError, EOFError, zlib.error, struct.error) as e:
+        raise ImageError(path, f"corrupt or truncated frame ({_one_line(e)})") from None
+
+
+def check_frames_fit(path: str | Path, count: int, fmt: str | None = None) -> None:
+    """ImageError unless the file `path` (format from its extension, or `fmt`) can hold `count` frames."""
+    fmt = (fmt or format_for_path(path, fallback="PNG")).upper()
+    if fmt not in FRAME_FORMATS:
+        raise ImageError(path, f"{count} frames do not fit in a {fmt} file; write .gif, .png, .webp or .tif")
+
+
+def save_frames(
+    frames: list[ImageData], path: str | Path, layout: Frames, fmt: str | None = None, overwrite: bool = False
+) -> None:
+    """Write frames as one animated or multi-page file, atomically; the format (from the extension) must
+    hold several frames (`FRAME_FORMATS`)."""
+    path = Path(path)
+    fmt = (fmt or format_for_path(path, fallback=frames[0].format or "PNG")).upper()
+    if path.exists() and not overwrite:
+        raise ImageError(path, "output exists (use --overwrite to replace it)")
+    check_frames_fit(path, len(frames), fmt)
+    images = [image_to_pil(f, fmt) for f in frames]
+    options: dict = {"save_all": True, "append_images": images[1:]}
+    if fmt != "TIFF":
+        options["duration"] = layout.durations
+        if layout.loop is not None:
+            options["loop"] = layout.loop
+    if fmt in QUALITY:
+        options["quality"] = QUALITY[fmt]
+    tmp = _temporary_beside(path)
+    try:
+        images[0].save(tmp, format=fmt, **options)
+        os.replace(tmp, path)
+    except (OSError, ValueError) as e:
+        raise ImageError(path, f"cannot write ({_one_line(e)})") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def _one_line(e: BaseException) -> str:
     if isinstance(e, OSError) and e.strerror:  # without the file name, which may be our temp file
         return e.strerror

@@ -47,6 +47,9 @@ HINT_STOP = 1 / 8  # Zhang et al. 2017: hint points drawn until a coin with this
 HINT_PATCHES = range(1, 10)  # side of the square a point reveals (its mean colour), px
 MAX_HINTS = 64
 NO_HINT_SHARE = 0.5  # of training crops: no hints at all (the automatic colorizer)
+STRIP_PIXELS = 1 << 20  # per-pixel colour conversions run on strips of about this many pixels
+# peak memory of colorizing one photo, per pixel: its float RGB in and out, L, ab, the output's encoding
+BYTES_PER_PIXEL = 56
 OPTIONS = {"hints": True, "rebalance": REBALANCE_MIX}  # the task's training options and their defaults
 
 
@@ -404,8 +407,19 @@ def parse_hint(text: str) -> tuple[int, int, tuple[int, int, int]]:
 def luminance(pixels: np.ndarray) -> np.ndarray:
     """(H, W, C) float in [0, 1], C = 1 or 3 -> L (H, W) in [0, 100]. Colour and tinted inputs are
     desaturated this way: only their lightness is kept."""
-    rgb = np.repeat(pixels, 3, axis=2) if pixels.shape[2] == 1 else pixels[..., :3]
-    return rgb_to_lab(rgb)[..., 0]
+    out = np.empty(pixels.shape[:2], np.float32)
+    for rows in strips(pixels.shape):  # bounded memory: Lab conversion works in float64
+        part = pixels[rows]
+        out[rows] = rgb_to_lab(np.repeat(part, 3, axis=2) if part.shape[2] == 1 else part[..., :3])[..., 0]
+    return out
+
+
+def strips(shape: tuple[int, ...], pixels: int = STRIP_PIXELS) -> list[slice]:
+    """Row ranges of about `pixels` pixels each covering an image of `shape` (H, W, ...): the per-pixel
+    colour work runs strip by strip, so its float64 temporaries stay a few MB whatever the photo's size."""
+    height, width = shape[:2]
+    step = max(1, pixels // max(1, width))
+    return [slice(top, min(top + step, height)) for top in range(0, height, step)]
 
 
 def colorize_pixels(
@@ -449,7 +463,10 @@ def colorize_lightness(
     ab = ab_from_logits(logits, model.ab_bins, lightness.shape, readout, rebalance)[0].permute(1, 2, 0).numpy()
     if hints is not None and len(hints):
         ab[hints.rows, hints.cols] = hints.ab
-    return lab_to_rgb_keeping_l(np.concatenate([lightness[..., None], ab * strength], axis=-1))
+    out = np.empty(lightness.shape + (3,), np.float32)
+    for rows in strips(lightness.shape):
+        out[rows] = lab_to_rgb_keeping_l(np.concatenate([lightness[rows, :, None], ab[rows] * strength], axis=-1))
+    return out
 
 
 def colorize_logits(
@@ -500,6 +517,10 @@ class ColorizePipeline(ImagePipeline):
         if not 0.0 <= strength <= 1.0:
             raise ValueError(f"strength {strength}: expected a value from 0 to 1")
         hints = Hints.of(hints, image.size)
+        from aetools.inference import check_memory
+
+        w, h = image.size
+        check_memory(w * h * BYTES_PER_PIXEL, f"colorizing a {w * h / 1e6:.0f} MP photo")
         out = colorize_pixels(self.model, image.pixels, strength, self.device, self.precision, readout, hints)
         result = image.with_pixels(out.astype(np.float32))
         return replace(result, icc_profile=None) if image.is_grey else result

@@ -29,6 +29,7 @@ import torch.distributed as dist
 
 from aetools.inference import resolve_device
 from aetools.models import create_model, model_config_dict
+from aetools.outputs import name_problem, output_problem
 from aetools.precision import PrecisionError, autocast, resolve_precision, use_channels_last
 from aetools.tasks.base import DataError, DataRequest, get_task
 from aetools.train.checkpoint import load_checkpoint, read_checkpoint_header, save_checkpoint
@@ -229,6 +230,17 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
     except ValueError as e:
         raise TrainError(str(e)) from None
     loss_fn = task.make_loss(options) if task.make_loss is not None else task.loss
+    if is_main:  # the outputs, before any work (`aetools.outputs`)
+        problem = output_problem(
+            Path(config.out),
+            overwrite=config.resume or config.overwrite,
+            inputs=[Path(p) for p in config.data + ([config.init] if config.init else [])],
+            suffix=".safetensors",
+            what="weights",
+        )
+        problem = problem or name_problem(config.checkpoint_path())
+        if problem:
+            raise TrainError(f"--out {problem}")
 
     # ----- model, optimizer
     torch.manual_seed(config.seed)  # identical initial weights on every rank
@@ -332,12 +344,6 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
         raise TrainError(f"{ckpt_path} exists: add --resume to continue that run, or delete it to start over")
     out_path = Path(config.out)
     if is_main:
-        if out_path.suffix != ".safetensors":
-            raise TrainError(f"--out {out_path}: weights are written as a .safetensors file")
-        if out_path.exists() and not (config.resume or config.overwrite):
-            raise TrainError(f"--out {out_path} exists (use --overwrite to replace it, or another --out)")
-        if out_path.is_dir():
-            raise TrainError(f"--out {out_path} is a folder")
         try:
             out_path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -366,7 +372,10 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
 
     def write_checkpoint(step: int) -> None:
         if is_main:
-            save_checkpoint(ckpt_path, model, optimizer, step, task.name, scaler, state)
+            try:
+                save_checkpoint(ckpt_path, model, optimizer, step, task.name, scaler, state)
+            except OSError as e:  # the previous checkpoint, if any, is intact (atomic writes)
+                raise TrainError(f"{ckpt_path}: cannot write the checkpoint ({e.strerror or e})") from None
         if world > 1:
             dist.barrier()
 
@@ -480,7 +489,13 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
             "init": init_record,  # fine-tuned from these weights (and how they were trained), if any
             "train_only": config.train_only,
         }
-        save_weights(model, out, task.name, training)
+        try:
+            save_weights(model, out, task.name, training)
+        except OSError as e:  # a full disk, a folder gone: the checkpoint still holds the whole run
+            raise TrainError(
+                f"--out {out}: cannot write ({e.strerror or e}); the run is safe in {ckpt_path}: free the space and"
+                " run the same command with --resume"
+            ) from None
     if world > 1:
         dist.barrier()
     report(

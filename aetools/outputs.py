@@ -1,0 +1,84 @@
+"""Where a command may write: the one set of rules every file a user names as an output is checked by,
+before any work (image outputs, dedup reports, trained weights, generated grids).
+
+Paths and the file system only (no torch), so the CLI checks outputs before loading a model.
+
+    output_problem(path, ...) -> None, or one line saying why `path` must not be written
+
+Refused:
+- a folder where a file is to be written;
+- an existing file, unless the user said --overwrite (or is resuming the run that wrote it);
+- one of the command's inputs, or an image inside a folder the command reads (it would replace a photo);
+- a name without the suffix the content needs (weights: .safetensors);
+- a folder that cannot be created (a file in the way) or written (permissions);
+- a name longer than the file system allows (the temporary name beside it, ~25 bytes more, is cut to fit).
+Writes themselves are atomic (a temporary file beside the target, then a rename): an interrupted command
+leaves the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def nearest_existing(path: Path) -> Path:
+    """`path` or the nearest of its parents that exists."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def folder_problem(folder: Path) -> str | None:
+    """Why `folder` cannot hold new files (cannot be created, or is not writable), or None."""
+    existing = nearest_existing(folder)
+    if not existing.is_dir():
+        return f"cannot create folder {folder}: {existing} is a file"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"cannot create files in {existing}: permission denied"
+    return None
+
+
+def name_problem(path: Path) -> str | None:
+    """Why the file system would refuse `path`'s name (too long), or None."""
+    try:
+        limit = os.pathconf(nearest_existing(path.parent), "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # no pathconf (Windows): the common limit
+        limit = 255
+    size = len(os.fsencode(path.name))
+    return f"output name is {size} bytes; the file system allows {limit}" if size > limit else None
+
+
+def output_problem(
+    path: Path,
+    overwrite: bool = False,
+    inputs: Sequence[Path] = (),
+    read_folders: Sequence[Path] = (),
+    suffix: str | None = None,
+    what: str = "output",
+) -> str | None:
+    """Why the file `path` must not be written (one line, naming it), or None; see the module's rules.
+
+    overwrite: an existing file may be replaced. inputs: files the command reads. read_folders: folders it
+    reads images from (an image inside one is refused; other files there, e.g. a report, are not).
+    suffix: the suffix the file must have. what: how messages name it ("report", "weights")."""
+    path = Path(path)
+    too_long = name_problem(path)  # first: asking the file system about such a name is itself an error
+    if too_long:
+        return f"{path}: {too_long}"
+    if path.is_dir():
+        return f"{path}: is a folder; name a file for the {what}"
+    if suffix and path.suffix.lower() != suffix:
+        return f"{path}: the {what} must be written as a {suffix} file"
+    from aetools.data.io import IMAGE_EXTENSIONS
+
+    target = path.resolve()
+    if any(target == Path(p).resolve() for p in inputs):
+        return f"{path}: is an input; name another file for the {what}"
+    if target.suffix.lower() in IMAGE_EXTENSIONS and any(Path(f).resolve() in target.parents for f in read_folders):
+        return f"{path}: is an image in a folder being read; name another file for the {what}"
+    if path.exists() and not overwrite:
+        return f"{path}: exists (use --overwrite to replace it)"
+    problem = folder_problem(path.parent)
+    return f"{path}: {problem}" if problem else None
