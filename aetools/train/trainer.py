@@ -231,6 +231,12 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
         raise TrainError(str(e)) from None
     loss_fn = task.make_loss(options) if task.make_loss is not None else task.loss
     if is_main:  # the outputs, before any work (`aetools.outputs`)
+        ckpt_path = config.checkpoint_path()
+        too_long = name_problem(ckpt_path)
+        if too_long:
+            raise TrainError(f"--out {config.out}: its checkpoint's name is too long ({too_long})")
+        if ckpt_path.exists() and not config.resume:
+            raise TrainError(f"{ckpt_path} exists: add --resume to continue that run, or delete it to start over")
         problem = output_problem(
             Path(config.out),
             overwrite=config.resume or config.overwrite,
@@ -238,7 +244,6 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
             suffix=".safetensors",
             what="weights",
         )
-        problem = problem or name_problem(config.checkpoint_path())
         if problem:
             raise TrainError(f"--out {problem}")
 
