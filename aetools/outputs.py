@@ -19,6 +19,7 @@ leaves the old file or the new one, never half of one.
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -82,3 +83,59 @@ def output_problem(
         return f"{path}: exists (use --overwrite to replace it)"
     problem = folder_problem(path.parent)
     return f"{path}: {problem}" if problem else None
+
+
+# ------------------------------------------------------------------------------------ atomic writes
+
+
+def temporary_beside(path: Path) -> Path:
+    """A hidden temporary name in path's folder, `.NAME.PID-RANDOM.tmp`, for writing and then renaming onto
+    `path` (atomic: the rename either happened or not). NAME is cut to 200 bytes, so the ~25 bytes added
+    never push a long name past the file system's limit. Temporaries a killed writer left for the same
+    target (their process no longer exists) are removed first."""
+    stem = os.fsencode(path.name)[:200].decode("utf-8", "ignore")
+    remove_stale_temporaries(path.parent, stem)
+    return path.with_name(f".{stem}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+
+
+def remove_stale_temporaries(folder: Path, stem: str) -> None:
+    """Delete `.STEM.PID-RANDOM.tmp` files in `folder` whose process is gone (a kill -9 mid-write)."""
+    try:
+        candidates = list(folder.glob(f".{glob_escape(stem)}.*-*.tmp"))
+    except OSError:
+        return
+    for candidate in candidates:
+        pid_text = candidate.name[len(stem) + 2 :].split("-", 1)[0]
+        if pid_text.isdigit() and not process_alive(int(pid_text)):
+            try:
+                candidate.unlink()
+            except OSError:
+                pass
+
+
+def glob_escape(text: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[]" else c for c in text)
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True  # someone else's process, or not ours to know: leave its file alone
+    return True
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file beside it, flushed to disk, then renamed."""
+    path = Path(path)
+    tmp = temporary_beside(path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -380,3 +380,23 @@ def test_output_rules_in_one_place():
     assert output_problem(Path("/tmp/aetools-x-new/w.safetensors"), suffix=".safetensors") is None
     assert np.all([output_problem(Path(__file__), overwrite=True) is None])
     assert "is an input" in output_problem(Path(__file__), overwrite=True, inputs=[Path(__file__)])
+
+
+@pytest.mark.parametrize("writer", WRITERS, ids=repr)
+def test_temporaries_a_killed_writer_left_are_removed(setup, writer, tmp_path):
+    """kill -9 during a write can leave the hidden temporary file; the next write of that output removes
+    it (its process is gone), and leaves a live writer's alone."""
+    import subprocess
+    import sys
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a process id that no longer runs
+    out = tmp_path / "result" / f"out{writer.suffix}"
+    out.parent.mkdir()
+    stale = out.with_name(f".{out.name}.{gone.pid}-0badc0de.tmp")
+    live = out.with_name(f".{out.name}.{os.getpid()}-00c0ffee.tmp")
+    stale.write_bytes(b"half a file")
+    live.write_bytes(b"being written")
+    r = run(*writer.argv(setup, out))
+    assert r.exit_code == 0, r.output
+    assert out.exists() and not stale.exists() and live.exists()

@@ -24,7 +24,6 @@ from __future__ import annotations
 import functools
 import io
 import os
-import secrets
 import struct
 import tempfile
 import warnings
@@ -326,11 +325,9 @@ def save_image(image: ImageData, path: str | Path, fmt: str | None = None, overw
 
 
 def _temporary_beside(path: Path) -> Path:
-    """A hidden temporary name in path's folder (the rename onto path is then atomic). Its part of path's
-    name is cut to 200 bytes, so that the ~25 bytes added never push a long name past the file system's
-    limit (255 bytes on most)."""
-    stem = os.fsencode(path.name)[:200].decode("utf-8", "ignore")
-    return path.with_name(f".{stem}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    from aetools.outputs import temporary_beside
+
+    return temporary_beside(path)
 
 
 def load_image_bytes(data: bytes, name: str = "-") -> ImageData:

@@ -139,7 +139,9 @@ def merge_feature_caches(sources: list[Path], destination: Path) -> None:
 
 def _copy_database(source: Path, target: Path) -> None:
     """source -> target through a temporary file and a rename, so a crash leaves no half-written cache."""
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    from aetools.outputs import temporary_beside
+
+    tmp = temporary_beside(target)
     try:
         src = sqlite3.connect(source.resolve().as_uri() + "?mode=ro", uri=True)
         dst = sqlite3.connect(tmp)

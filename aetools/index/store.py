@@ -337,15 +337,9 @@ def _current_generation(folder: Path) -> int:
 
 
 def _write_current(folder: Path, generation: int) -> None:
-    tmp = folder / f".{CURRENT}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "w") as f:
-            f.write(f"{generation}\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, folder / CURRENT)
-    finally:
-        tmp.unlink(missing_ok=True)
+    from aetools.outputs import atomic_write_bytes
+
+    atomic_write_bytes(folder / CURRENT, f"{generation}\n".encode())
 
 
 def _fsync(path: Path) -> None:
