@@ -400,3 +400,52 @@ def test_temporaries_a_killed_writer_left_are_removed(setup, writer, tmp_path):
     r = run(*writer.argv(setup, out))
     assert r.exit_code == 0, r.output
     assert out.exists() and not stale.exists() and live.exists()
+
+
+def _update(weights: str, folder: str, queue) -> None:
+    """One `hash-index --update` in a process of its own: reports "ok" or the one-line refusal."""
+    from aetools.index.folder import index_folder
+    from aetools.index.store import HashIndexError
+    from aetools.weights import load_model
+
+    try:
+        index_folder(load_model(weights, "hash"), folder, update=True)
+        queue.put("ok")
+    except HashIndexError as e:
+        queue.put(str(e))
+
+
+def test_concurrent_updates_always_leave_a_sound_index(setup, tmp_path):
+    """20 rounds of two updates of one index at once, a new photo each round: each round one or both
+    finish and any other is refused on one line (`being updated by`); the index always loads and holds
+    exactly what a fresh build of the folder holds."""
+    import multiprocessing
+
+    from aetools.index.folder import index_folder
+    from aetools.index.store import HashIndex
+    from aetools.weights import load_model
+
+    context = multiprocessing.get_context("spawn")  # fork after torch and OpenMP started can deadlock
+    model = load_model(setup.weights["hash"], "hash")
+    index_folder(model, setup.folder)
+    names = ("astronaut", "coffee", "chelsea", "rocket", "camera", "cat")
+    for round_ in range(20):
+        Image.fromarray(photo(40 + round_, names[round_ % len(names)])).save(setup.folder / f"new{round_}.png")
+        queue = context.Queue()
+        runs = [context.Process(target=_update, args=(str(setup.weights["hash"]), str(setup.folder), queue))]
+        runs.append(context.Process(target=_update, args=(str(setup.weights["hash"]), str(setup.folder), queue)))
+        for p in runs:
+            p.start()
+        for p in runs:
+            p.join(timeout=120)
+            assert p.exitcode == 0
+        outcomes = [queue.get(timeout=5) for _ in runs]
+        assert "ok" in outcomes and all(o == "ok" or "being updated by" in o for o in outcomes), outcomes
+        index = HashIndex.load(setup.folder / ".aetools-index")
+        assert sorted(Path(r.path).name for r in index.records.values()) == sorted(
+            p.name for p in setup.folder.glob("*.png")
+        )
+    fresh, _ = index_folder(model, setup.folder, index_dir=tmp_path / "fresh")
+    updated = HashIndex.load(setup.folder / ".aetools-index")
+    by_path = {r.path: updated.code(i).tobytes() for i, r in updated.records.items()}
+    assert by_path == {r.path: fresh.code(i).tobytes() for i, r in fresh.records.items()}
