@@ -11,7 +11,7 @@ by the greys and browns that fill most of every photo.
 Colour hints (Zhang, Zhu et al. 2017): a model trained with `hints` also sees a sparse ab map and its mask.
 Training draws hint points from each crop's own colours with their sampler (`sample_hints`): the number of
 points geometric (p = 1/8), positions normal about the centre (sigma a quarter of the side), each the mean
-colour of a 1-9 px square; a share of the crops (`NO_HINT_SHARE`) gets none, so the automatic colorizer is
+colour of a 1-9 px square; a share of the crops (option `no_hint_share`) gets none, so the automatic colorizer is
 trained as much as the guided one.
 
 Inference: L at full resolution is kept exactly; the network sees L resized to a working size, the ab read
@@ -50,7 +50,8 @@ NO_HINT_SHARE = 0.5  # of training crops: no hints at all (the automatic coloriz
 STRIP_PIXELS = 1 << 20  # per-pixel colour conversions run on strips of about this many pixels
 # peak memory of colorizing one photo, per pixel: its float RGB in and out, L, ab, the output's encoding
 BYTES_PER_PIXEL = 56
-OPTIONS = {"hints": True, "rebalance": REBALANCE_MIX}  # the task's training options and their defaults
+# the task's training options and their defaults (--set KEY=VALUE)
+OPTIONS = {"hints": True, "rebalance": REBALANCE_MIX, "no_hint_share": NO_HINT_SHARE}
 
 
 def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
@@ -60,7 +61,9 @@ def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
     return color.rgb2lab(np.clip(rgb, 0.0, 1.0)).astype(np.float32)
 
 
-def degrade_for_colorize(clean: torch.Tensor, generator: torch.Generator, hints: bool = False) -> Batch:
+def degrade_for_colorize(
+    clean: torch.Tensor, generator: torch.Generator, hints: bool = False, no_hint_share: float = NO_HINT_SHARE
+) -> Batch:
     """clean (B, 3, H, W) in [0, 1] -> Batch(inputs={grey: L/100 (B, 1, H, W)}, target=ab (B, 2, H/2, W/2)),
     with the crop itself kept as `reference` for validation PSNR. hints: the input also has hint channels
     (B, 4, H, W), drawn from the crop's own colours (`sample_hints`)."""
@@ -68,7 +71,7 @@ def degrade_for_colorize(clean: torch.Tensor, generator: torch.Generator, hints:
     grey = lab[:, :1] / 100.0
     ab = F.avg_pool2d(lab[:, 1:], 2, ceil_mode=True)
     if hints:
-        grey = torch.cat([grey, sample_hints(lab[:, 1:], generator)], dim=1)
+        grey = torch.cat([grey, sample_hints(lab[:, 1:], generator, no_hint_share=no_hint_share)], dim=1)
     return Batch({"grey": grey}, ab, reference=clean)
 
 
@@ -116,10 +119,12 @@ def _position(size: int, side: int, generator: torch.Generator) -> int:
 def make_colorize_degrade(options: dict) -> tuple:
     """Task options -> (training degrade, validation degrade). Validation is the automatic colorizer (no
     hints), the mode whose quality the shipped model is judged by."""
-    hints = bool(options["hints"])
+    hints, no_hint_share = bool(options["hints"]), float(options["no_hint_share"])
+    if not 0.0 <= no_hint_share <= 1.0:
+        raise ValueError(f"no_hint_share {no_hint_share:g}: expected a share from 0 to 1")
 
     def degrade(clean: torch.Tensor, generator: torch.Generator) -> Batch:
-        return degrade_for_colorize(clean, generator, hints)
+        return degrade_for_colorize(clean, generator, hints, no_hint_share)
 
     def val_degrade(clean: torch.Tensor, generator: torch.Generator) -> Batch:
         return degrade_for_colorize(clean, generator, False)

@@ -323,7 +323,9 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
         header = read_checkpoint_header(ckpt_path)
         if header["task"] != task.name or header["arch"] != model.arch or header["config"] != model_config_dict(model):
             raise TrainError(f"{ckpt_path}: checkpoint is for another task or model size; remove it or change --out")
-        saved_options = header["state"].get("options", options_record)
+        # an option the checkpoint does not name was added since: the run was trained with its default
+        defaults = json.loads(json.dumps(task.options))
+        saved_options = {**defaults, **header["state"].get("options", options_record)}
         if saved_options != options_record:
             raise TrainError(f"{ckpt_path}: checkpoint was trained with options {saved_options}, not {options_record}")
         saved_stream = header["state"].get("stream", stream)  # runs before this was recorded: not checked
