@@ -500,7 +500,8 @@ def _sixteen_bit_array(image: ImageData, fmt: str) -> np.ndarray | None:
     if image.bit_depth != 16 or fmt not in SIXTEEN_BIT_FORMATS or (image.is_grey and image.alpha is None):
         return None
     channels = [image.pixels] + ([] if image.alpha is None else [image.alpha[..., None]])
-    return (np.clip(np.nan_to_num(np.concatenate(channels, axis=2)), 0, 1) * 65535 + 0.5).astype(np.uint16)
+    deep = (np.clip(np.nan_to_num(np.concatenate(channels, axis=2)), 0, 1) * 65535 + 0.5).astype(np.uint16)
+    return np.ascontiguousarray(deep)  # a network's output may be a strided view; the encoders need rows
 
 
 def _load_tiff(path: Path) -> ImageData | None:

@@ -104,7 +104,7 @@ def _unfilter(kinds: np.ndarray, f: np.ndarray) -> np.ndarray:
 def encode_png16(arr: np.ndarray, icc: bytes | None, exif: bytes | None, dpi: tuple[float, float] | None) -> bytes:
     """A 16-bit PNG of arr, (H, W, C) uint16: every row 'Up'-filtered (a vectorised byte difference)."""
     h, w, c = arr.shape
-    rows = arr.astype(">u2").view(np.uint8).reshape(h, w * 2 * c)
+    rows = np.ascontiguousarray(arr, dtype=">u2").view(np.uint8).reshape(h, w * 2 * c)
     up = np.diff(rows, axis=0, prepend=np.zeros((1, rows.shape[1]), np.uint8))  # wraps modulo 256
     chunks = [(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, _COLOUR_TYPES[c], 0, 0, 0))]
     if icc:
