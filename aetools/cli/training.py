@@ -117,8 +117,6 @@ def train(
     fashion = [str(p) for p in data] == ["fashion-mnist"]
     if fashion_dir and not fashion:
         raise fail("--fashion-dir applies to --data fashion-mnist only")
-    if recipe.configure is not None:
-        recipe.configure(model, options, [str(p) for p in data])
     out = out or Path(f"{task}.safetensors")
     config = TrainConfig(
         task=task,

@@ -225,8 +225,11 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
         if not dist.is_initialized():
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     is_main = rank == 0
+    user_options, model_settings = dict(config.options), dict(config.model)
+    if task.configure is not None:  # settings that follow from others (superres: tails for the scales)
+        task.configure(model_settings, user_options, [str(p) for p in config.data])
     try:
-        options, degrade, val_degrade = task.degradations(config.options)
+        options, degrade, val_degrade = task.degradations(user_options)
     except ValueError as e:
         raise TrainError(str(e)) from None
     loss_fn = task.make_loss(options) if task.make_loss is not None else task.loss
@@ -258,7 +261,7 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
             )
         base = header["config"]  # fine-tuning keeps the initial network's size unless overridden
     try:
-        model = create_model(task.arch, **{**base, **config.model})
+        model = create_model(task.arch, **{**base, **model_settings})
     except (ValueError, KeyError) as e:
         raise TrainError(f"{task.name}: {str(e).strip(chr(39))}") from None
     try:
