@@ -236,6 +236,14 @@ def test_inpaint_fills_the_mask_and_keeps_every_other_pixel(live):
     assert np.array_equal(np.asarray(r.image().convert("RGB")), image)
 
 
+def _animation() -> bytes:
+    """An animated GIF of two frames: the page takes still images (never a silent first frame)."""
+    frames = [Image.fromarray(photo(32, name)) for name in ("astronaut", "coffee")]
+    out = io.BytesIO()
+    frames[0].save(out, "GIF", save_all=True, append_images=frames[1:], duration=100)
+    return out.getvalue()
+
+
 def _png_header_only(width: int, height: int) -> bytes:
     """A PNG whose header claims width x height and whose data is a few bytes: the pixel guard's test."""
 
@@ -259,6 +267,7 @@ def _png_header_only(width: int, height: int) -> bytes:
         ({"image": ("a.png", png(photo(32)))}, {"model": "/etc/passwd"}, 422, "not a shipped denoise model"),
         ({"image": ("a.png", png(photo(32)))}, {"tile": 4}, 422, "tile 4"),
         ({"image": ("a.png", png(photo(32)))}, {"sigmaa": 25}, 422, "sigmaa: extra inputs are not permitted"),
+        ({"image": ("moving.gif", _animation())}, {}, 422, "image: 2 frames (an animation or pages)"),
     ],
 )
 def test_a_bad_upload_or_option_gets_a_json_error_naming_the_problem(live, files, fields, status, words):

@@ -25,7 +25,7 @@ from typing import Any, BinaryIO
 
 import torch
 
-from aetools.data.io import ImageData, ImageError, ImageWarning, load_image, save_image
+from aetools.data.io import ImageData, ImageError, ImageWarning, frame_layout, load_image, save_image
 
 IMAGE_TASKS = ("denoise", "upscale", "colorize", "inpaint")
 
@@ -117,7 +117,8 @@ class TaskRunner:
             except ValueError as e:  # an option the pipeline refuses, e.g. a scale the model has no tail for
                 raise ApiError(422, _one_line(e)) from None
             except (RuntimeError, MemoryError) as e:  # e.g. out of memory on a huge image
-                raise ApiError(500, f"{task} failed: {_one_line(e)} (try a smaller tile)") from None
+                advice = "try a smaller photo" if task == "colorize" else "try a smaller tile"
+                raise ApiError(500, f"{task} failed: {_one_line(e)} ({advice})") from None
             notes = [str(w.message) for w in caught if issubclass(w.category, ImageWarning)]
             for w in caught:  # not ours to report: shown as Python would have
                 if not issubclass(w.category, ImageWarning):
@@ -194,9 +195,17 @@ def _read_upload(upload: BinaryIO, path: Path, what: str) -> ImageData:
     with open(path, "wb") as f:
         shutil.copyfileobj(upload, f)
     try:
-        return load_image(path)
+        data = load_image(path)
     except ImageError as e:
         raise ApiError(_status_of(e.reason), f"{what}: {e.reason}") from None
+    layout = frame_layout(path)
+    if layout:  # never a silent first frame
+        raise ApiError(
+            422,
+            f"{what}: {layout.count} frames (an animation or pages); this page takes still images, the command "
+            "line processes every frame (aetools <task> FILE)",
+        )
+    return data
 
 
 def _status_of(reason: str) -> int:
