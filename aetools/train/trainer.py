@@ -233,6 +233,20 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
     except ValueError as e:
         raise TrainError(str(e)) from None
     loss_fn = task.make_loss(options) if task.make_loss is not None else task.loss
+    # ----- model, optimizer
+    torch.manual_seed(config.seed)  # identical initial weights on every rank
+    init_record, base = None, task.model_defaults
+    if config.init:
+        tensors, header = read_weights(config.init)
+        if header["arch"] != task.arch:
+            raise TrainError(
+                f"{config.init}: --init weights are a {header['arch']}, task {task.name} trains a {task.arch}"
+            )
+        base = header["config"]  # fine-tuning keeps the initial network's size unless overridden
+    try:
+        model = create_model(task.arch, **{**base, **model_settings})
+    except (ValueError, KeyError) as e:
+        raise TrainError(f"{task.name}: {str(e).strip(chr(39))}") from None
     if is_main:  # the outputs, before any work (`aetools.outputs`)
         ckpt_path = config.checkpoint_path()
         too_long = name_problem(ckpt_path)
@@ -249,21 +263,6 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
         )
         if problem:
             raise TrainError(f"--out {problem}")
-
-    # ----- model, optimizer
-    torch.manual_seed(config.seed)  # identical initial weights on every rank
-    init_record, base = None, task.model_defaults
-    if config.init:
-        tensors, header = read_weights(config.init)
-        if header["arch"] != task.arch:
-            raise TrainError(
-                f"{config.init}: --init weights are a {header['arch']}, task {task.name} trains a {task.arch}"
-            )
-        base = header["config"]  # fine-tuning keeps the initial network's size unless overridden
-    try:
-        model = create_model(task.arch, **{**base, **model_settings})
-    except (ValueError, KeyError) as e:
-        raise TrainError(f"{task.name}: {str(e).strip(chr(39))}") from None
     try:
         precision = resolve_precision(config.precision, device)
     except PrecisionError as e:
