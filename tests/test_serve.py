@@ -219,6 +219,19 @@ def test_colorize_returns_colour_with_the_greys_lightness(live):
     assert np.abs(lightness - grey).mean() < 4  # the model colours; the lightness stays the input's
 
 
+def test_colorize_takes_colour_hints_and_refuses_bad_ones(live):
+    grey = np.asarray(Image.fromarray(photo(64, "coffee")).convert("L"))
+    r = live.post("/v1/colorize", {"image": ("old.png", png(grey))}, hints="20,30,#2050e0; 40,10,#20b040")
+    assert r.status == 200, r.body[:200]
+    out = np.asarray(r.image().convert("RGB")).astype(int)
+    assert out[30, 20, 2] > out[30, 20, 0] and out[10, 40, 1] > out[10, 40, 0]  # blue there, green there
+    for bad, words in [("20,30,blue", "hints: colour 'blue'"), ("500,5,#ffffff", "outside the 64x64 image")]:
+        r = live.post("/v1/colorize", {"image": ("old.png", png(grey))}, hints=bad)
+        assert r.status == 422 and words in r.json()["error"], r.body[:200]
+    r = live.post("/v1/colorize", {"image": ("old.png", png(grey))}, hints="/etc/passwd")
+    assert r.status == 422  # a string is points, never a file on the server
+
+
 def test_inpaint_fills_the_mask_and_keeps_every_other_pixel(live):
     image = photo(96, "chelsea")
     mask = np.zeros((96, 96), np.uint8)

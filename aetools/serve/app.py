@@ -82,6 +82,9 @@ class ColorizeForm(TaskForm):
     """Colour a grey photo; the lightness stays the input's."""
 
     strength: float = Field(1.0, ge=0, le=1, description="0 = grey, 1 = the model's colours.")
+    hints: str | None = Field(
+        None, max_length=10_000, description="Colour hints: X,Y,#RRGGBB separated by ';' (pixels from the top-left)."
+    )
 
 
 class InpaintForm(TiledForm):

@@ -101,6 +101,8 @@ class TaskRunner:
         """One request: `image` (and inpaint's `mask`) are the uploaded files, `options` the task's own
         (sigma, scale, strength, tile, ensemble). Raises ApiError."""
         options = dict(options or {})
+        if task == "colorize":
+            options["hints"] = _parse_hints(options.get("hints"))
         name = self._model_name(task, model)
         with self._queue, tempfile.TemporaryDirectory(prefix="aetools-serve-") as tmp:
             data = _read_upload(image, Path(tmp) / "image", "image")
@@ -206,6 +208,18 @@ def _read_upload(upload: BinaryIO, path: Path, what: str) -> ImageData:
             "line processes every frame (aetools <task> FILE)",
         )
     return data
+
+
+def _parse_hints(text: str | None) -> list | None:
+    """The form's "X,Y,#RRGGBB; ..." -> points for the pipeline (never a path: a string names no file here)."""
+    from aetools.tasks.colorize import parse_hint
+
+    if not text or not text.strip():
+        return None
+    try:
+        return [parse_hint(part) for part in text.split(";") if part.strip()]
+    except ValueError as e:
+        raise ApiError(422, f"hints: {e}") from None
 
 
 def _status_of(reason: str) -> int:
