@@ -1,7 +1,8 @@
 """Where a command may write: the one set of rules every file a user names as an output is checked by,
 before any work (image outputs, dedup reports, trained weights, generated grids).
 
-Paths and the file system only (no torch), so the CLI checks outputs before loading a model.
+Paths and the file system only (no torch, numpy or Pillow), so the CLI checks outputs before loading
+anything; a leaf that `aetools.data.io`, `weights`, the trainer, the index and the CLI import.
 
     output_problem(path, ...) -> None, or one line saying why `path` must not be written
 
@@ -22,6 +23,8 @@ import os
 import secrets
 from collections.abc import Sequence
 from pathlib import Path
+
+from aetools.data.formats import IMAGE_EXTENSIONS
 
 
 def nearest_existing(path: Path) -> Path:
@@ -72,8 +75,6 @@ def output_problem(
         return f"{path}: is a folder; name a file for the {what}"
     if suffix and path.suffix.lower() != suffix:
         return f"{path}: the {what} must be written as a {suffix} file"
-    from aetools.data.io import IMAGE_EXTENSIONS
-
     target = path.resolve()
     if any(target == Path(p).resolve() for p in inputs):
         return f"{path}: is an input; name another file for the {what}"

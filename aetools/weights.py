@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from aetools.outputs import atomic_write_bytes  # (re-exported: weights, checkpoints, reports use it)
+
 if TYPE_CHECKING:  # torch is imported where tensors are handled, so reading the manifest stays fast
     import torch
     from torch import nn
@@ -62,9 +64,6 @@ def tensors_digest(data: bytes) -> str:
     digest = hashlib.sha256(json.dumps(table, sort_keys=True, separators=(",", ":")).encode())
     digest.update(memoryview(data)[8 + header_len :])
     return digest.hexdigest()
-
-
-from aetools.outputs import atomic_write_bytes  # noqa: E402  (re-exported: weights, checkpoints, reports)
 
 
 def count_parameters(model: nn.Module) -> int:

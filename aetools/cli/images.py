@@ -56,7 +56,6 @@ class Plan:
 
 STDIO = Path("-")  # as an input: standard input; as -o: standard output
 LOSSY_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".webp", ".heic", ".heif", ".hif", ".avif"})
-LOSSY_FORMATS = frozenset({"JPEG", "MPO", "WEBP", "HEIF", "AVIF"})  # Pillow's names for the same
 
 
 def check_inputs_and_output(inputs: list[Path], output: Path | None) -> None:
@@ -288,7 +287,7 @@ def _make_parent(dst: Path) -> None:
 def _write_output(image, dst: Path, overwrite: bool, lossless: bool) -> None:
     """save_image, or the encoded bytes to standard output (in the input's format, PNG where it cannot be
     written or, for a lossless task, where it is lossy). A folder that cannot be made fails this file only."""
-    from aetools.data.io import can_write, encode_image, save_image
+    from aetools.data.io import LOSSY_FORMATS, can_write, encode_image, save_image
 
     if dst == STDIO:
         fmt = image.format or "PNG"
@@ -423,25 +422,30 @@ def upscale(
 class UpscaleChoice:
     """upscale's default model per input: the real-photo model (`upscale-real`, trained on blurred, noisy,
     JPEG-compressed inputs) for lossy files, whose compression blocks the bicubic-trained default would
-    sharpen; the default (`upscale`, best on clean downscaled images) for the others."""
-
-    REAL = "upscale-real"
+    sharpen; the default (`upscale`, best on clean downscaled images) for the others
+    (`aetools.tasks.superres.prefers_real_photo_model`)."""
 
     def __init__(self, default_pipe, device: str, precision: str, seed: int | None):
+        from aetools.tasks.superres import REAL_PHOTO_MODEL
         from aetools.weights import default_weights_for, read_manifest
 
         self.default = (default_weights_for("superres").name, default_pipe)
-        shipped = any(e.name == self.REAL for e in read_manifest())  # another weights folder may lack it
-        self.real = (self.REAL, load_pipeline("upscale", self.REAL, device, precision, seed)) if shipped else None
+        shipped = any(e.name == REAL_PHOTO_MODEL for e in read_manifest())  # another weights folder may lack it
+        real = load_pipeline("upscale", REAL_PHOTO_MODEL, device, precision, seed) if shipped else None
+        self.real = (REAL_PHOTO_MODEL, real) if shipped else None
 
     def pick(self, image):
         """-> (model name, pipeline) for this input."""
-        return self.real if self.real and image.format in LOSSY_FORMATS else self.default
+        from aetools.tasks.superres import prefers_real_photo_model
+
+        return self.real if self.real and prefers_real_photo_model(image.format) else self.default
 
     def describe(self, used) -> str | None:
+        from aetools.tasks.superres import REAL_PHOTO_MODEL
+
         if not used:
             return None
-        kinds = {self.REAL: "JPEG/WebP/HEIC/AVIF (camera or web photo)", self.default[0]: "lossless"}
+        kinds = {REAL_PHOTO_MODEL: "JPEG/WebP/HEIC/AVIF (camera or web photo)", self.default[0]: "lossless"}
         parts = [f"{name} for {n} {kinds.get(name, '')} input{'s' if n > 1 else ''}" for name, n in used.items()]
         return f"model: {', '.join(parts)}; --model NAME chooses one"
 

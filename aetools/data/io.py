@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 from PIL import ExifTags, Image, ImageFile, ImageOps, UnidentifiedImageError, features
 
+from aetools.data.formats import IMAGE_EXTENSIONS, LOSSY_FORMATS  # noqa: F401  (re-exported)
 from aetools.data.png16 import PngError, encode_png16, needs_own_decoder, read_png16
 from aetools.data.tiff import TIFF_MAGIC
 
@@ -49,37 +50,6 @@ MAX_PIXELS = int(float(os.environ.get("AETOOLS_MAX_PIXELS", 250e6)))
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, not a grey band
 
-IMAGE_EXTENSIONS = frozenset(
-    {
-        ".png",
-        ".jpg",
-        ".jpeg",
-        ".jpe",
-        ".jfif",
-        ".bmp",
-        ".dib",
-        ".tif",
-        ".tiff",
-        ".webp",
-        ".gif",
-        ".ppm",
-        ".pgm",
-        ".pbm",
-        ".pnm",
-        ".tga",
-        ".jp2",
-        ".j2k",
-        ".ico",
-        ".pcx",
-        ".sgi",
-        ".im",
-        ".qoi",
-        ".heic",
-        ".heif",
-        ".hif",
-        ".avif",
-    }
-)
 HEIF_EXTENSIONS = frozenset({".heic", ".heif", ".hif"})
 SIXTEEN_BIT_FORMATS = frozenset({"PNG", "TIFF"})
 ALPHA_FORMATS = frozenset({"PNG", "TIFF", "WEBP", "GIF", "TGA", "ICO", "JPEG2000", "QOI", "SGI", "HEIF", "AVIF"})

@@ -156,10 +156,10 @@ class TaskRunner:
     def _default_model(self, task: str, input_format: str | None) -> str:
         """The task's default model; for upscale, the CLI's choice by input (`aetools upscale` without
         --model): the real-photo model for lossy files (JPEG, WebP, HEIC, AVIF), the default for others."""
-        from aetools.cli.images import LOSSY_FORMATS, UpscaleChoice  # the CLI's rule, not repeated here
+        from aetools.tasks.superres import REAL_PHOTO_MODEL, prefers_real_photo_model  # the CLI's rule too
 
-        if task == "upscale" and input_format in LOSSY_FORMATS and UpscaleChoice.REAL in self.models[task]:
-            return UpscaleChoice.REAL
+        if task == "upscale" and prefers_real_photo_model(input_format) and REAL_PHOTO_MODEL in self.models[task]:
+            return REAL_PHOTO_MODEL
         return self.default[task]
 
     def _pipeline(self, task: str, model: str, precision: str):
