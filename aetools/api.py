@@ -118,6 +118,10 @@ def colorize(
     hints: colours wanted at some pixels, spread by the model: a list of (x, y, "#RRGGBB" or (r, g, b)) points
     (pixels from the top-left), or a hint image the photo's size (path, PIL image or RGBA array) whose opaque
     pixels are the colours."""
+    from aetools.tasks.colorize import Hints
+
+    if hints is not None and not isinstance(hints, (list, tuple, ImageData, Hints)):  # a hint image: path, PIL, array
+        hints, _ = _to_image_data(hints)
     return _apply("colorize", image, model, device, precision, strength=strength, hints=hints)
 
 

@@ -496,6 +496,15 @@ def test_api_colorize_with_hints(tiny_hinted_weights):
     out = aetools.colorize(grey, model=str(tiny_hinted_weights), hints=[(20, 20, "#2050e0")])
     rgb = np.asarray(out.convert("RGB")).astype(int)
     assert out.size == (40, 40) and rgb[20, 20, 2] > rgb[20, 20, 0]
+    painted = np.zeros((40, 40, 4), np.uint8)
+    painted[18:23, 18:23] = [32, 80, 224, 255]  # a hint image: a blue dab on a transparent layer
+    out = aetools.colorize(grey, model=str(tiny_hinted_weights), hints=Image.fromarray(painted))
+    rgb = np.asarray(out.convert("RGB")).astype(int)
+    assert rgb[20, 20, 2] > rgb[20, 20, 0]
+    with pytest.raises(ValueError, match="hints: expected"):
+        from aetools.tasks.colorize import Hints
+
+        Hints.of(3.5, (40, 40))
 
 
 def test_eval_colorize_with_hints(tmp_path, tiny_hinted_weights, tiny_color_weights):

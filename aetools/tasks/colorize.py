@@ -354,19 +354,17 @@ class Hints:
 
     @classmethod
     def of(cls, spec: Any, size: tuple[int, int]) -> Hints:
-        """What the API accepts: None, Hints, a list of (x, y, colour) points, or a hint image (path, PIL
-        image, array or ImageData with transparency)."""
+        """What the pipeline accepts: None, Hints, a list of (x, y, colour) points, or a hint image as
+        ImageData with transparency (`aetools.colorize` also takes a path, PIL image or array)."""
         if spec is None:
             return cls.none()
         if isinstance(spec, Hints):
             return spec
         if isinstance(spec, (list, tuple)):
             return cls.from_points(spec, size)
-        if not isinstance(spec, ImageData):
-            from aetools.api import _to_image_data
-
-            spec, _ = _to_image_data(spec)
-        return cls.from_image(spec, size)
+        if isinstance(spec, ImageData):
+            return cls.from_image(spec, size)
+        raise ValueError(f"hints: expected (x, y, colour) points or a hint image, not {type(spec).__name__}")
 
     def channels(self, full: tuple[int, int], work: tuple[int, int]) -> torch.Tensor:
         """The network's hint channels (1, 3, h, w) at the working size `work` for a photo of size `full`
