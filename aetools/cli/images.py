@@ -199,11 +199,10 @@ def run_image_task(
             try:
                 if dst != STDIO and dst.exists() and not overwrite:
                     raise ImageError(dst, "output exists (use --overwrite to replace it)")
-                image = _read_input(src)
                 layout = frame_layout(src) if src != STDIO else None  # an animation or multi-page file
                 if layout and dst != STDIO:
                     check_frames_fit(dst, layout.count)  # before the work, not after
-                frames = load_frames(src) if layout else [image]
+                frames = load_frames(src) if layout else [_read_input(src)]
                 with warnings.catch_warnings(record=True) as caught, report_tiles(on_tile):
                     warnings.simplefilter("always", ImageWarning)
                     results = [process(frame, src) for frame in frames]

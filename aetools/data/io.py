@@ -277,8 +277,8 @@ def save_image(image: ImageData, path: str | Path, fmt: str | None = None, overw
         options["quality"] = QUALITY[fmt]
     if fmt == "JPEG":
         options["subsampling"] = 0  # 4:4:4: no colour bleeding at edges
-    tmp = _temporary_beside(path)
-    try:
+
+    def write(tmp: Path) -> None:
         if deep is not None and fmt == "PNG":
             tmp.write_bytes(encode_png16(deep, image.icc_profile, image.exif, image.dpi))
         elif deep is not None:
@@ -287,17 +287,23 @@ def save_image(image: ImageData, path: str | Path, fmt: str | None = None, overw
             write_tiff16(tmp, deep, image.icc_profile, image.dpi)
         else:
             image_to_pil(image, fmt).save(tmp, format=fmt, **options)
+
+    _write_atomically(path, write)
+
+
+def _write_atomically(path: Path, write) -> None:
+    """write(temporary path) into a hidden temporary beside `path`, then rename it onto `path`; any failure
+    is an ImageError naming `path`, and the temporary is gone either way."""
+    from aetools.outputs import temporary_beside
+
+    tmp = temporary_beside(path)
+    try:
+        write(tmp)
         os.replace(tmp, path)
     except (OSError, ValueError) as e:
         raise ImageError(path, f"cannot write ({_one_line(e)})") from None
     finally:
         tmp.unlink(missing_ok=True)
-
-
-def _temporary_beside(path: Path) -> Path:
-    from aetools.outputs import temporary_beside
-
-    return temporary_beside(path)
 
 
 def load_image_bytes(data: bytes, name: str = "-") -> ImageData:
@@ -399,14 +405,7 @@ def save_frames(
             options["loop"] = layout.loop
     if fmt in QUALITY:
         options["quality"] = QUALITY[fmt]
-    tmp = _temporary_beside(path)
-    try:
-        images[0].save(tmp, format=fmt, **options)
-        os.replace(tmp, path)
-    except (OSError, ValueError) as e:
-        raise ImageError(path, f"cannot write ({_one_line(e)})") from None
-    finally:
-        tmp.unlink(missing_ok=True)
+    _write_atomically(path, lambda tmp: images[0].save(tmp, format=fmt, **options))
 
 
 def _one_line(e: BaseException) -> str:

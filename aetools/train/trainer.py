@@ -247,8 +247,8 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
         model = create_model(task.arch, **{**base, **model_settings})
     except (ValueError, KeyError) as e:
         raise TrainError(f"{task.name}: {str(e).strip(chr(39))}") from None
+    ckpt_path = config.checkpoint_path()
     if is_main:  # the outputs, before any work (`aetools.outputs`)
-        ckpt_path = config.checkpoint_path()
         too_long = name_problem(ckpt_path)
         if too_long:
             raise TrainError(f"--out {config.out}: its checkpoint's name is too long ({too_long})")
@@ -311,7 +311,6 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
         raise TrainError(str(e)) from None
     dataset, val, train_count, crop = data.train, data.val, data.images, data.crop
 
-    ckpt_path = config.checkpoint_path()
     options_record = json.loads(json.dumps(options))  # as JSON gives it back (tuples -> lists)
     # what makes the data stream and the schedule: a resume with other values would not be the same run
     stream = {"batch_size": batch_size, "crop": crop, "lr": peak_lr, "seed": config.seed, "processes": world}
@@ -349,8 +348,6 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
             model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
         header = load_checkpoint(ckpt_path, model, optimizer, scaler)
         start, state = header["step"], {**state, **header["state"]}
-    elif is_main and ckpt_path.exists():
-        raise TrainError(f"{ckpt_path} exists: add --resume to continue that run, or delete it to start over")
     out_path = Path(config.out)
     if is_main:
         try:
