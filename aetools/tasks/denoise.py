@@ -6,14 +6,24 @@ protocol (DnCNN/KAIR) keeps them unclipped, so the model sees both. Half of the 
 their sigma, half say "unknown": one set of weights serves `--sigma 25` and blind use. A tenth of the
 crops are made grey, with the same noise in all three channels, as a grey file run through the colour
 network is: grey scans are then in-distribution.
+
+`--set degradation=real` trains on the noise users' photos carry instead (`aetools.data.degrade`: Gaussian
+with channel correlation, Poisson, speckle, camera noise by unprocessing, mild resizing, JPEG once or
+twice, in a random order, SCUNet-style), always blind; a share of the crops (`gaussian_share`) keeps the
+Gaussian pairs above, so the model still removes plain Gaussian noise from PNGs. That is how `denoise-real`
+is trained; validation then scores the practical degradation alone.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from aetools.data.degrade import degrade_for_real_denoise
 from aetools.data.io import ImageData
 from aetools.pipeline import ImagePipeline, from_network_output, register_pipeline, to_network_input
 from aetools.precision import Precision
@@ -49,6 +59,43 @@ def degrade_for_denoise_validation(clean: torch.Tensor, generator: torch.Generat
     return Batch({"noisy": noisy, "sigma": torch.full((clean.shape[0],), -1.0)}, clean)
 
 
+DEGRADATIONS = ("gaussian", "real")
+OPTIONS = {"degradation": "gaussian", "gaussian_share": 0.25}
+
+
+@dataclass
+class RealNoiseDegradation:
+    """clean (B, 3, H, W) in [0, 1] -> Batch(inputs={noisy, sigma=-1 (blind)}, target=clean), each crop
+    through `degrade_for_real_denoise`, except a `gaussian_share` of them, which get the Gaussian pairs of
+    `degrade_for_denoise` (sigma known or not, as there). A class so DataLoader workers can pickle it."""
+
+    gaussian_share: float = OPTIONS["gaussian_share"]
+
+    def __call__(self, clean: torch.Tensor, generator: torch.Generator) -> Batch:
+        batch = degrade_for_denoise(clean, generator)
+        clean = batch.target  # a tenth made grey there
+        gaussian = torch.rand(clean.shape[0], generator=generator) < self.gaussian_share
+        rng = np.random.default_rng(int(torch.randint(2**62, (1,), generator=generator)))
+        noisy, sigma = batch.inputs["noisy"].clone(), batch.inputs["sigma"].clone()
+        for i in torch.nonzero(~gaussian).flatten().tolist():
+            image = clean[i].permute(1, 2, 0).numpy()
+            noisy[i] = torch.from_numpy(degrade_for_real_denoise(image, rng)).permute(2, 0, 1)
+            sigma[i] = -1.0
+        return Batch({"noisy": noisy, "sigma": sigma}, clean)
+
+
+def make_denoise_degrade(options: dict[str, Any]):
+    """Task options -> (training degrade, validation degrade)."""
+    degradation, share = options["degradation"], float(options["gaussian_share"])
+    if degradation not in DEGRADATIONS:
+        raise ValueError(f"degradation {degradation!r}: choose from {', '.join(DEGRADATIONS)}")
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"gaussian_share {share:g}: expected a share from 0 to 1")
+    if degradation == "gaussian":
+        return degrade_for_denoise, degrade_for_denoise_validation
+    return RealNoiseDegradation(share), RealNoiseDegradation(0.0)
+
+
 TASK = register_task(
     Task(
         name="denoise",
@@ -57,7 +104,9 @@ TASK = register_task(
         loss=against_target(F.l1_loss),
         train=TrainDefaults(crop=96, batch_size=16, steps=20_000, lr=1e-3),
         val_degrade=degrade_for_denoise_validation,
-        description="blind Gaussian noise removal, sigma 0-55",
+        options=OPTIONS,
+        make_degrade=make_denoise_degrade,
+        description="blind noise removal: Gaussian sigma 0-55, or (degradation=real) camera noise and JPEG",
     )
 )
 
