@@ -27,6 +27,24 @@ from pathlib import Path
 from aetools.data.formats import IMAGE_EXTENSIONS
 
 
+def display_name(path: str | os.PathLike) -> str:
+    """A path as one line of text can show it, whatever bytes its name holds: control characters (a newline
+    would split a one-line error, or fake a summary line) and bytes that are not UTF-8 (a Latin-1 name from
+    an old archive, which os.listdir turns into lone surrogates) are written as escapes, `\\n`, `\\xe9`."""
+    text = os.fspath(path)
+    if text.isprintable() and not any("\ud800" <= c <= "\udfff" for c in text):
+        return text
+    shown = []
+    for c in text:
+        if "\udc80" <= c <= "\udcff":  # a byte surrogateescape could not decode
+            shown.append(f"\\x{ord(c) - 0xDC00:02x}")
+        elif c.isprintable() and not "\ud800" <= c <= "\udfff":
+            shown.append(c)
+        else:
+            shown.append(repr(c)[1:-1])
+    return "".join(shown)
+
+
 def nearest_existing(path: Path) -> Path:
     """`path` or the nearest of its parents that exists."""
     while not path.exists() and path != path.parent:

@@ -75,9 +75,16 @@ def test_a_save_interrupted_before_the_switch_leaves_the_old_index(tmp_path, mon
         index.save(tmp_path)
     monkeypatch.undo()
     assert len(HashIndex.load(tmp_path)) == 3  # the previous generation, whole
-    index.save(tmp_path)  # the next save overwrites the orphaned files and cleans up
+    index.save(tmp_path)  # the next save overwrites the orphaned files; the previous generation stays for readers
     assert len(HashIndex.load(tmp_path)) == 5
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["CURRENT", "codes-2.faiss", "files-2.sqlite", "turns-2.faiss"]
+    generation = ["codes-{}.faiss", "files-{}.sqlite", "turns-{}.faiss"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["AETOOLS-INDEX.json", "CURRENT", *(n.format(1) for n in generation), *(n.format(2) for n in generation)]
+    )
+    index.save(tmp_path)  # and goes at the next switch
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["AETOOLS-INDEX.json", "CURRENT", *(n.format(2) for n in generation), *(n.format(3) for n in generation)]
+    )
 
 
 # ---------------------------------------------------------------------- merging indexes built separately

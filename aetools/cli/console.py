@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+
+from aetools.outputs import display_name
 
 console = Console(stderr=True, highlight=False)
 out = Console(highlight=False)  # results meant for stdout (tables, JSON)
 
 
+def shown(text: object) -> str:
+    """A path (or a message holding one) as one console line shows it: control characters and undecodable
+    bytes escaped (`display_name`), and brackets escaped so a name like `[red]x.png` is not read as markup."""
+    return escape(display_name(str(text)))
+
+
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print a one-line error and return the Exit to raise: `raise fail("...")`."""
-    console.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    console.print(f"[bold red]error:[/] {shown(message)}", markup=True, soft_wrap=True)
     return typer.Exit(code)
 
 

@@ -15,8 +15,9 @@ from typing import Annotated
 import typer
 
 from aetools.cli import app
-from aetools.cli.console import console, fail, out, prepare, progress_bar
+from aetools.cli.console import console, fail, out, prepare, progress_bar, shown
 from aetools.cli.images import DeviceOpt, ModelOpt, PrecisionOpt
+from aetools.outputs import display_name
 
 IndexOpt = Annotated[
     Path | None, typer.Option("--index", help="Index folder (default: FOLDER/.aetools-index).", show_default=False)
@@ -76,10 +77,10 @@ def _write_report(path: Path, text: str) -> None:
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path, text.encode())
+        atomic_write_bytes(path, text.encode("utf-8", "backslashreplace"))  # a name's undecodable bytes, escaped
     except OSError as e:
         raise fail(f"{path}: cannot write the report ({e.strerror or e})") from None
-    console.print(f"wrote {path}")
+    console.print(f"wrote {shown(path)}")
 
 
 def _hint_subfolders(report) -> None:
@@ -87,9 +88,11 @@ def _hint_subfolders(report) -> None:
         raise fail(f"no images in the folder itself, but {report.in_subfolders} in its sub-folders: add -r")
 
 
-def _report_failures(failures: list[tuple[str, str]]) -> None:
+def _report_failures(failures: list[tuple[str, str]], skipped: list[tuple[str, str]] = ()) -> None:
+    for path, reason in skipped:
+        console.print(f"[yellow]skipped[/] {shown(path)}: {shown(reason)}", soft_wrap=True)
     for path, reason in failures:
-        console.print(f"[red]failed[/] {path}: {reason}", soft_wrap=True)
+        console.print(f"[red]failed[/] {shown(path)}: {shown(reason)}", soft_wrap=True)
 
 
 @app.command("hash-index", no_args_is_help=True)
@@ -119,16 +122,16 @@ def hash_index(
             f"{report.removed} removed",
             f"{report.kept} unchanged",
         ]
-    console.print(f"indexed {len(result)} images in {where} ({', '.join(parts)}; {len(report.failures)} failed)")
+    console.print(f"indexed {len(result)} images in {shown(where)} ({', '.join(parts)}; {len(report.failures)} failed)")
     _hint_subfolders(report)
     if report.exact:
         copies = sum(len(g) for g in report.exact)
         console.print(f"{copies} files in {len(report.exact)} groups are exact copies (same bytes):")
         for group in report.exact[:10]:
-            console.print("  " + "  =  ".join(group), soft_wrap=True)
+            console.print("  " + "  =  ".join(map(shown, group)), soft_wrap=True)
         if len(report.exact) > 10:
             console.print(f"  ... and {len(report.exact) - 10} more groups (aetools dedup lists them all)")
-    _report_failures(report.failures)
+    _report_failures(report.failures, report.skipped)
     if report.failures:
         raise typer.Exit(1)
 
@@ -151,7 +154,7 @@ def _find_index(queries: list[Path]) -> Path:
 def hash_search(
     queries: Annotated[list[Path], typer.Argument(help="Query images (need not be indexed).", show_default=False)],
     index: IndexOpt = None,
-    k: Annotated[int, typer.Option("-k", min=1, help="Results per query.")] = 10,
+    k: Annotated[int, typer.Option("-k", min=1, max=1000, help="Results per query (at most 1000).")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per query per line, on stdout.")] = False,
     orientations: Annotated[
         bool,
@@ -187,9 +190,9 @@ def hash_search(
                 record["error"] = result.error
             out.print(json.dumps(record), soft_wrap=True, markup=False)
         elif not result.error:
-            out.print(f"[bold]{result.path}[/]", soft_wrap=True)
+            out.print(f"[bold]{shown(result.path)}[/]", soft_wrap=True)
             for rank, m in enumerate(result.matches, 1):
-                out.print(f"  {rank:>3}  {m.distance:>3}  {m.path}", soft_wrap=True, markup=False)
+                out.print(f"  {rank:>3}  {m.distance:>3}  {display_name(m.path)}", soft_wrap=True, markup=False)
     _report_failures([(r.path, r.error) for r in failed])
     if failed:
         raise typer.Exit(1)
@@ -247,7 +250,7 @@ def dedup(
             for m in group:
                 tag = "keep" if m is group[0] else f"{m.distance} bits"
                 exact = ", exact copy" if m.exact else ""
-                out.print(f"  {tag:>8}  {m.path}  ({describe(m)}{exact})", soft_wrap=True, markup=False)
+                out.print(f"  {tag:>8}  {display_name(m.path)}  ({describe(m)}{exact})", soft_wrap=True, markup=False)
     if json_path is not None:
         text = duplicates_json(found)
         if str(json_path) == "-":
@@ -257,6 +260,6 @@ def dedup(
     if html is not None:
         _write_report(html, duplicates_html(found, radius))
     failures = report.failures + found.failures
-    _report_failures(failures)
+    _report_failures(failures, report.skipped)
     if failures:
         raise typer.Exit(1)

@@ -27,7 +27,7 @@ from typing import Annotated
 import typer
 
 from aetools.cli import app
-from aetools.cli.console import console, fail, prepare, progress_bar
+from aetools.cli.console import console, fail, prepare, progress_bar, shown
 from aetools.outputs import folder_problem, name_problem
 
 Inputs = Annotated[
@@ -229,14 +229,14 @@ def run_image_task(
             progress.update(bar, completed=done + 1)
 
     if len(plan.jobs) == 1 and written == 1 and not failures:
-        console.print(f"wrote {'standard output' if plan.jobs[0][1] == STDIO else plan.jobs[0][1]}")
+        console.print(f"wrote {'standard output' if plan.jobs[0][1] == STDIO else shown(plan.jobs[0][1])}")
     else:
         left = len(plan.jobs) - written - (len(failures) - len(plan.failures))
         console.print(f"{name}: {written} written, {len(failures)} failed" + (f", {left} not started" if left else ""))
     for path, note in notes:
-        console.print(f"[yellow]warning[/] {path}: {note}", soft_wrap=True)
+        console.print(f"[yellow]warning[/] {shown(path)}: {shown(note)}", soft_wrap=True)
     for path, reason in failures:
-        console.print(f"[red]failed[/] {path}: {reason}", soft_wrap=True)
+        console.print(f"[red]failed[/] {shown(path)}: {shown(reason)}", soft_wrap=True)
     line = epilogue() if epilogue else None
     if line:
         console.print(line, soft_wrap=True)

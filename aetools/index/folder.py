@@ -43,6 +43,7 @@ DEFAULT_RADIUS = 7  # the widest an exact multi-hash table of 4 x 16 bits with 1
 # a crowded region of code space cannot make the checks grow with the square of the library.
 CANDIDATES_PER_IMAGE = 10
 MIN_SUBSTRING_BITS = 16
+MAX_RESULTS = 1000  # results per query (hash-search -k): each costs memory per query and orientation
 
 
 def default_index_dir(folder: str | Path) -> Path:
@@ -69,6 +70,7 @@ class IndexReport:
     moved: int = 0  # new paths with the bytes of a vanished file
     removed: int = 0  # vanished files
     failures: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, why): not indexed, on purpose
     exact: list[list[str]] = field(default_factory=list)
     in_subfolders: int = 0  # images found in sub-folders when the folder itself had none (not recursive)
 
@@ -108,10 +110,17 @@ def _index_folder(model, folder: Path, index_dir: Path, recursive, update, on_st
     if recursive is None:
         recursive = index.settings.get("recursive") == "yes"
     index.settings.update(recursive="yes" if recursive else "no", root=str(folder.resolve()))
-    inside = index_dir.resolve()
-    files = [p.resolve() for p in list_images([folder], recursive=recursive)]
-    files = [p for p in files if inside not in p.parents]
+    inside, root = index_dir.resolve(), folder.resolve()
     report = IndexReport()
+    files = []
+    for listed in list_images([folder], recursive=recursive):
+        path = listed.resolve()
+        if inside in path.parents:
+            continue
+        if root not in path.parents:  # a link out of the folder: its target is not the folder's to report
+            report.skipped.append((str(listed), f"a link to {path}, outside the folder; not indexed"))
+            continue
+        files.append(path)
     if not files and not recursive:
         below = list_images([folder], recursive=True)
         report.in_subfolders = sum(inside not in p.resolve().parents for p in below)
@@ -212,8 +221,10 @@ def search_codes(index: HashIndex, codes: np.ndarray, k: int) -> list[list[Match
     """Packed codes (Q, bytes), or (Q, 8, bytes) for the 8 orientations of each query -> the k nearest
     indexed images per query, nearest first. With orientations, an image's distance is its smallest to any
     orientation of the query."""
+    if not 1 <= k <= MAX_RESULTS:
+        raise ValueError(f"k = {k}: results per query must be 1 to {MAX_RESULTS}")
     q = codes.shape[0]
-    distances, ids = index.search(codes.reshape(-1, codes.shape[-1]), k)
+    distances, ids = index.search(codes.reshape(-1, codes.shape[-1]), min(k, max(len(index), 1)))
     results = []
     for row_d, row_i in zip(distances.reshape(q, -1).tolist(), ids.reshape(q, -1).tolist()):
         best: dict[int, int] = {}  # each image's nearest distance over the query's orientations
