@@ -13,15 +13,18 @@ Refused:
 - a name without the suffix the content needs (weights: .safetensors);
 - a folder that cannot be created (a file in the way) or written (permissions);
 - a name longer than the file system allows (the temporary name beside it, ~25 bytes more, is cut to fit).
-Writes themselves are atomic (a temporary file beside the target, then a rename): an interrupted command
-leaves the old file or the new one, never half of one.
+Writes themselves are atomic (a temporary file beside the target, then a rename, `write_atomically`): an
+interrupted command leaves the old file or the new one, never half of one. Without --overwrite the last step
+is a hard link, which the file system refuses if the name exists by then (`publish`), so "never
+overwritten" holds even against a file that appears during the work.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from aetools.data.formats import IMAGE_EXTENSIONS
@@ -146,15 +149,52 @@ def process_alive(pid: int) -> bool:
     return True
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file beside it, flushed to disk, then renamed."""
+def publish(tmp: Path, path: Path, overwrite: bool = True) -> None:
+    """Put the finished temporary `tmp` at `path`, atomically: a reader sees the old file or the new one.
+
+    overwrite=False means never replace a file at `path`, even one that appeared after the command checked
+    (another run writing the same name, a file copied in meanwhile): the temporary is hard-linked to the
+    name, which the file system refuses if the name exists (FileExistsError), and then unlinked. Where a
+    file system has no hard links (FAT, some network and FUSE mounts), the name is first created with
+    O_EXCL, which is refused the same way, and the temporary renamed over that empty placeholder."""
+    if overwrite:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)
+    except OSError as e:  # (FileExistsError, EEXIST, is the refusal: raised as it is)
+        if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK, errno.ENOSYS):
+            raise
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))  # the name is ours, or refused
+        os.replace(tmp, path)
+        return
+    remove_quietly(tmp)
+
+
+def write_atomically(path: Path, write: Callable[[Path], None], overwrite: bool = True) -> None:
+    """write(temporary path) into a hidden temporary beside `path`, flushed to disk, then `publish`ed onto
+    `path` (overwrite=False: never over a file that exists by then). Any failure propagates as it was
+    raised; the temporary is gone either way, and its removal never raises over the real error (a file
+    system that turned read-only mid-batch refuses the unlink too)."""
     path = Path(path)
     tmp = temporary_beside(path)
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
+        write(tmp)
+        with open(tmp, "rb") as f:
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        publish(tmp, path, overwrite)
     finally:
-        tmp.unlink(missing_ok=True)
+        remove_quietly(tmp)
+
+
+def atomic_write_bytes(path: Path, data: bytes, overwrite: bool = True) -> None:
+    """Write `data` to `path` through `write_atomically`."""
+    write_atomically(Path(path), lambda tmp: Path(tmp).write_bytes(data), overwrite)
+
+
+def remove_quietly(path: Path) -> None:
+    """Delete a file of ours if it is there; a failure to (read-only, gone) is never the error to report."""
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

@@ -3,6 +3,7 @@ commands, so `aetools --help` and `--version` answer at once."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -37,8 +38,22 @@ from aetools.cli import evaluate, generative, hashing, images, models, serve, tr
 
 
 def main() -> None:
+    """The command's entry point. Errors a command expects are its own one-line messages; anything else that
+    escapes (a bug, or a failure no command foresaw) is still one line and exit code 1, never a traceback,
+    unless AETOOLS_DEBUG=1 asks for it."""
     try:
         app()
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         sys.exit(130)
+    except Exception as e:  # noqa: BLE001  (the last line of defence; the commands catch what they expect)
+        if os.environ.get("AETOOLS_DEBUG") == "1":
+            raise
+        from aetools.outputs import display_name
+
+        reason = (str(e).strip().splitlines() or [""])[0]
+        sys.stderr.write(
+            display_name(f"error: {type(e).__name__}: {reason}" if reason else f"error: {type(e).__name__}")
+            + " (unexpected; AETOOLS_DEBUG=1 shows where)\n"
+        )
+        sys.exit(1)

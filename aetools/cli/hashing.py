@@ -71,13 +71,16 @@ def _check_report_path(path: Path | None, folder: Path, overwrite: bool) -> None
         raise fail(problem)
 
 
-def _write_report(path: Path, text: str) -> None:
-    """Atomically, its folder created if need be (checked before the work by `_check_report_path`)."""
-    from aetools.weights import atomic_write_bytes
+def _write_report(path: Path, text: str, overwrite: bool) -> None:
+    """Atomically, its folder created if need be (checked before the work by `_check_report_path`); without
+    --overwrite never over a file that appeared meanwhile."""
+    from aetools.outputs import atomic_write_bytes
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path, text.encode("utf-8", "backslashreplace"))  # a name's undecodable bytes, escaped
+        atomic_write_bytes(path, text.encode("utf-8", "backslashreplace"), overwrite)  # odd bytes of names escaped
+    except FileExistsError:
+        raise fail(f"{path}: appeared while dedup ran; not replaced (use --overwrite to replace it)") from None
     except OSError as e:
         raise fail(f"{path}: cannot write the report ({e.strerror or e})") from None
     console.print(f"wrote {shown(path)}")
@@ -256,9 +259,9 @@ def dedup(
         if str(json_path) == "-":
             out.print(text, soft_wrap=True, markup=False)
         else:
-            _write_report(json_path, text)
+            _write_report(json_path, text, overwrite)
     if html is not None:
-        _write_report(html, duplicates_html(found, radius))
+        _write_report(html, duplicates_html(found, radius), overwrite)
     failures = report.failures + found.failures
     _report_failures(failures, report.skipped)
     if failures:

@@ -1,0 +1,95 @@
+"""Publishing a finished file: atomic, never over a file that appeared during the work unless overwriting,
+and cleanup that never hides the real error."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+
+import aetools.outputs as outputs
+from aetools.outputs import atomic_write_bytes, write_atomically
+
+
+def test_a_file_that_appears_during_the_write_is_never_replaced(tmp_path):
+    target = tmp_path / "out.png"
+
+    def write(tmp: Path) -> None:
+        tmp.write_bytes(b"ours")
+        target.write_bytes(b"someone else's, written meanwhile")  # checked absent before the work; here now
+
+    with pytest.raises(FileExistsError):
+        write_atomically(target, write, overwrite=False)
+    assert target.read_bytes() == b"someone else's, written meanwhile"
+    assert os.listdir(tmp_path) == ["out.png"]  # no temporary left
+
+
+def test_overwrite_replaces_and_a_new_name_is_written(tmp_path):
+    target = tmp_path / "out.bin"
+    atomic_write_bytes(target, b"one", overwrite=False)
+    assert target.read_bytes() == b"one"
+    with pytest.raises(FileExistsError):
+        atomic_write_bytes(target, b"two", overwrite=False)
+    atomic_write_bytes(target, b"three", overwrite=True)
+    assert target.read_bytes() == b"three" and os.listdir(tmp_path) == ["out.bin"]
+
+
+def test_without_hard_links_the_name_is_still_claimed_exclusively(tmp_path, monkeypatch):
+    def no_links(src, dst):
+        raise OSError(errno.EPERM, "Operation not permitted")  # FAT, some FUSE mounts
+
+    monkeypatch.setattr(outputs.os, "link", no_links)
+    target = tmp_path / "out.bin"
+    atomic_write_bytes(target, b"one", overwrite=False)
+    assert target.read_bytes() == b"one"
+    with pytest.raises(FileExistsError):
+        atomic_write_bytes(target, b"two", overwrite=False)
+    assert target.read_bytes() == b"one" and os.listdir(tmp_path) == ["out.bin"]
+
+
+def test_a_read_only_file_system_reports_the_write_error_not_the_cleanup_one(tmp_path, monkeypatch):
+    real_unlink = os.unlink
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(outputs.os, "replace", read_only)
+    monkeypatch.setattr(outputs.os, "unlink", read_only)
+    with pytest.raises(OSError) as caught:
+        atomic_write_bytes(tmp_path / "out.bin", b"data")
+    assert caught.value.errno == errno.EROFS and "Read-only" in str(caught.value)
+    monkeypatch.setattr(outputs.os, "unlink", real_unlink)
+    # the original error reached the caller, not a second one from the cleanup; the next write cleans up
+    monkeypatch.undo()
+    atomic_write_bytes(tmp_path / "out.bin", b"data")
+    assert (tmp_path / "out.bin").read_bytes() == b"data"
+
+
+def test_a_failure_before_the_publish_leaves_nothing(tmp_path):
+    def write(tmp: Path) -> None:
+        tmp.write_bytes(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError, match="No space"):
+        write_atomically(tmp_path / "out.bin", write, overwrite=False)
+    assert os.listdir(tmp_path) == []
+
+
+def test_an_unexpected_exception_is_one_line_and_exit_1(monkeypatch, capsys):
+    import aetools.cli as cli
+
+    def broken():
+        raise KeyError("a bug\nwith a second line")
+
+    monkeypatch.setattr(cli, "app", broken)
+    monkeypatch.delenv("AETOOLS_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as caught:
+        cli.main()
+    assert caught.value.code == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: KeyError: 'a bug\\nwith a second line'")
+    monkeypatch.setenv("AETOOLS_DEBUG", "1")
+    with pytest.raises(KeyError):
+        cli.main()
