@@ -8,32 +8,54 @@
     GET  /v1/duplicates/files/{id}[/thumbnail]   an indexed file, or its thumbnail, by index id
 
 Errors are JSON, `{"error": "one line naming the field and the problem"}`, with the status that fits:
-400 empty upload, 404 unknown thing, 411 no Content-Length, 413 upload or pixel count over the limit,
-415 not an image, 422 corrupt image or a bad option, 500 a failure of ours. Inference runs in a worker
-thread, so the page, the model list and the thumbnails answer while a job runs.
+400 empty upload, 403 a Host that is not this server's or a cross-site request (guard.py), 404 unknown
+thing, 408 a stalled upload, 409 an indexed file changed since it was indexed, 411 no Content-Length, 413
+upload or pixel count over the limit, 415 not an image, 422 corrupt image or a bad option, 500 a failure of
+ours, 503 the job queue is full (with Retry-After). Inference runs in a worker thread of its own, so the
+page, the model list and the thumbnails answer while a job runs; a job whose client disconnects is dropped
+or stopped (runner.py).
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import inspect
+import mimetypes
+import tempfile
+import threading
+from collections.abc import Iterable
 from dataclasses import asdict
 from importlib.resources import files
 from pathlib import Path
-from typing import Annotated, Literal, get_args
+from typing import Annotated, BinaryIO, Literal, get_args
 
+import anyio
 import torch
 from fastapi import FastAPI, File, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartParser
 
 from aetools import __version__
-from aetools.serve.duplicates import DuplicateBrowser
-from aetools.serve.runner import ApiError, TaskRunner
+from aetools.serve.duplicates import CHUNK, DuplicateBrowser
+from aetools.serve.errors import ApiError, error_response
+from aetools.serve.guard import OriginPolicy, UploadDeadline, UploadLimit
+from aetools.serve.runner import DEFAULT_MAX_WAITING, JobCancelled, TaskRunner
 
 DEFAULT_MAX_UPLOAD_MB = 100
+DEFAULT_READ_TIMEOUT = 30.0  # seconds: the longest pause within an upload
+DEFAULT_UPLOAD_TIMEOUT = 600.0  # seconds: the longest an upload may take in all
+
+# An uploaded file's part is kept in memory up to this size, then spooled to a temporary file (Starlette's
+# default, 1 MB, let ten stalled uploads hold 10 MB; the image loader reads a file anyway).
+SPOOL_MAX_BYTES = 256 * 1024
+SERVED_SPOOL_BYTES = 1 << 20  # an indexed file's verified copy: in memory up to this size, then on disk
+
+# The forms take at most an image and a mask, and a few short fields.
+FORM_LIMITS = {"max_files": 2, "max_fields": 16, "max_part_size": 64 * 1024}
 
 # The page may load nothing from anywhere but this server (no fonts, scripts or styles from the internet).
 CONTENT_SECURITY_POLICY = (
@@ -106,18 +128,40 @@ def create_app(
     device: str | torch.device = "auto",
     index_dir: str | Path | None = None,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_MB * 1_000_000,
+    *,
+    root: str | Path | None = None,
+    allow_hosts: Iterable[str] = (),
+    max_waiting: int = DEFAULT_MAX_WAITING,
+    read_timeout: float = DEFAULT_READ_TIMEOUT,
+    upload_timeout: float = DEFAULT_UPLOAD_TIMEOUT,
 ) -> FastAPI:
     """The app. device: where the networks run. index_dir: an index written by `aetools hash-index` to
     browse near-duplicates in (a missing one is a HashIndexError now). max_upload_bytes: the largest
-    request body taken (the pixel limit is the image loader's, AETOOLS_MAX_PIXELS)."""
+    request body taken (the pixel limit is the image loader's, AETOOLS_MAX_PIXELS).
+    root: the folder the indexed files must be in to be served (default: the one the index was built for).
+    allow_hosts: names besides localhost and the bound address that this server may be reached by.
+    max_waiting: jobs that may wait behind the running one (more: 503). read_timeout, upload_timeout:
+    seconds an upload may pause, and may take in all (more: 408)."""
     from aetools.data.io import MAX_PIXELS
     from aetools.inference import resolve_device
 
-    runner = TaskRunner(resolve_device(device))
-    browser = DuplicateBrowser(Path(index_dir)) if index_dir is not None else None
-    app = FastAPI(title="aetools", version=__version__, docs_url=None, redoc_url=None)  # the docs pages load CDNs
+    runner = TaskRunner(resolve_device(device), max_waiting)
+    browser = None if index_dir is None else DuplicateBrowser(Path(index_dir), None if root is None else Path(root))
+    # Jobs take worker threads of their own (the running one, the waiting ones, one to refuse the next), so
+    # that waiting jobs never hold the threads the page, the model list and the thumbnails are served from.
+    job_threads = anyio.CapacityLimiter(max_waiting + 2)
+    MultiPartParser.spool_max_size = SPOOL_MAX_BYTES  # Starlette's setting for the whole process (no other)
+    app = FastAPI(
+        title="aetools",
+        version=__version__,
+        docs_url=None,  # the docs pages load scripts from a CDN
+        redoc_url=None,
+        form_limits=FORM_LIMITS,
+    )
     app.state.runner, app.state.browser = runner, browser
     app.add_middleware(UploadLimit, max_bytes=max_upload_bytes)
+    app.add_middleware(UploadDeadline, read_timeout=read_timeout, upload_timeout=upload_timeout)
+    app.add_middleware(OriginPolicy, allow_hosts=allow_hosts)  # added last: the outermost, before anything
     _add_error_handlers(app)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -149,13 +193,22 @@ def create_app(
             ],
             "precisions": list(get_args(Precision)),
             "formats": list(get_args(Format)),
-            "limits": {"max_upload_bytes": max_upload_bytes, "max_pixels": MAX_PIXELS},
+            "limits": {
+                "max_upload_bytes": max_upload_bytes,
+                "max_pixels": MAX_PIXELS,
+                "max_waiting_jobs": runner.max_waiting,
+                "read_timeout_s": read_timeout,
+                "upload_timeout_s": upload_timeout,
+            },
+            "queue": {"waiting": runner.waiting, "running": runner.running},
             "duplicates": browser is not None,
         }
 
-    async def run(task: str, form: TaskForm) -> Response:
+    async def run(task: str, form: TaskForm, request: Request) -> Response:
         mask = getattr(form, "mask", None)
-        result = await run_in_threadpool(  # off the event loop: the server keeps answering while a job runs
+        gone = threading.Event()  # set when the client disconnects: the job is dropped or stopped
+        watcher = asyncio.ensure_future(_watch_disconnect(request, gone))
+        job = functools.partial(
             runner.run,
             task,
             form.image.file,
@@ -165,7 +218,12 @@ def create_app(
             None if mask is None else mask.file,
             form.format,
             form.image.filename,
+            cancelled=gone.is_set,
         )
+        try:  # off the event loop: the server keeps answering while a job runs
+            result = await anyio.to_thread.run_sync(job, limiter=job_threads)
+        finally:
+            watcher.cancel()
         headers = {"Content-Disposition": f'attachment; filename="{result.filename}"', "X-Aetools-Model": result.model}
         if result.warnings:
             headers["X-Aetools-Warning"] = " | ".join(result.warnings)
@@ -211,20 +269,26 @@ def create_app(
             "items": [[asdict(m) for m in group] for group in groups[offset : offset + limit]],
         }
 
-    @app.get("/v1/duplicates/files/{file_id}")
-    def indexed_file(file_id: int) -> FileResponse:
-        """An indexed file, as it is on disk."""
-        path = need_browser().path(file_id)
-        if path is None:
-            raise ApiError(404, f"file {file_id}: not in the index, or no longer on disk")
-        return FileResponse(path)
+    @app.get("/v1/duplicates/files/{file_id}", response_class=StreamingResponse)
+    def indexed_file(file_id: int) -> StreamingResponse:
+        """An indexed file, if it is still what was indexed (its real path in the indexed folder, its size,
+        date and sha256 the recorded ones); 409 if it changed. The bytes sent are the ones checked."""
+        copy = tempfile.SpooledTemporaryFile(max_size=SERVED_SPOOL_BYTES)
+        try:
+            record = need_browser().copy_verified(file_id, copy)
+        except BaseException:
+            copy.close()
+            raise
+        copy.seek(0)
+        media_type = mimetypes.guess_type(record.path)[0] or "application/octet-stream"
+        return StreamingResponse(_chunks(copy), media_type=media_type, headers={"Content-Length": str(record.size)})
 
     @app.get("/v1/duplicates/files/{file_id}/thumbnail")
     def thumbnail(file_id: int) -> Response:
-        """A small JPEG of an indexed file."""
+        """A small JPEG of an indexed file (if it is still what was indexed, as above)."""
         jpeg = need_browser().thumbnail(file_id)
         if jpeg is None:
-            raise ApiError(404, f"file {file_id}: not in the index, or unreadable")
+            raise ApiError(422, f"file {file_id}: cannot be decoded")
         return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "max-age=300"})
 
     return app
@@ -234,28 +298,44 @@ PAGE = files("aetools.serve").joinpath("page.html").read_text(encoding="utf-8")
 
 
 def _task_endpoint(run, task: str, form_class: type[TaskForm]):
-    """The endpoint of one task: its form (multipart) in, `run(task, form)`. The signature is set here so
-    that FastAPI validates and documents each task's own form."""
+    """The endpoint of one task: its form (multipart) in, `run(task, form, request)`. The signature is set
+    here so that FastAPI validates and documents each task's own form."""
 
-    async def endpoint(form: TaskForm) -> Response:
-        return await run(task, form)
+    async def endpoint(form: TaskForm, request: Request) -> Response:
+        return await run(task, form, request)
 
     form = inspect.Parameter("form", inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[form_class, File()])
-    endpoint.__signature__ = inspect.Signature([form], return_annotation=Response)
+    request = inspect.Parameter("request", inspect.Parameter.KEYWORD_ONLY, annotation=Request)
+    endpoint.__signature__ = inspect.Signature([form, request], return_annotation=Response)
     return endpoint
+
+
+async def _watch_disconnect(request: Request, gone: threading.Event) -> None:
+    """Sets `gone` when the client disconnects. Called once the body is read: receiving then waits until
+    the connection closes (or the response is sent; the watcher is cancelled before that)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        await asyncio.sleep(0.05)  # (a server that answers at once with something else is not spun on)
+    gone.set()
+
+
+def _chunks(file: BinaryIO):
+    """A file's bytes in pieces, closing it at the end (or when the response is dropped)."""
+    with file:
+        while chunk := file.read(CHUNK):
+            yield chunk
 
 
 # ------------------------------------------------------------------------------------------------ errors
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
-
-
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def refused(request: Request, e: ApiError) -> JSONResponse:
-        return _error(e.status, e.message)
+        return error_response(e.status, e.message, e.headers)
+
+    @app.exception_handler(JobCancelled)
+    async def cancelled(request: Request, e: JobCancelled) -> JSONResponse:
+        return error_response(499, str(e))  # nginx's "client closed request": nobody is left to read it
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, e: RequestValidationError) -> JSONResponse:
@@ -263,45 +343,12 @@ def _add_error_handlers(app: FastAPI) -> None:
         where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")) or "request"
         message = "missing" if first.get("type") == "missing" else first.get("msg", "invalid")
         message = message.removeprefix("Value error, ")
-        return _error(422, f"{where}: {message[:1].lower()}{message[1:]}")
+        return error_response(422, f"{where}: {message[:1].lower()}{message[1:]}")
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, e: HTTPException) -> JSONResponse:
-        return _error(e.status_code, str(e.detail))
+        return error_response(e.status_code, str(e.detail), e.headers)
 
     @app.exception_handler(Exception)
     async def failed(request: Request, e: Exception) -> JSONResponse:
-        return _error(500, f"internal error: {type(e).__name__}: {(str(e).splitlines() or [''])[0]}")
-
-
-class UploadLimit:
-    """ASGI middleware: a request body over `max_bytes` is refused (413) from its Content-Length; nothing of
-    it is kept (it is read and dropped, so that a client still sending it gets the answer); a body without
-    one (chunked) is refused (411). The HTTP server (h11) refuses a body longer than its Content-Length."""
-
-    def __init__(self, app, max_bytes: int):
-        self.app, self.max_bytes = app, max_bytes
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "http":
-            headers = dict(scope["headers"])
-            length = headers.get(b"content-length")
-            refusal = None
-            if length is None and b"transfer-encoding" in headers:
-                refusal = _error(411, "send a Content-Length: chunked uploads are not taken")
-            elif length is not None and not length.isdigit():
-                refusal = _error(400, "Content-Length: not a number")
-            elif length is not None and int(length) > self.max_bytes:
-                refusal = _error(
-                    413,
-                    f"upload of {int(length) / 1e6:.1f} MB is over the server's {self.max_bytes / 1e6:g} MB limit"
-                    " (aetools serve --max-upload-mb)",
-                )
-            if refusal is not None:
-                if length is not None:  # read and drop the body, so that a client sending it can read the answer
-                    message = await receive()
-                    while message["type"] == "http.request" and message.get("more_body"):
-                        message = await receive()
-                await refusal(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+        return error_response(500, f"internal error: {type(e).__name__}: {(str(e).splitlines() or [''])[0]}")

@@ -7,18 +7,27 @@
 Each (task, shipped model) network is loaded once, on first use, and kept; a pipeline per precision wraps it.
 Without a model named, the task's default runs (upscale: chosen by the input's format, as the CLI does).
 Requests run one at a time (a queue behind one lock): memory stays that of one job, and every core of the
-processor goes to it. A request can name only shipped models (`aetools models`), never a path.
+processor goes to it. The queue is bounded: with `max_waiting` jobs waiting already, a request is refused at
+once (503, with a Retry-After estimated from the recent jobs' times). A job whose client went away
+(`cancelled()` turns true) is dropped if it has not started, and stopped at its next tile if it runs
+(`aetools.tiling.report_tiles`: a tiled run reports each tile) or at its next step (decoded, computed).
+`counts` keeps score (started, finished, dropped, cancelled, refused). A request can name only shipped
+models (`aetools models`), never a path.
 
 Every refusal is an `ApiError`: an HTTP status and a one-line message naming the field and the problem.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import shutil
 import tempfile
 import threading
+import time
 import warnings
+from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -26,6 +35,8 @@ from typing import Any, BinaryIO
 import torch
 
 from aetools.data.io import ImageData, ImageError, ImageWarning, frame_layout, load_image, save_image
+from aetools.serve.errors import ApiError
+from aetools.tiling import report_tiles
 
 IMAGE_TASKS = ("denoise", "upscale", "colorize", "inpaint")
 
@@ -41,14 +52,17 @@ OUTPUT_FORMATS = {
 }
 _SAME_FORMAT = {"PNG": "png", "JPEG": "jpeg", "MPO": "jpeg", "WEBP": "webp", "TIFF": "tiff"}
 
+DEFAULT_MAX_WAITING = 8  # jobs waiting behind the running one; more: 503
+POLL_SECONDS = 0.1  # how often a waiting job looks whether its client is still there
+DEFAULT_JOB_SECONDS = 5.0  # the Retry-After estimate's job time before any job has run
 
-class ApiError(Exception):
-    """A refused request: `status` (HTTP) and a one-line `message`."""
 
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-        self.message = message
+class JobCancelled(Exception):
+    """The client went away: its job was dropped before it started, or stopped at its next tile or step."""
+
+
+def _never() -> bool:
+    return False
 
 
 @dataclass
@@ -63,9 +77,10 @@ class Result:
 class TaskRunner:
     """Args:
     device: where every network runs (the server's --device).
+    max_waiting: how many jobs may wait behind the running one (the server's --max-queue); more: 503.
     """
 
-    def __init__(self, device: torch.device):
+    def __init__(self, device: torch.device, max_waiting: int = DEFAULT_MAX_WAITING):
         from aetools.tasks import get_pipeline
         from aetools.weights import default_weights_for, read_manifest
 
@@ -82,6 +97,17 @@ class TaskRunner:
         self._networks: dict[tuple[str, str], torch.nn.Module] = {}
         self._pipelines: dict[tuple[str, str, str], Any] = {}
         self._queue = threading.Lock()  # one job at a time
+        self.max_waiting = max_waiting
+        self._admission = threading.Lock()  # guards waiting, counts and the job times
+        self.waiting = 0
+        self.counts: Counter[str] = Counter()  # started, finished, dropped, cancelled, refused
+        self.progress: tuple[int, int] | None = None  # the running job's (tiles done, in all), when it is tiled
+        self._job_seconds: deque[float] = deque(maxlen=8)
+
+    @property
+    def running(self) -> bool:
+        """Whether a job holds the queue now."""
+        return self._queue.locked()
 
     def loaded(self) -> list[tuple[str, str]]:
         """(task, model) of the networks loaded so far."""
@@ -97,22 +123,90 @@ class TaskRunner:
         mask: BinaryIO | None = None,
         output_format: str = "same",
         filename: str | None = None,
+        cancelled: Callable[[], bool] = _never,
     ) -> Result:
         """One request: `image` (and inpaint's `mask`) are the uploaded files, `options` the task's own
-        (sigma, scale, strength, tile, ensemble). Raises ApiError."""
+        (sigma, scale, strength, tile, ensemble). `cancelled()`: whether the client has gone away, asked
+        while the job waits and at each tile and step. Raises ApiError (503: the queue is full) or
+        JobCancelled."""
         options = dict(options or {})
         if task == "colorize":
             options["hints"] = _parse_hints(options.get("hints"))
         name = self._model_name(task, model)
-        with self._queue, tempfile.TemporaryDirectory(prefix="aetools-serve-") as tmp:
+        self._wait_for_turn(cancelled)
+        started = time.monotonic()
+        try:
+            self._count("started")
+            result = self._run(task, image, name, precision, options, mask, output_format, filename, cancelled)
+            self._count("finished")
+            return result
+        except JobCancelled:
+            self._count("cancelled")
+            raise
+        finally:
+            self.progress = None
+            with self._admission:
+                self._job_seconds.append(time.monotonic() - started)
+            self._queue.release()
+
+    def _wait_for_turn(self, cancelled: Callable[[], bool]) -> None:
+        """Returns holding the queue; refuses (503) when `max_waiting` jobs wait already; drops the job
+        (JobCancelled) when its client goes away while it waits."""
+        if self._queue.acquire(blocking=False):
+            return
+        with self._admission:
+            if self.waiting >= self.max_waiting:
+                self.counts["refused"] += 1
+                wait = self._retry_after()
+                raise ApiError(
+                    503,
+                    f"busy: {self.waiting} jobs are waiting already (aetools serve --max-queue); try again in"
+                    f" about {wait} s",
+                    headers={"Retry-After": str(wait)},
+                )
+            self.waiting += 1
+        try:
+            while not self._queue.acquire(timeout=POLL_SECONDS):
+                if cancelled():
+                    self._count("dropped")
+                    raise JobCancelled("the client went away before its job started")
+        finally:
+            with self._admission:
+                self.waiting -= 1
+        if cancelled():  # its turn came, and its client has gone meanwhile
+            self._queue.release()
+            self._count("dropped")
+            raise JobCancelled("the client went away before its job started")
+
+    def _retry_after(self) -> int:
+        """Seconds until a place in the queue is likely free: the recent jobs' mean time, times the jobs
+        ahead (the waiting ones and the running one). Called holding `_admission`."""
+        mean = sum(self._job_seconds) / len(self._job_seconds) if self._job_seconds else DEFAULT_JOB_SECONDS
+        return max(1, min(3600, math.ceil(mean * (self.waiting + 1))))
+
+    def _count(self, what: str) -> None:
+        with self._admission:
+            self.counts[what] += 1
+
+    def _run(self, task, image, name, precision, options, mask, output_format, filename, cancelled) -> Result:
+        """The job, holding the queue."""
+
+        def stop_if_cancelled(done: int | None = None, total: int | None = None) -> None:
+            if done is not None:
+                self.progress = (done, total)
+            if cancelled():
+                raise JobCancelled("the client went away; the job was stopped")
+
+        with tempfile.TemporaryDirectory(prefix="aetools-serve-") as tmp:
             data = _read_upload(image, Path(tmp) / "image", "image")
             name = name or self._default_model(task, data.format)
             pipe = self._pipeline(task, name, precision)
             if mask is not None:
                 options["mask"] = _read_upload(mask, Path(tmp) / "mask", "mask")
+            stop_if_cancelled()
             try:
-                with warnings.catch_warnings(record=True) as caught:  # safe: jobs run one at a time
-                    warnings.simplefilter("always", ImageWarning)
+                with warnings.catch_warnings(record=True) as caught, report_tiles(stop_if_cancelled):
+                    warnings.simplefilter("always", ImageWarning)  # safe: jobs run one at a time
                     result = pipe(data, **options)
             except ImageError as e:
                 raise ApiError(_status_of(e.reason), e.reason) from None
@@ -121,6 +215,7 @@ class TaskRunner:
             except (RuntimeError, MemoryError) as e:  # e.g. out of memory on a huge image
                 advice = "try a smaller photo" if task == "colorize" else "try a smaller tile"
                 raise ApiError(500, f"{task} failed: {_one_line(e)} ({advice})") from None
+            stop_if_cancelled()
             notes = [str(w.message) for w in caught if issubclass(w.category, ImageWarning)]
             for w in caught:  # not ours to report: shown as Python would have
                 if not issubclass(w.category, ImageWarning):
