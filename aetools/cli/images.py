@@ -179,7 +179,14 @@ def run_image_task(
     `process(ImageData, source path) -> ImageData` does the task; `epilogue()` may add a line at the end;
     `memory_advice`: what to do when a photo needs more memory than there is (a command option to use).
     An animated GIF, PNG or WebP, or a multi-page TIFF, has every frame processed into one output file."""
-    from aetools.data.io import ImageError, ImageWarning, check_frames_fit, frame_layout, load_frames
+    from aetools.data.io import (
+        ImageError,
+        ImageWarning,
+        check_frame_budget,
+        check_frames_fit,
+        frame_layout,
+        load_frames,
+    )
     from aetools.tiling import report_tiles
 
     check_inputs_and_output(inputs, output)
@@ -202,19 +209,23 @@ def run_image_task(
                 layout = frame_layout(src) if src != STDIO else None  # an animation or multi-page file
                 if layout and dst != STDIO:
                     check_frames_fit(dst, layout.count)  # before the work, not after
-                frames = load_frames(src) if layout else [_read_input(src)]
+                if layout:
+                    check_frame_budget(src, layout)  # frames x pixels, before any frame is decoded
+                frames = load_frames(src, layout) if layout else [_read_input(src)]
                 with warnings.catch_warnings(record=True) as caught, report_tiles(on_tile):
                     warnings.simplefilter("always", ImageWarning)
-                    results = [process(frame, src) for frame in frames]
+                    results = (process(frame, src) for frame in frames)  # one frame at a time
+                    if layout:  # every frame, in one file again: written or kept compact as it is made
+                        _write_frames(results, layout, dst, overwrite)
+                    else:
+                        result = next(results)
                 for w in caught:
                     if issubclass(w.category, ImageWarning):
                         notes.append((str(src), str(w.message)))
                     else:  # not ours to report per file: shown as Python would have
                         warnings.showwarning(w.message, w.category, w.filename, w.lineno)
-                if layout:  # every frame, in one file again
-                    _write_frames(results, layout, dst, overwrite)
-                else:
-                    _write_output(results[0], dst, overwrite, lossless)
+                if not layout:
+                    _write_output(result, dst, overwrite, lossless)
                 written += 1
             except ImageError as e:
                 failures.append((e.path or str(src), e.reason))
@@ -250,25 +261,27 @@ def run_image_task(
 def _read_input(src: Path):
     import io
 
-    from aetools.data.io import ImageError, frame_layout, load_image, load_image_bytes
+    from aetools.data.io import ImageError, frame_layout, load_image, load_image_bytes, read_stream
 
     if src != STDIO:
         return load_image(src)
-    data = sys.stdin.buffer.read()
+    data = read_stream(sys.stdin.buffer)  # at most AETOOLS_MAX_STDIN_MB: /dev/zero is refused, not read forever
     layout = frame_layout(io.BytesIO(data))
     if layout:
         raise ImageError("-", f"{layout.count} frames (an animation or pages): give the file by name to process all")
     return load_image_bytes(data)
 
 
-def _write_frames(frames: list, layout, dst: Path, overwrite: bool) -> None:
-    """An animation's or multi-page file's processed frames, in one file (not to standard output)."""
+def _write_frames(frames, layout, dst: Path, overwrite: bool) -> None:
+    """An animation's or multi-page file's frames, processed as they are asked for, in one file (not to
+    standard output): a TIFF page by page, other formats kept compact until the save, within the memory free."""
     from aetools.data.io import ImageError, save_frames
+    from aetools.inference import available_memory
 
     if dst == STDIO:
         raise ImageError(dst, f"{layout.count} frames cannot go to standard output; name an output file")
     _make_parent(dst)
-    save_frames(frames, dst, layout, overwrite=overwrite)
+    save_frames(frames, dst, layout, overwrite=overwrite, memory=available_memory())
 
 
 def _make_parent(dst: Path) -> None:

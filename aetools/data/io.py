@@ -16,20 +16,38 @@ Pillow (13) keeps 16 bits only for grey without alpha: it cuts 16-bit colour or 
 to 8 bits (and cannot open 16-bit grey+alpha TIFFs at all), so those are read and written here: PNG with a
 small zlib + numpy codec (`png16`), TIFF with tifffile (`tiff`).
 
-Every failure is an `ImageError` whose message is one line naming the file and the problem.
+Decode budgets (docs/guarantees.md), each checked before the work it bounds:
+- pixels: an image, and every frame of an animation or page of a TIFF, at most `MAX_PIXELS`
+  (AETOOLS_MAX_PIXELS, 250 MP), from its header before it is decoded;
+- frames x pixels: all the frames of one file together at most `MAX_TOTAL_PIXELS` (AETOOLS_MAX_TOTAL_PIXELS,
+  by default the pixel limit), before any frame is decoded; frames are decoded one at a time, and what a
+  command keeps of them until their file is written is the encoder's 8- or 16-bit array (`save_frames`);
+- bytes: standard input read up to `MAX_STDIN_BYTES` (AETOOLS_MAX_STDIN_MB, 256 MB, `read_stream`);
+- special files (FIFOs, devices, sockets) are refused before they are opened: they may block or never end;
+- decoders' time follows the pixels: the 16-bit PNG row filters are undone by Pillow's C decoder (`png16`).
+
+Every failure is an `ImageError` whose message is one line naming the file and the problem: whatever a
+decoder raises (Pillow's DecompressionBombError is not an OSError; a plugin may raise anything on a hostile
+file) becomes that line, so a batch goes on past the file. Pillow's warnings are never printed: a
+DecompressionBombWarning is the file's error, the others (notes about metadata the loader does without) are
+silenced (`_pillow_warnings`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import os
+import stat
 import struct
 import tempfile
 import warnings
 import zlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import ExifTags, Image, ImageFile, ImageOps, UnidentifiedImageError, features
@@ -49,6 +67,11 @@ except ImportError:  # pragma: no cover
 MAX_PIXELS = int(float(os.environ.get("AETOOLS_MAX_PIXELS", 250e6)))
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, not a grey band
+# All the frames of one animation or multi-page file together (frames x pixels): each is decoded, processed and
+# kept until the file is written, so this bounds the work and the memory one file may take.
+MAX_TOTAL_PIXELS = int(float(os.environ.get("AETOOLS_MAX_TOTAL_PIXELS", MAX_PIXELS)))
+# Standard input is read into memory, at most this many bytes (a file's size; a larger one: give its path).
+MAX_STDIN_BYTES = int(float(os.environ.get("AETOOLS_MAX_STDIN_MB", 256)) * 1_000_000)
 
 HEIF_EXTENSIONS = frozenset({".heic", ".heif", ".hif"})
 SIXTEEN_BIT_FORMATS = frozenset({"PNG", "TIFF"})
@@ -108,24 +131,22 @@ def load_image(path: str | Path, draft: int | None = None) -> ImageData:
     smallest DCT scale (1/2, 1/4 or 1/8) that keeps both sides at least `draft` (Pillow's draft mode),
     several times faster than a full decode. Other formats are decoded in full."""
     path = Path(path)
-    if path.is_dir():
-        raise ImageError(path, "is a folder, not an image")
     try:
+        _check_regular(path)
         if path.stat().st_size == 0:
             raise ImageError(path, "empty file")
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with _pillow_warnings():
             return _load(path, draft)
+    except ImageError:
+        raise
     except FileNotFoundError:
         raise ImageError(path, "no such file") from None
     except PermissionError:
         raise ImageError(path, "permission denied") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError(path, _too_large()) from None
     except UnidentifiedImageError:
         raise ImageError(path, _unreadable(path)) from None
-    except (OSError, SyntaxError, ValueError, EOFError, zlib.error, struct.error) as e:
-        raise ImageError(path, f"corrupt or truncated image ({_one_line(e)})") from None
+    except Exception as e:  # noqa: BLE001 - whatever a decoder raises is this file's one-line error
+        raise ImageError(path, _decode_problem(e)) from None
 
 
 def _load(path: Path, draft: int | None = None) -> ImageData:
@@ -218,16 +239,22 @@ def format_for_path(path: str | Path, fallback: str | None = None) -> str:
 
 def image_to_pil(image: ImageData, fmt: str = "PNG") -> Image.Image:
     """ImageData -> Pillow image, 16-bit grey kept where the format can hold it."""
+    return Image.fromarray(encoder_array(image, fmt))
+
+
+def encoder_array(image: ImageData, fmt: str = "PNG") -> np.ndarray:
+    """What Pillow's encoder of `fmt` is given: (H, W) uint16 for 16-bit grey where the format holds it, else
+    uint8 (H, W) grey or (H, W, C) grey+alpha, RGB or RGBA (alpha where the format keeps it)."""
     fmt = fmt.upper()
     pixels = np.clip(np.nan_to_num(image.pixels), 0, 1)
     sixteen = image.bit_depth == 16 and fmt in SIXTEEN_BIT_FORMATS and image.is_grey and image.alpha is None
     if sixteen:
-        return Image.fromarray((pixels[..., 0] * 65535 + 0.5).astype(np.uint16))
+        return (pixels[..., 0] * 65535 + 0.5).astype(np.uint16)
     channels = [pixels]
     if image.alpha is not None and fmt in ALPHA_FORMATS:
         channels.append(np.clip(np.nan_to_num(image.alpha), 0, 1)[..., None])
     arr = (np.concatenate(channels, axis=2) * 255 + 0.5).astype(np.uint8)
-    return Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr)  # L, LA, RGB or RGBA
+    return arr[..., 0] if arr.shape[2] == 1 else arr  # L, LA, RGB or RGBA
 
 
 @functools.cache
@@ -261,7 +288,7 @@ def save_image(image: ImageData, path: str | Path, fmt: str | None = None, overw
     path = Path(path)
     fmt = (fmt or format_for_path(path, fallback=image.format or "PNG")).upper()
     if path.exists() and not overwrite:
-        raise ImageError(path, "output exists (use --overwrite to replace it)")
+        raise ImageError(path, _EXISTS)
     Image.init()
     if fmt not in Image.SAVE:
         raise ImageError(path, f"cannot write {fmt} files")
@@ -279,31 +306,60 @@ def save_image(image: ImageData, path: str | Path, fmt: str | None = None, overw
         options["subsampling"] = 0  # 4:4:4: no colour bleeding at edges
 
     def write(tmp: Path) -> None:
-        if deep is not None and fmt == "PNG":
-            tmp.write_bytes(encode_png16(deep, image.icc_profile, image.exif, image.dpi))
-        elif deep is not None:
-            from aetools.data.tiff import write_tiff16
+        with _encoding(path):
+            if deep is not None and fmt == "PNG":
+                tmp.write_bytes(encode_png16(deep, image.icc_profile, image.exif, image.dpi))
+            elif deep is not None:
+                from aetools.data.tiff import write_tiff16
 
-            write_tiff16(tmp, deep, image.icc_profile, image.dpi)
-        else:
-            image_to_pil(image, fmt).save(tmp, format=fmt, **options)
+                write_tiff16(tmp, deep, image.icc_profile, image.dpi)
+            else:
+                image_to_pil(image, fmt).save(tmp, format=fmt, **options)
 
-    _write_atomically(path, write)
+    _write_atomically(path, write, overwrite)
 
 
-def _write_atomically(path: Path, write) -> None:
-    """write(temporary path) into a hidden temporary beside `path`, then rename it onto `path`; any failure
-    is an ImageError naming `path`, and the temporary is gone either way."""
-    from aetools.outputs import temporary_beside
+_EXISTS = "output exists (use --overwrite to replace it)"
 
-    tmp = temporary_beside(path)
+
+def _write_atomically(path: Path, write, overwrite: bool) -> None:
+    """write(temporary path) into a hidden temporary beside `path`, then published onto it (never over a file
+    that appeared meanwhile unless `overwrite`): `aetools.outputs.write_atomically`. A failure to write or
+    publish is an ImageError naming `path` (write's own errors pass as raised: see `_encoding`); the
+    temporary is gone either way."""
+    from aetools.outputs import write_atomically
+
     try:
-        write(tmp)
-        os.replace(tmp, path)
+        write_atomically(path, write, overwrite)
+    except FileExistsError:
+        raise ImageError(path, _EXISTS) from None
+    except OSError as e:
+        raise ImageError(path, f"cannot write ({_one_line(e)})") from None
+
+
+@contextlib.contextmanager
+def _encoding(path: Path) -> Iterator[None]:
+    """An encoder's failure (an OSError, or a ValueError for what the format cannot hold) as `path`'s error."""
+    try:
+        yield
     except (OSError, ValueError) as e:
         raise ImageError(path, f"cannot write ({_one_line(e)})") from None
-    finally:
-        tmp.unlink(missing_ok=True)
+
+
+def read_stream(stream: BinaryIO, name: str = "-", limit: int | None = None) -> bytes:
+    """All of `stream` (standard input), at most `limit` bytes (default `MAX_STDIN_BYTES`): an endless or
+    huge stream (/dev/zero) is an ImageError naming `name` once the limit is passed, never read to the end."""
+    limit = MAX_STDIN_BYTES if limit is None else limit
+    data = bytearray()
+    while len(data) <= limit:
+        chunk = stream.read(min(1 << 22, limit + 1 - len(data)))
+        if not chunk:
+            return bytes(data)
+        data += chunk
+    raise ImageError(
+        name,
+        f"more than {limit / 1e6:g} MB on standard input (AETOOLS_MAX_STDIN_MB): give a larger image by its path",
+    )
 
 
 def load_image_bytes(data: bytes, name: str = "-") -> ImageData:
@@ -341,43 +397,98 @@ FRAME_FORMATS = frozenset({"GIF", "PNG", "WEBP", "TIFF"})
 
 @dataclass
 class Frames:
-    """A multi-frame file's layout: count frames; durations (ms, per frame) and loop for animations."""
+    """A multi-frame file's layout: count frames; durations (ms, per frame) and loop for animations; pixels:
+    all the frames' together (what `MAX_TOTAL_PIXELS` bounds)."""
 
     count: int
     durations: list[int]
     loop: int | None
+    pixels: int = 0
 
 
 def frame_layout(path: str | Path | io.BytesIO) -> Frames | None:
     """The frames of an animated GIF, PNG (APNG) or WebP, or a multi-page TIFF; None for a single image or a
-    camera's multi-image file (MPO, HEIF: the primary image is the photo). Unreadable: None (the ordinary
-    load reports it)."""
+    camera's multi-image file (MPO, HEIF: the primary image is the photo). Unreadable, or not a regular file:
+    None (the ordinary load reports it). Nothing is decoded for a file over the frames budget (its durations
+    are then left 0: it is refused)."""
     try:
-        with Image.open(path) as img:
+        if not isinstance(path, io.BytesIO) and not _is_regular(Path(path)):
+            return None  # a FIFO would block Image.open; load_image refuses it
+        with _pillow_warnings(), Image.open(path) as img:
             count = getattr(img, "n_frames", 1)
             if count <= 1 or img.format not in FRAME_FORMATS:
                 return None
-            durations = []
-            for i in range(count):
-                img.seek(i)
-                durations.append(int(img.info.get("duration", 0) or 0))
-            return Frames(count, durations, img.info.get("loop"))
+            pixels = _frames_pixels(img, count)
+            durations = [0] * count
+            if pixels <= MAX_TOTAL_PIXELS and img.format != "TIFF":  # pages have no timing
+                with contextlib.suppress(Exception):  # a frame that cannot be decoded: load_frames names it
+                    for i in range(count):
+                        img.seek(i)  # decodes the frames before i (GIF, APNG and WebP frames build on them)
+                        durations[i] = int(img.info.get("duration", 0) or 0)
+            return Frames(count, durations, img.info.get("loop"), pixels)
     except Exception:  # noqa: BLE001 - whatever is wrong, load_image names it
         return None
 
 
-def load_frames(path: str | Path):
-    """Yield each frame of a multi-frame file as ImageData, composited as a viewer shows it, in order."""
+def _frames_pixels(img: Image.Image, count: int) -> int:
+    """The pixels of all frames, from headers only: a TIFF's pages have their own sizes (a seek reads a page's
+    header, not its pixels); an animation's frames are drawn on its canvas (a GIF frame reaching past it
+    enlarges it when decoded: `load_frames` counts again)."""
+    if img.format != "TIFF":
+        return count * img.size[0] * img.size[1]
+    total = 0
+    for i in range(count):
+        img.seek(i)
+        total += img.size[0] * img.size[1]
+    return total
+
+
+def check_frame_budget(path: str | Path, layout: Frames) -> None:
+    """ImageError unless all the frames of `path` together are within `MAX_TOTAL_PIXELS` (frames x pixels)."""
+    if layout.pixels > MAX_TOTAL_PIXELS:
+        raise ImageError(path, _over_budget(layout.count, layout.pixels))
+
+
+def _over_budget(count: int, pixels: int) -> str:
+    return (
+        f"{count} frames, {pixels:,} pixels in all: over the {MAX_TOTAL_PIXELS:,}-pixel budget for one file's"
+        " frames (each is processed and kept until the file is written); split it into shorter files, or raise"
+        " AETOOLS_MAX_TOTAL_PIXELS"
+    )
+
+
+def load_frames(path: str | Path, layout: Frames | None = None) -> Iterator[ImageData]:
+    """Yield each frame of a multi-frame file as ImageData, composited as a viewer shows it, in order, one at
+    a time. Before any is decoded: all of them against the frames budget; before each is decoded: its size
+    against the pixel limit. Any failure is an ImageError naming the file and the frame. A file with one
+    image yields it (load_image). layout: `frame_layout(path)`, if the caller has it."""
     path = Path(path)
+    layout = layout or frame_layout(path)
+    if layout is None:
+        yield load_image(path)
+        return
+    check_frame_budget(path, layout)
+    _check_regular(path)
     try:
-        with Image.open(path) as img:
-            _check_pixels(path, *img.size)
-            for i in range(img.n_frames):
-                img.seek(i)
-                frame = img.convert("RGBA") if img.mode == "P" else img.copy()
-                yield image_from_pil(frame)
-    except (OSError, SyntaxError, ValueError, EOFError, zlib.error, struct.error) as e:
-        raise ImageError(path, f"corrupt or truncated frame ({_one_line(e)})") from None
+        img = Image.open(path)
+    except Exception as e:  # noqa: BLE001 - the file changed since frame_layout read it, or anything else
+        raise ImageError(path, _decode_problem(e)) from None
+    with img:
+        total = 0
+        for i in range(layout.count):
+            try:
+                with _pillow_warnings():
+                    img.seek(i)
+                    width, height = img.size  # from the frame's header; the pixels are decoded below
+                    _check_pixels(path, width, height)
+                    total += width * height
+                    if total > MAX_TOTAL_PIXELS:
+                        raise ImageError(path, _over_budget(layout.count, total))
+                    frame = image_from_pil(img.convert("RGBA") if img.mode == "P" else img.copy())
+            except Exception as e:  # noqa: BLE001 - one line for this file, whatever was raised
+                reason = e.reason if isinstance(e, ImageError) else _decode_problem(e)
+                raise ImageError(path, f"frame {i + 1} of {layout.count}: {reason}") from None
+            yield frame
 
 
 def check_frames_fit(path: str | Path, count: int, fmt: str | None = None) -> None:
@@ -388,24 +499,78 @@ def check_frames_fit(path: str | Path, count: int, fmt: str | None = None) -> No
 
 
 def save_frames(
-    frames: list[ImageData], path: str | Path, layout: Frames, fmt: str | None = None, overwrite: bool = False
+    frames: Iterable[ImageData],
+    path: str | Path,
+    layout: Frames,
+    fmt: str | None = None,
+    overwrite: bool = False,
+    memory: int | None = None,
 ) -> None:
-    """Write frames as one animated or multi-page file, atomically; the format (from the extension) must
-    hold several frames (`FRAME_FORMATS`)."""
+    """Write frames as one animated or multi-page file, atomically; the format (from the extension) must hold
+    several frames (`FRAME_FORMATS`). `frames` may be made as they are asked for (a generator running each
+    frame through a network): a TIFF is written page by page as they come, nothing kept; GIF, APNG and WebP
+    encoders take every frame at once, so each is kept until then as its encoder's 8-bit array
+    (`hold_frames`, which refuses frames that would not fit in `memory` bytes)."""
     path = Path(path)
-    fmt = (fmt or format_for_path(path, fallback=frames[0].format or "PNG")).upper()
+    fmt = (fmt or format_for_path(path, fallback="PNG")).upper()
     if path.exists() and not overwrite:
-        raise ImageError(path, "output exists (use --overwrite to replace it)")
-    check_frames_fit(path, len(frames), fmt)
-    images = [image_to_pil(f, fmt) for f in frames]
-    options: dict = {"save_all": True, "append_images": images[1:]}
-    if fmt != "TIFF":
-        options["duration"] = layout.durations
-        if layout.loop is not None:
-            options["loop"] = layout.loop
+        raise ImageError(path, _EXISTS)
+    check_frames_fit(path, layout.count, fmt)
+    if fmt == "TIFF":
+        _write_atomically(path, lambda tmp: _write_pages(tmp, frames, path, layout), overwrite)
+        return
+    held = hold_frames(frames, path, layout, fmt, memory)
+    if not held:
+        raise ImageError(path, "no frames to write")
+    held.reverse()
+    images = []
+    while held:  # one array at a time into Pillow (which shares an L, RGBA or 16-bit grey array, copies others)
+        images.append(Image.fromarray(held.pop()))
+    options: dict = {"save_all": True, "append_images": images[1:], "duration": layout.durations[: len(images)]}
+    if layout.loop is not None:
+        options["loop"] = layout.loop
     if fmt in QUALITY:
         options["quality"] = QUALITY[fmt]
-    _write_atomically(path, lambda tmp: images[0].save(tmp, format=fmt, **options))
+
+    def write(tmp: Path) -> None:
+        with _encoding(path):
+            images[0].save(tmp, format=fmt, **options)
+
+    _write_atomically(path, write, overwrite)
+
+
+def hold_frames(
+    frames: Iterable[ImageData], path: str | Path, layout: Frames, fmt: str, memory: int | None = None
+) -> list[np.ndarray]:
+    """Each frame, as it comes, converted to the array `fmt`'s encoder takes (`encoder_array`: 8-bit, or
+    16-bit grey) and the float frame let go: about 4 bytes a pixel kept, not 16. memory: bytes free (None:
+    not checked); layout.count frames the size of the first that would take more are refused after the
+    first, with what to do."""
+    held: list[np.ndarray] = []
+    for frame in frames:
+        held.append(encoder_array(frame, fmt))
+        if len(held) == 1 and memory is not None and held[0].nbytes * layout.count > memory:
+            need, (h, w) = held[0].nbytes * layout.count, held[0].shape[:2]
+            raise ImageError(
+                path,
+                f"{layout.count} frames of {w}x{h} would hold {need / 1e9:.1f} GB until the {fmt} file is written"
+                f" ({memory / 1e9:.1f} GB free): write .tif (written page by page) or split the file",
+            )
+    return held
+
+
+def _write_pages(tmp: Path, frames: Iterable[ImageData], path: Path, layout: Frames) -> None:
+    """Each frame appended to the TIFF `tmp` as a page as soon as it is made (8 or 16 bits, alpha kept)."""
+    from aetools.data.tiff import tiff_writer, write_tiff_page
+
+    with _encoding(path):
+        writer = tiff_writer(tmp, bigtiff=layout.pixels * 8 > 2**31)  # up to 8 bytes a pixel, unless compressed
+    with writer:
+        for frame in frames:
+            deep = _sixteen_bit_array(frame, "TIFF")
+            arr = deep if deep is not None else encoder_array(frame, "TIFF")
+            with _encoding(path):
+                write_tiff_page(writer, arr if arr.ndim == 3 else arr[..., None], frame.icc_profile, frame.dpi)
 
 
 def _one_line(e: BaseException) -> str:
@@ -429,6 +594,51 @@ def _too_large() -> str:
         f"image is larger than the {MAX_PIXELS / 1e6:g} MP safety limit "
         "(decompression-bomb guard; raise it with AETOOLS_MAX_PIXELS)"
     )
+
+
+def _decode_problem(e: BaseException) -> str:
+    """The one-line reason for what a decoder raised."""
+    if isinstance(e, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+        return _too_large()
+    if isinstance(e, MemoryError):
+        return "not enough memory to decode it"
+    if isinstance(e, (OSError, SyntaxError, ValueError, EOFError, zlib.error, struct.error, PngError)):
+        return f"corrupt or truncated image ({_one_line(e)})"
+    return f"cannot be decoded ({type(e).__name__}: {_one_line(e)})"
+
+
+@contextlib.contextmanager
+def _pillow_warnings() -> Iterator[None]:
+    """Pillow's warnings while decoding are never printed: a DecompressionBombWarning (an image between our
+    limit and twice it, where Pillow only warns) is raised, to become the file's error; the others are notes
+    about metadata the loader does without (an EXIF tag pointing past the file's end, a palette's transparency
+    as bytes, which is turned into alpha here) and are silenced: the pixels handed back are whole. Not across a
+    yield: the filters are the process's."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module=r"PIL(\.|$)")
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        yield
+
+
+def _is_regular(path: Path) -> bool:
+    """A regular file (or a link to one). False for FIFOs, devices and sockets, and for what is not there."""
+    try:
+        return stat.S_ISREG(path.stat().st_mode)
+    except (OSError, ValueError):
+        return False
+
+
+def _check_regular(path: Path) -> None:
+    """Refuse, before it is opened, what is not a regular file: a FIFO blocks the reader, a device (/dev/zero)
+    never ends. Missing or unreadable paths are left for the open to name."""
+    try:
+        mode = path.stat().st_mode
+    except (OSError, ValueError):
+        return
+    if stat.S_ISDIR(mode):
+        raise ImageError(path, "is a folder, not an image")
+    if not stat.S_ISREG(mode):
+        raise ImageError(path, "not a regular file (a pipe, device or socket); give an image file")
 
 
 def _check_pixels(path: Path, width: int, height: int) -> None:

@@ -1,4 +1,5 @@
-"""16-bit colour and grey+alpha PNG, which Pillow cuts to 8 bits: a small zlib + numpy codec.
+"""16-bit colour and grey+alpha PNG, which Pillow cuts to 8 bits: a small zlib + numpy codec (the row filters are
+undone by Pillow's own PNG decoder, lane by lane: `_unfilter`).
 
     read_png16(path) -> (H, W, C) uint16        encode_png16(arr, icc, exif, dpi) -> the file's bytes
 
@@ -13,6 +14,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _COLOUR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # channels -> colour type (grey, grey+alpha, RGB, RGBA)
@@ -74,31 +76,31 @@ def read_png16(path: Path) -> np.ndarray:
 
 
 def _unfilter(kinds: np.ndarray, f: np.ndarray) -> np.ndarray:
-    """Undo the PNG row filters of f, (H, W, bytes per pixel) uint8, one filter type per row.
+    """Undo the PNG row filters of f, (H, W, bytes per pixel) uint8, one filter type per row, with Pillow's PNG
+    decoder (C): Average and Paeth are sequential along a row, so an unfilter in Python takes minutes on one
+    long row, and its time would not be bounded by the file's size.
 
-    A pixel is predicted from its left (a), upper (b) and upper-left (c) neighbours once they are
-    decoded, so the pixels are decoded one anti-diagonal x + y = t at a time: H + W steps, each
-    vectorised over the diagonal. r is the output padded with a zero row on top and a zero column on the
-    left, so that r[y + 1, x + 1] is pixel (y, x) and the neighbours outside the image read as 0.
+    A filter predicts each byte from the same byte of the pixel to its left, above and above-left; so the 4,
+    6 or 8 bytes of a 16-bit pixel split into lanes of 3 or 4 bytes, each an independent 8-bit RGB or RGBA
+    image with the same rows' filter types, which Pillow's "zip" decoder (the one its PNG reader uses)
+    unfilters exactly. The lanes are handed over as stored (uncompressed) deflate blocks.
     """
-    if kinds.max(initial=0) <= 2:  # only None/Sub/Up rows (as we write them): a vectorised step per row
-        out, prev = np.empty_like(f), np.zeros_like(f[0])
-        for y, k in enumerate(kinds):  # uint8 sums wrap modulo 256, as PNG wants
-            out[y] = prev = f[y] + prev if k == 2 else np.cumsum(f[y], axis=0, dtype=np.uint8) if k == 1 else f[y]
-        return out
-    h, w, _ = f.shape
-    r = np.zeros((h + 1, w + 1, f.shape[2]), np.int16)
-    kinds = kinds.astype(np.int16)[:, None]
-    for t in range(h + w - 1):
-        y = np.arange(max(0, t - w + 1), min(h, t + 1))  # the rows that have a pixel on this diagonal
-        x = t - y
-        a, b, c = r[y + 1, x], r[y, x + 1], r[y, x]
-        pa, pb, pc = np.abs(b - c), np.abs(a - c), np.abs(a + b - 2 * c)
-        paeth = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
-        k = kinds[y]
-        pred = np.select([k == 1, k == 2, k == 3, k == 4], [a, b, (a + b) >> 1, paeth], 0)
-        r[y + 1, x + 1] = (f[y, x] + pred) & 255
-    return r[1:, 1:].astype(np.uint8)
+    if kinds.max(initial=0) > 4:
+        raise PngError(f"unknown row filter type {kinds.max()} (PNG has 0 to 4)")
+    h, w, bpp = f.shape
+    lane = 3 if bpp % 4 else 4  # 6 bytes: two RGB lanes; 4 or 8: one or two RGBA lanes
+    mode = "RGB" if lane == 3 else "RGBA"
+    out = np.empty_like(f)
+    rows = np.empty((h, 1 + w * lane), np.uint8)  # a filter byte, then the lane's bytes of every pixel
+    rows[:, 0] = kinds
+    for first in range(0, bpp, lane):
+        rows[:, 1:] = f[:, :, first : first + lane].reshape(h, -1)
+        try:
+            decoded = Image.frombytes(mode, (w, h), zlib.compress(rows, 0), "zip", mode)
+        except (ValueError, OSError) as e:
+            raise PngError(f"image data cannot be unfiltered ({e})") from None
+        out[:, :, first : first + lane] = np.asarray(decoded)
+    return out
 
 
 def encode_png16(arr: np.ndarray, icc: bytes | None, exif: bytes | None, dpi: tuple[float, float] | None) -> bytes:

@@ -1,6 +1,7 @@
 """TIFF through tifffile, for what Pillow cannot keep: 16-bit colour, grey+alpha, 16-bit with alpha.
 
 read_tiff(path, check_size) -> TiffPixels | None       write_tiff16(path, arr, icc, dpi)
+tiff_writer(path) + write_tiff_page(writer, arr, icc, dpi): a multi-page file written page by page
 """
 
 from __future__ import annotations
@@ -54,11 +55,22 @@ def read_tiff(path: Path, check_size: Callable[[int, int], None]) -> TiffPixels 
 
 
 def write_tiff16(path: Path, arr: np.ndarray, icc: bytes | None, dpi: tuple[float, float] | None) -> None:
+    with tiff_writer(path, bigtiff=arr.nbytes > 2**31) as writer:
+        write_tiff_page(writer, arr, icc, dpi)
+
+
+def tiff_writer(path: Path, bigtiff: bool = False):
+    """A tifffile.TiffWriter on `path`, to append pages to one at a time (`write_tiff_page`). bigtiff: the file
+    may pass 4 GB (decided before the first page)."""
     import tifffile
 
+    return tifffile.TiffWriter(path, bigtiff=bigtiff)
+
+
+def write_tiff_page(writer, arr: np.ndarray, icc: bytes | None, dpi: tuple[float, float] | None) -> None:
+    """One page: arr (H, W, C) uint8 or uint16, grey or RGB with an optional last alpha channel, zlib-compressed."""
     c = arr.shape[2]
-    tifffile.imwrite(
-        path,
+    writer.write(
         arr,
         photometric="rgb" if c >= 3 else "minisblack",
         planarconfig="contig",
@@ -67,4 +79,5 @@ def write_tiff16(path: Path, arr: np.ndarray, icc: bytes | None, dpi: tuple[floa
         resolution=dpi,
         resolutionunit="INCH" if dpi else None,
         iccprofile=icc,
+        metadata=None,  # no tifffile JSON description: plain pages
     )
