@@ -8,7 +8,7 @@ from skimage.metrics import peak_signal_noise_ratio
 import aetools
 from aetools.bench.denoise import add_noise
 from aetools.data.io import to_uint8
-from tests.conftest import photo
+from tests.conftest import photo, run
 
 
 @pytest.fixture(scope="module")
@@ -51,3 +51,48 @@ def test_api_keeps_the_callers_types(astronaut):
     rgba = np.dstack([astronaut[:32, :32], np.full((32, 32), 7, np.uint8)])
     out_rgba = aetools.denoise(rgba)
     assert out_rgba.shape == (32, 32, 4) and (out_rgba[..., 3] == 7).all()
+
+
+def test_real_noise_benchmark_reports_every_method_and_condition(tmp_path):
+    """Two small photos through the JPEG and camera conditions: the table has a row per method and a column per
+    condition, and NL-means beats the noisy input on the JPEG-noise column (measured, not assumed)."""
+    from aetools.bench.denoise import NOISY_INPUT, baseline_available, real_noise_conditions, real_noise_report
+    from aetools.weights import load_model
+
+    files = []
+    for name in ("astronaut", "coffee"):
+        files.append(tmp_path / f"{name}.png")
+        Image.fromarray(photo(96, name)).save(files[-1])
+    conditions = real_noise_conditions(sigmas=[25], qualities=[90], camera=["mid"])
+    assert [c.name for c in conditions] == ["sigma25_jpeg90", "camera_mid_jpeg90"]
+    noisy = conditions[1].apply(photo(96, "coffee") / 255.0, "coffee.png")
+    assert np.array_equal(noisy, conditions[1].apply(photo(96, "coffee") / 255.0, "coffee.png"))  # seeded per file
+    baselines = ["nlm"] + (["opencv"] if baseline_available("opencv") else [])
+    net = load_model(None, "denoise", "cpu")
+    report = real_noise_report(files, "set", conditions, {"ours (denoise, blind)": net}, baselines, ["fp32"])
+    psnr, ssim = report.tables
+    assert psnr.columns == ["method", "σ=25 JPEG 90", "camera mid JPEG 90", "s / image"]
+    assert ssim.columns == psnr.columns[:-1]
+    rows = {row[0]: row[1:] for row in psnr.rows}
+    expected = {NOISY_INPUT, "ours (denoise, blind)", "skimage NL-means (blind)"}
+    assert expected <= set(rows) and len(rows) == 2 + len(baselines)
+    assert float(rows["skimage NL-means (blind)"][0]) > float(rows[NOISY_INPUT][0]) + 1.0
+    assert all(0 < float(cell) <= 1 for row in ssim.rows for cell in row[1:])
+    metrics = report.metrics[net.weights_path]
+    assert metrics["set_sigma25_jpeg90_psnr"] == float(rows["ours (denoise, blind)"][0])
+    assert set(metrics) == {f"set_{c.name}_{m}" for c in conditions for m in ("psnr", "ssim")}
+
+
+def test_eval_denoise_real_protocol_from_the_cli(tmp_path, tiny_weights):
+    data = tmp_path / "set"
+    data.mkdir()
+    Image.fromarray(photo(48, "astronaut")).save(data / "a.png")
+    args = ["--sigma", "15", "--jpeg-quality", "70", "--camera", "low", "--baselines", "nlm", "--precisions", "fp32"]
+    r = run(
+        "eval", "denoise", "--protocol", "real", "--data", data, "--model", tiny_weights, *args, "--format", "markdown"
+    )
+    assert r.exit_code == 0, r.output
+    assert "| noisy input (no denoising) |" in r.output and "| ours (tiny, blind) |" in r.output
+    assert "σ=15 JPEG 70" in r.output and "camera low JPEG 90" in r.output
+    bad = run("eval", "denoise", "--protocol", "real", "--data", data, "--camera", "extreme")
+    assert bad.exit_code != 0 and "--camera extreme" in bad.output

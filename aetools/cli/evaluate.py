@@ -140,34 +140,90 @@ def bf16_verdict(check: Bf16Check, recorded: dict) -> dict:
 def eval_denoise(
     ctx: typer.Context,
     data: Path = typer.Option(..., "--data", "-d", help="Folder of clean benchmark images (e.g. eval/cbsd68)."),
+    protocol: str = typer.Option(
+        "gaussian",
+        help="gaussian (the DnCNN/KAIR protocol: float and 8-bit noise) or real (the noise users have: Gaussian"
+        " noise saved as JPEG, and camera noise by unprocessing, then JPEG 90).",
+    ),
     sigma: list[float] = typer.Option(
         [15.0, 25.0, 50.0], "--sigma", help="Noise levels (0-255), e.g. --sigma 15 25 50."
     ),
-    model: str = typer.Option(None, "--model", "-m", help="Shipped model name or .safetensors path."),
-    baselines: str = typer.Option("nlm,wavelet,tv", help="Comma list from nlm, wavelet, tv, bm3d (bm3d: ~25 s/photo)."),
-    variants: str = typer.Option("float,8-bit", help="float (the published protocol) and/or 8-bit."),
+    jpeg_quality: str = typer.Option("90,70", "--jpeg-quality", help="real: JPEG qualities of the Gaussian columns."),
+    camera: str = typer.Option("low,mid,high", help="real: camera-noise levels, a comma list from low, mid, high."),
+    model: list[str] = typer.Option(
+        None, "--model", "-m", help="Shipped model name or .safetensors path (real: repeat to compare)."
+    ),
+    baselines: str = typer.Option(
+        None,
+        help="Comma list from nlm, wavelet, tv, opencv, bm3d (bm3d: ~25 s/photo). Default: nlm,wavelet,tv;"
+        " real: nlm,opencv,bm3d (bm3d and opencv left out with a note where their package is not installed).",
+    ),
+    variants: str = typer.Option("float,8-bit", help="gaussian: float (the published protocol) and/or 8-bit."),
     limit: int = typer.Option(0, help="Use only the first N images (0: all)."),
     cost: bool = typer.Option(True, "--cost/--no-cost", help="Also time ours beside a DnCNN-shaped network."),
     precisions: str = typer.Option("fp32,bf16", "--precisions", help="Run ours in these: fp32, bf16 or both."),
     fmt: str = typer.Option("table", "--format", help="table or markdown."),
-    record: bool = typer.Option(False, "--record", help="Store the float-protocol means in the weights' metadata."),
+    record: bool = typer.Option(False, "--record", help="Store the means (gaussian: float protocol) in the weights."),
 ) -> None:
-    """Gaussian denoising, DnCNN/KAIR protocol: PSNR (RGB, dB), ours beside skimage baselines."""
-    from aetools.bench.denoise import BASELINES, bm3d_available, denoise_report
+    """Denoising: PSNR (RGB, dB), ours beside classical baselines. --protocol gaussian: the DnCNN/KAIR
+    protocol; --protocol real: Gaussian noise saved as JPEG and camera noise, with PSNR, SSIM and time."""
+    from aetools.bench.denoise import (
+        BASELINES,
+        CAMERA_LEVELS,
+        OPTIONAL_PACKAGES,
+        baseline_available,
+        denoise_report,
+        real_noise_conditions,
+        real_noise_report,
+    )
 
+    if protocol not in ("gaussian", "real"):
+        raise fail("--protocol: gaussian or real")
     sigmas = parse_numbers(sigma, ctx.args, "--sigma")
-    chosen = [b.strip() for b in baselines.split(",") if b.strip()]
+    default = "nlm,opencv,bm3d" if protocol == "real" else "nlm,wavelet,tv"
+    chosen = [b.strip() for b in (default if baselines is None else baselines).split(",") if b.strip()]
     unknown = [b for b in chosen if b not in BASELINES]
     if unknown:
         raise fail(f"--baselines: unknown {', '.join(unknown)}; choose from {', '.join(BASELINES)}")
-    if "bm3d" in chosen and not bm3d_available():
-        raise fail("--baselines bm3d: the bm3d package is not installed (pip install bm3d)")
+    missing = [b for b in chosen if not baseline_available(b)]
+    if missing and baselines is not None:
+        pip = " ".join("opencv-python-headless" if b == "opencv" else OPTIONAL_PACKAGES[b] for b in missing)
+        raise fail(f"--baselines {','.join(missing)}: not installed (pip install {pip}, or aetools[bench])")
+    chosen = [b for b in chosen if b not in missing]
+    notes = [f"{b}: left out, its package ({OPTIONAL_PACKAGES[b]}) is not installed (aetools[bench])." for b in missing]
+    names = model or [None]
+    if len(names) > 1 and (protocol == "gaussian" or record):
+        raise fail("--model: give one (several compare under --protocol real, without --record)")
+    files = benchmark_files(data, limit, fmt)
+    precision_list = parse_precisions(precisions)
+    if protocol == "real":
+        try:
+            qualities = [int(q) for q in jpeg_quality.split(",") if q.strip()]
+        except ValueError:
+            raise fail(f"--jpeg-quality {jpeg_quality}: integers from 1 to 100, e.g. 90,70") from None
+        if not qualities or not all(1 <= q <= 100 for q in qualities):
+            raise fail(f"--jpeg-quality {jpeg_quality}: integers from 1 to 100, e.g. 90,70")
+        levels = [c.strip() for c in camera.split(",") if c.strip()]
+        if not set(levels) <= set(CAMERA_LEVELS):
+            raise fail(f"--camera {camera}: a comma list from {', '.join(CAMERA_LEVELS)}")
+        nets = {}
+        for name in names:
+            net = load_task_model(name, "denoise", "cpu")
+            nets[f"ours ({net.weights_path.stem}, blind)"] = net
+        conditions = real_noise_conditions(sigmas, qualities, levels)
+        report = measure(
+            f"eval denoise --protocol real on {data.name}",
+            files,
+            lambda on_image: real_noise_report(
+                files, data.name, conditions, nets, chosen, precision_list, notes, on_image
+            ),
+        )
+        publish(report, fmt, record)
+        return
     variant_list = [v.strip() for v in variants.split(",") if v.strip()]
     if not set(variant_list) <= {"float", "8-bit"}:
         raise fail("--variants: choose from float, 8-bit")
-    files = benchmark_files(data, limit, fmt)
-    precision_list = parse_precisions(precisions)
-    net = load_task_model(model, "denoise", "cpu")
+    net = load_task_model(names[0], "denoise", "cpu")
     report = measure(
         f"eval denoise on {data.name}",
         files,
@@ -336,7 +392,15 @@ def eval_generative(
         None, "--fashion-dir", help="Folder of the idx files (default: $AETOOLS_FASHION_MNIST)."
     ),
     classifier: str = typer.Option("classifier-fashion", help="The classifier whose features score samples."),
-    samples: int = typer.Option(2000, min=0, help="Samples per generator for the Fréchet distance (0: skip)."),
+    samples: int = typer.Option(
+        2000, min=0, help="Samples per generator for the Fréchet distance, precision and recall (0: skip)."
+    ),
+    temperature: float = typer.Option(
+        None, "--temperature", min=0.01, help="VQ-VAE priors: the softmax temperature (default: each model's)."
+    ),
+    top_k: int = typer.Option(
+        None, "--top-k", min=0, help="VQ-VAE priors: draw from the K likeliest codes (0: all; default: each model's)."
+    ),
     iwae_k: int = typer.Option(100, "--iwae-k", min=1, help="Importance samples per image for the IWAE bound."),
     iwae_images: int = typer.Option(
         0, "--iwae-images", min=0, help="ELBO and IWAE on the first N test images only (0: all; k decodes each)."
@@ -347,8 +411,9 @@ def eval_generative(
     record: bool = typer.Option(False, "--record", help="Store each model's numbers in its weights' metadata."),
 ) -> None:
     """Generators and classic autoencoders on Fashion-MNIST's test set, beside PCA at the same code size:
-    reconstruction, VAE bounds (ELBO, IWAE), VQ code usage, and a Fréchet distance of samples in a small
-    classifier's features (not Inception FID) beside the train-vs-test floor.
+    reconstruction, VAE bounds (ELBO, IWAE), VQ code usage and the prior's NLL, and the samples' Fréchet
+    distance, precision and recall in a small classifier's features (not Inception FID) beside the
+    train-vs-test floor.
 
     `aetools eval vae-fashion` is short for `aetools eval generative vae-fashion`."""
     import torch
@@ -383,6 +448,7 @@ def eval_generative(
         bar = progress.add_task("eval", total=2 * len(nets), name="")
         report = generative_report(
             nets, train, test, iwae_k, iwae_images, judge=judge, judge_name=classifier, samples=samples,
+            sampling={"temperature": temperature, "top_k": top_k},
             on_stage=lambda name: progress.update(bar, name=name), on_step=lambda: progress.advance(bar),
         )  # fmt: skip
     publish(report, fmt, record)
