@@ -62,11 +62,11 @@ def test_real_noise_benchmark_reports_every_method_and_condition(tmp_path):
     files = []
     for name in ("astronaut", "coffee"):
         files.append(tmp_path / f"{name}.png")
-        Image.fromarray(photo(96, name)).save(files[-1])
+        Image.fromarray(photo(64, name)).save(files[-1])
     conditions = real_noise_conditions(sigmas=[25], qualities=[90], camera=["mid"])
     assert [c.name for c in conditions] == ["sigma25_jpeg90", "camera_mid_jpeg90"]
-    noisy = conditions[1].apply(photo(96, "coffee") / 255.0, "coffee.png")
-    assert np.array_equal(noisy, conditions[1].apply(photo(96, "coffee") / 255.0, "coffee.png"))  # seeded per file
+    noisy = conditions[1].apply(photo(64, "coffee") / 255.0, "coffee.png")
+    assert np.array_equal(noisy, conditions[1].apply(photo(64, "coffee") / 255.0, "coffee.png"))  # seeded per file
     baselines = ["nlm"] + (["opencv"] if baseline_available("opencv") else [])
     net = load_model(None, "denoise", "cpu")
     report = real_noise_report(files, "set", conditions, {"ours (denoise, blind)": net}, baselines, ["fp32"])
