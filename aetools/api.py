@@ -43,9 +43,19 @@ def pipeline(name: str, model: str | Path | torch.nn.Module | None = None, devic
 
 
 def _apply(name: str, image: Any, model: Any, device: Any, precision: str, **options: Any):
-    """The one wrapper: what the user handed us -> ImageData -> the task's pipeline -> the same kind back."""
+    """The one wrapper: what the user handed us -> ImageData -> the task's pipeline -> the same kind back.
+    Without a model, the task's choice for this input (`ImagePipeline.default_model`: a JPEG gets the
+    real-photo model where the task has one), as the CLI and the web app choose; a PIL result says which
+    model ran in `result.info["aetools_model"]`."""
+    from aetools.tasks import get_pipeline
+
     data, back = _to_image_data(image)
-    return back(pipeline(name, model, device, precision)(data, **options))
+    if model is None:
+        model = get_pipeline(name).default_model(data.format)
+    result = back(pipeline(name, model, device, precision)(data, **options))
+    if isinstance(result, Image.Image) and not isinstance(model, torch.nn.Module):
+        result.info["aetools_model"] = str(model)
+    return result
 
 
 # --------------------------------------------------------------- what users hand us, and back again

@@ -43,6 +43,22 @@ class ImagePipeline:
 
     name: ClassVar[str]  # the verb: denoise, upscale, colorize, inpaint
     task: ClassVar[str]  # the task whose weights it runs (`weights.load_model(..., task)`)
+    # The shipped model for lossy camera and web photos (JPEG, WebP, HEIC, AVIF), trained on their noise and
+    # compression, run on such an input when no model is named (`default_model`); None: one model for all.
+    real_photo_model: ClassVar[str | None] = None
+
+    @classmethod
+    def default_model(cls, input_format: str | None) -> str:
+        """The shipped model this task runs on an input of `input_format` (Pillow's name: "JPEG", "PNG")
+        when the user names none: the real-photo model for a lossy file if it is shipped, else the task's
+        default. The one rule the Python API, the CLI and the web app follow (`ModelChoice`)."""
+        from aetools.data.formats import LOSSY_FORMATS
+        from aetools.weights import default_weights_for, read_manifest
+
+        real = cls.real_photo_model
+        if real and input_format in LOSSY_FORMATS and any(e.name == real for e in read_manifest()):
+            return real
+        return default_weights_for(cls.task).name
 
     def __init__(self, model: nn.Module, device: str | torch.device | None = None, precision: str = "auto"):
         from aetools.inference import model_device, resolve_device
@@ -76,6 +92,50 @@ class ImagePipeline:
         """Refuse, with a ValueError naming the option, what would fail on every image: called by __call__,
         and by the CLI once before any file is read. Pipelines with more options extend it."""
         check_tile(tile)
+
+
+class ModelChoice:
+    """A task run on each input with the model the user named, or else the one its pipeline's
+    `default_model` picks for that input (JPEG -> the real-photo model). Each model's pipeline is loaded
+    the first time an input needs it and kept, so a batch of PNGs never loads the JPEG model.
+
+    Args:
+        pipeline: the task's pipeline class. model: the model named (a shipped name or a path), or None.
+        load: (model name or path) -> a pipeline of that model (the caller decides device, precision, cache).
+    """
+
+    def __init__(self, pipeline: type[ImagePipeline], model: str | None, load):
+        self.pipeline, self.model, self.load = pipeline, model, load
+        self.loaded: dict[str, ImagePipeline] = {}
+        self.used: dict[str, int] = {}  # model -> inputs it ran on, for "which model" lines
+
+    def name_for(self, image: ImageData) -> str:
+        return self.model if self.model is not None else self.pipeline.default_model(image.format)
+
+    def pipeline_for(self, image: ImageData) -> tuple[str, ImagePipeline]:
+        name = self.name_for(image)
+        if name not in self.loaded:
+            self.loaded[name] = self.load(name)
+        return name, self.loaded[name]
+
+    def __call__(self, image: ImageData, **options: Any) -> ImageData:
+        name, pipe = self.pipeline_for(image)
+        self.used[name] = self.used.get(name, 0) + 1
+        return pipe(image, **options)
+
+    def describe(self) -> str | None:
+        """One line saying which model ran on how many inputs, when the choice was the task's (None if the
+        user named the model, or nothing ran)."""
+        if self.model is not None or not self.used:
+            return None
+        real = self.pipeline.real_photo_model
+        kind = {real: "JPEG/WebP/HEIC/AVIF (camera or web photo) "} if real else {}
+        plural = {True: "inputs", False: "input"}
+        parts = [
+            f"{name} for {n} {kind.get(name, 'lossless ' if real else '')}{plural[n > 1]}"
+            for name, n in self.used.items()
+        ]
+        return f"model: {', '.join(parts)}; --model NAME chooses one"
 
 
 # ------------------------------------------------------------------------- pixels <-> network tensors

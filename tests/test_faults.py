@@ -209,19 +209,24 @@ def test_an_output_folder_that_does_not_exist_is_made(setup, writer, tmp_path):
 
 @pytest.mark.parametrize("writer", WRITERS, ids=repr)
 def test_a_disk_that_fails_during_the_write(setup, writer, tmp_path, monkeypatch):
-    """The rename that publishes a finished file fails (a full or vanished disk): no output, no temporary
-    file left, the user's files untouched, and the error on one line."""
+    """The rename or link that publishes a finished file fails (a full or vanished disk): no output, no
+    temporary file left, the user's files untouched, and the error on one line."""
     before = snapshot(setup.folder)
     out = tmp_path / "result" / f"out{writer.suffix}"
     out.parent.mkdir()
-    real_replace = os.replace
+    real_replace, real_link = os.replace, os.link
 
-    def failing_replace(src, dst, *args, **kwargs):
-        if Path(dst) == out:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real_replace(src, dst, *args, **kwargs)
+    def failing(real):
+        def publish(src, dst, *args, **kwargs):
+            if Path(dst) == out:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real(src, dst, *args, **kwargs)
 
-    monkeypatch.setattr(os, "replace", failing_replace)
+        return publish
+
+    # both ways a finished file is published: a rename (--overwrite) or a hard link (never over a file)
+    monkeypatch.setattr(os, "replace", failing(real_replace))
+    monkeypatch.setattr(os, "link", failing(real_link))
     r = run(*writer.argv(setup, out))
     assert r.exit_code != 0 and "No space left on device" in r.output
     one_line_error(r.output)

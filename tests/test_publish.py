@@ -93,3 +93,52 @@ def test_an_unexpected_exception_is_one_line_and_exit_1(monkeypatch, capsys):
     monkeypatch.setenv("AETOOLS_DEBUG", "1")
     with pytest.raises(KeyError):
         cli.main()
+
+
+def test_any_failure_of_one_file_is_its_line_and_the_batch_goes_on(tmp_path, tiny_weights, monkeypatch):
+    import numpy as np
+    from PIL import Image
+
+    from aetools.tasks import get_pipeline
+    from tests.conftest import photo, run
+
+    for name in ("a.png", "b.png"):
+        Image.fromarray(photo(32)).save(tmp_path / name)
+    pipeline = get_pipeline("denoise")
+    real_call = pipeline.__call__
+
+    def flaky(self, image, **options):
+        if np.asarray(image.pixels).mean() < 2:  # every image: the first call fails as no command foresaw
+            flaky.calls += 1
+            if flaky.calls == 1:
+                raise KeyError("unforeseen")
+        return real_call(self, image, **options)
+
+    flaky.calls = 0
+    monkeypatch.setattr(pipeline, "__call__", flaky)
+    r = run("denoise", tmp_path / "a.png", tmp_path / "b.png", "-o", tmp_path / "out", "-m", tiny_weights)
+    assert r.exit_code == 1
+    assert "failed" in r.output and "KeyError: 'unforeseen'" in r.output and "1 written, 1 failed" in r.output
+    assert len(list((tmp_path / "out").iterdir())) == 1
+
+
+def test_a_file_that_appears_at_the_output_during_the_work_is_kept(tmp_path, tiny_weights, monkeypatch):
+    from PIL import Image
+
+    from aetools.tasks import get_pipeline
+    from tests.conftest import photo, run
+
+    Image.fromarray(photo(32)).save(tmp_path / "a.png")
+    out = tmp_path / "out.png"
+    pipeline = get_pipeline("denoise")
+    real_call = pipeline.__call__
+
+    def racing(self, image, **options):
+        out.write_bytes(b"another run's result")  # checked absent before the work; written meanwhile
+        return real_call(self, image, **options)
+
+    monkeypatch.setattr(pipeline, "__call__", racing)
+    r = run("denoise", tmp_path / "a.png", "-o", out, "-m", tiny_weights)
+    assert r.exit_code == 1 and "out.png" in r.output
+    assert out.read_bytes() == b"another run's result"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "out.png", "tiny.safetensors"]

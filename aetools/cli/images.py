@@ -229,8 +229,10 @@ def run_image_task(
                 written += 1
             except ImageError as e:
                 failures.append((e.path or str(src), e.reason))
-            except (RuntimeError, ValueError, MemoryError) as e:  # e.g. out of memory on a huge image
+            except Exception as e:  # noqa: BLE001  (any failure is this file's, one line, and the batch goes on)
                 reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                if not isinstance(e, (RuntimeError, ValueError, MemoryError, OSError)):
+                    reason = f"{type(e).__name__}: {reason}"
                 if isinstance(e, MemoryError) or "memory" in reason.lower():
                     reason = f"{reason} ({memory_advice})"
                 failures.append((str(src), f"failed: {reason}"))
@@ -337,9 +339,30 @@ def load_pipeline(name: str, model: str | None, device: str, precision: str, see
         raise fail(str(e)) from None
 
 
+def load_choice(name: str, model: str | None, device: str, precision: str, seed: int | None):
+    """The task run with --model on every input, or else with the model its pipeline chooses for each
+    input (`aetools.pipeline.ModelChoice`: a JPEG gets the real-photo model where the task has one). The
+    named model, or the task's default, is loaded now (a bad one is a usage error before any file is read;
+    `check_options` checks the options on it); another is loaded when the first input needing it comes."""
+    from aetools.pipeline import ModelChoice
+    from aetools.tasks import get_pipeline
+    from aetools.weights import WeightsError, default_weights_for
+
+    try:
+        first = model if model is not None else default_weights_for(get_pipeline(name).task).name
+    except WeightsError as e:
+        raise fail(str(e)) from None
+    pipe = load_pipeline(name, first, device, precision, seed)
+    choice = ModelChoice(get_pipeline(name), model, lambda m: load_pipeline(name, m, device, precision, seed))
+    choice.loaded[first] = pipe
+    return choice
+
+
 def check_options(pipe, **options) -> None:
     """Options the pipeline would refuse for every file (`ImagePipeline.check`) are a one-line usage error,
-    before any file is read."""
+    before any file is read. pipe: a pipeline, or a ModelChoice (checked on the model it loaded first)."""
+    if not hasattr(pipe, "check"):
+        pipe = next(iter(pipe.loaded.values()))
     try:
         pipe.check(**options)
     except ValueError as e:
@@ -365,12 +388,21 @@ def denoise(
     recursive: RecursiveOpt = False,
     seed: SeedOpt = None,
 ) -> None:
-    """Remove noise from photos (blind Gaussian denoiser, sigma 0-55; --sigma if you know it)."""
+    """Remove noise from photos (blind, sigma 0-55; --sigma if you know it). Without --model, JPEG, WebP,
+    HEIC and AVIF inputs get the real-photo model where one is shipped (camera noise, compression), the
+    others the Gaussian denoiser; the command says which it used."""
     check_inputs_and_output(inputs, output)
-    pipe = load_pipeline("denoise", model, device, precision, seed)
-    check_options(pipe, tile=tile)
+    choice = load_choice("denoise", model, device, precision, seed)
+    check_options(choice, tile=tile)
     run_image_task(
-        "denoise", inputs, output, "denoised", overwrite, recursive, lambda image, _: pipe(image, sigma, tile)
+        "denoise",
+        inputs,
+        output,
+        "denoised",
+        overwrite,
+        recursive,
+        lambda image, _: choice(image, sigma=sigma, tile=tile),
+        epilogue=choice.describe,
     )
 
 
@@ -404,21 +436,11 @@ def upscale(
     compression blocks) get upscale-real, and lossless ones (PNG, TIFF, ...) the sharper upscale; the
     command says which it used.
     """
-    from collections import Counter
-
     if scale not in (2, 3, 4):
         raise fail(f"--scale {scale}: choose 2, 3 or 4")
     check_inputs_and_output(inputs, output)
-    pipe = load_pipeline("upscale", model, device, precision, seed)
-    check_options(pipe, tile=tile, scale=scale)
-    chooser = UpscaleChoice(pipe, device, precision, seed) if model is None else None
-    used: Counter[str] = Counter()
-
-    def process(image, _):
-        name, chosen = chooser.pick(image) if chooser else (model, pipe)
-        used[name] += 1
-        return chosen(image, scale=scale, tile=tile, ensemble=ensemble)
-
+    choice = load_choice("upscale", model, device, precision, seed)
+    check_options(choice, tile=tile, scale=scale)
     run_image_task(
         "upscale",
         inputs,
@@ -426,40 +448,9 @@ def upscale(
         f"x{scale}",
         overwrite,
         recursive,
-        process,
-        epilogue=lambda: chooser.describe(used) if chooser else None,
+        lambda image, _: choice(image, scale=scale, tile=tile, ensemble=ensemble),
+        epilogue=choice.describe,
     )
-
-
-class UpscaleChoice:
-    """upscale's default model per input: the real-photo model (`upscale-real`, trained on blurred, noisy,
-    JPEG-compressed inputs) for lossy files, whose compression blocks the bicubic-trained default would
-    sharpen; the default (`upscale`, best on clean downscaled images) for the others
-    (`aetools.tasks.superres.prefers_real_photo_model`)."""
-
-    def __init__(self, default_pipe, device: str, precision: str, seed: int | None):
-        from aetools.tasks.superres import REAL_PHOTO_MODEL
-        from aetools.weights import default_weights_for, read_manifest
-
-        self.default = (default_weights_for("superres").name, default_pipe)
-        shipped = any(e.name == REAL_PHOTO_MODEL for e in read_manifest())  # another weights folder may lack it
-        real = load_pipeline("upscale", REAL_PHOTO_MODEL, device, precision, seed) if shipped else None
-        self.real = (REAL_PHOTO_MODEL, real) if shipped else None
-
-    def pick(self, image):
-        """-> (model name, pipeline) for this input."""
-        from aetools.tasks.superres import prefers_real_photo_model
-
-        return self.real if self.real and prefers_real_photo_model(image.format) else self.default
-
-    def describe(self, used) -> str | None:
-        from aetools.tasks.superres import REAL_PHOTO_MODEL
-
-        if not used:
-            return None
-        kinds = {REAL_PHOTO_MODEL: "JPEG/WebP/HEIC/AVIF (camera or web photo)", self.default[0]: "lossless"}
-        parts = [f"{name} for {n} {kinds.get(name, '')} input{'s' if n > 1 else ''}" for name, n in used.items()]
-        return f"model: {', '.join(parts)}; --model NAME chooses one"
 
 
 @app.command(no_args_is_help=True)

@@ -178,7 +178,8 @@ def create_app(
         return {
             "device": str(runner.device),
             "tasks": {t: {"default": runner.default[t], "models": names} for t, names in runner.models.items()},
-            "upscale_lossy_default": runner.lossy_upscale_default(),
+            "upscale_lossy_default": runner.lossy_default("upscale"),
+            "lossy_defaults": {task: runner.lossy_default(task) for task in FORMS if runner.lossy_default(task)},
             "models": [
                 {
                     "name": name,

@@ -243,19 +243,18 @@ class TaskRunner:
             raise ApiError(422, f"model {model!r}: not a shipped {task} model (shipped: {shipped})")
         return model
 
-    def lossy_upscale_default(self) -> str | None:
-        """The model upscale runs on lossy inputs when none is named, if not the default."""
-        name = self._default_model("upscale", "JPEG") if "upscale" in self.models else None
-        return None if name == self.default.get("upscale") else name
+    def lossy_default(self, task: str) -> str | None:
+        """The model `task` runs on lossy inputs when none is named, if not its default (None)."""
+        name = self._default_model(task, "JPEG") if task in self.models else None
+        return None if name == self.default.get(task) else name
 
     def _default_model(self, task: str, input_format: str | None) -> str:
-        """The task's default model; for upscale, the CLI's choice by input (`aetools upscale` without
-        --model): the real-photo model for lossy files (JPEG, WebP, HEIC, AVIF), the default for others."""
-        from aetools.tasks.superres import REAL_PHOTO_MODEL, prefers_real_photo_model  # the CLI's rule too
+        """The task's own choice for this input (`ImagePipeline.default_model`, the rule the API and the CLI
+        follow: the real-photo model for a JPEG, WebP, HEIC or AVIF where the task has one)."""
+        from aetools.tasks import get_pipeline
 
-        if task == "upscale" and prefers_real_photo_model(input_format) and REAL_PHOTO_MODEL in self.models[task]:
-            return REAL_PHOTO_MODEL
-        return self.default[task]
+        name = get_pipeline(task).default_model(input_format)
+        return name if name in self.models[task] else self.default[task]
 
     def _pipeline(self, task: str, model: str, precision: str):
         """The task's pipeline around the (task, model) network, loaded on first use; called in the queue."""

@@ -135,6 +135,7 @@ class DenoisePipeline(ImagePipeline):
 
     name = "denoise"
     task = "denoise"
+    real_photo_model = "denoise-real"  # camera noise and compression (`--set degradation=real`), once shipped
 
     def __call__(self, image: ImageData, sigma: float | None = None, tile: int | None = None) -> ImageData:
         if sigma is not None and not 0 <= sigma <= MAX_SIGMA_OPTION:

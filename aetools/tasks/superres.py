@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageFilter
 
-from aetools.data.io import LOSSY_FORMATS, ImageData, to_uint8
+from aetools.data.io import ImageData, to_uint8
 from aetools.pipeline import ImagePipeline, from_network_output, register_pipeline, to_network_input
 from aetools.precision import Precision
 from aetools.tasks.base import Batch, Task, TrainDefaults, against_target, register_task
@@ -174,6 +174,7 @@ class UpscalePipeline(ImagePipeline):
 
     name = "upscale"
     task = "superres"
+    real_photo_model = "upscale-real"  # blurred, noisy, JPEG-compressed training inputs
 
     def check(self, scale: int = 2, tile: int | None = None, **options: Any) -> None:
         if scale not in self.model.config.scales:
@@ -198,15 +199,3 @@ class UpscalePipeline(ImagePipeline):
         if image.dpi:
             result = replace(result, dpi=(image.dpi[0] * scale, image.dpi[1] * scale))
         return result
-
-
-# ------------------------------------------------------------------ which shipped model for which input
-
-REAL_PHOTO_MODEL = "upscale-real"  # trained on blurred, noisy, JPEG-compressed inputs
-
-
-def prefers_real_photo_model(input_format: str | None) -> bool:
-    """`upscale` without a model named: lossy files (JPEG, WebP, HEIC, AVIF: camera and web photos) get the
-    real-photo model, whose training saw compression blocks the bicubic-trained default would sharpen; the
-    rest get the default. The one rule the CLI and the web app follow."""
-    return input_format in LOSSY_FORMATS
