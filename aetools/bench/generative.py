@@ -9,9 +9,11 @@
   so IWAE >= ELBO holds image by image; both in nats per image (higher is better). KL per dimension (closed
   form, averaged over the test set) and active units (Cov_x E_q[z_j] > 0.01).
 - VQ-VAE: PSNR, codes in use on the test set (% of K), perplexity exp(H) of code frequencies, the prior's
-  cross-entropy on the test codes (nats per position).
-- Sample quality: the Fréchet distance in a small Fashion-MNIST classifier's features (`generative.frechet`;
-  not Inception FID) between n samples and the test set, beside n training images vs the test set (the floor).
+  negative log-likelihood of the test images' code grids (`prior_nll`: nats per code, and bits per code).
+  Bits per pixel are not defined for it: its decoder is deterministic, so it gives pixels no density.
+- Sample quality, in a small Fashion-MNIST classifier's features (`generative.frechet`; not Inception FID):
+  the Fréchet distance between n samples and the test set, and precision and recall (Kynkäänniemi et al.
+  2019, k = 3) of the n samples against n test images; beside n training images in their place (the floor).
 """
 
 from __future__ import annotations
@@ -89,7 +91,10 @@ class ModelScores:
     codes_used: float | None = None
     perplexity: float | None = None
     prior_nll: float | None = None
+    prior: str = ""  # the VQ-VAE's prior and how it was sampled, e.g. "pixelcnn, T 1, top-k all"
     frechet: float | None = None
+    precision: float | None = None
+    recall: float | None = None
 
     def metrics(self) -> dict:
         """What `--record` stores in the weights' metadata."""
@@ -99,6 +104,8 @@ class ModelScores:
             found["max_principal_angle_deg"] = float(self.angles.max())
         if self.frechet is not None:
             found["frechet_classifier"] = self.frechet
+        if self.precision is not None:
+            found["precision_k3"], found["recall_k3"] = self.precision, self.recall
         return {f"fashion_test_{k}": (round(v, 6) if isinstance(v, float) else v) for k, v in found.items()}
 
 
@@ -185,26 +192,63 @@ def evaluate_model(
         result.code = f"{model.grid}x{model.grid} of {model.config.codes}"
         result.codes_used, result.perplexity = code_usage(indices, model.config.codes)
         if model.prior is not None:
-            nll = [model.prior.nll(indices[i : i + 500]) for i in range(0, len(indices), 500)]
-            result.prior_nll = float(torch.stack(nll).mean())
+            result.prior_nll = prior_nll(model, indices)
     on_step()
     return result
 
 
-def frechet_scores(
-    classifier: nn.Module, models: dict[str, nn.Module], train: ArrayData, test: ArrayData, n: int, seed: int = 0
-) -> tuple[float, dict[str, float]]:
-    """-> (floor: n training images vs the test set, {name: n samples vs the test set})."""
-    from aetools.generative.frechet import feature_statistics, frechet_distance
+@torch.no_grad()
+def prior_nll(model: nn.Module, indices: torch.Tensor, batch: int = 500) -> float:
+    """A VQ-VAE prior's mean -log p(k_i | k_<i) over every code of `indices` (N, H, W), nats per code: each
+    batch's mean weighted by its size (a last, smaller batch counts for what it holds)."""
+    total = 0.0
+    for i in range(0, len(indices), batch):
+        part = indices[i : i + batch]
+        total += float(model.prior_nll(part)) * len(part)
+    return total / len(indices)
+
+
+@dataclass
+class SampleScores:
+    """One set of images judged against the test set: Fréchet distance, precision and recall (k = 3)."""
+
+    frechet: float
+    precision: float
+    recall: float
+
+
+def sample_scores(
+    classifier: nn.Module,
+    models: dict[str, nn.Module],
+    train: ArrayData,
+    test: ArrayData,
+    n: int,
+    seed: int = 0,
+    sampling: dict | None = None,
+    on_model: Callable[[str], None] = lambda _: None,
+) -> tuple[SampleScores, dict[str, SampleScores]]:
+    """-> (the floor: n training images in the samples' place, {name: its n samples}). The Fréchet distance
+    is to the whole test set, precision and recall against n test images (the same n for every row: the
+    k-NN balls depend on the set size). sampling: temperature / top_k for the VQ-VAEs (None: their own)."""
+    from aetools.generative.frechet import features, frechet_distance, precision_recall, statistics
     from aetools.generative.pipeline import sample_images
 
-    test_stats = feature_statistics(classifier, test.tensors())
-    pick = np.sort(np.random.default_rng(seed).permutation(len(train))[:n])
-    floor = frechet_distance(feature_statistics(classifier, train.subset(pick).tensors()), test_stats)
+    test_feats = features(classifier, test.tensors())
+    test_stats = statistics(test_feats)
+    pick_test = np.random.default_rng(seed + 1).permutation(len(test))[: min(n, len(test))]
+    real = test_feats[torch.from_numpy(np.sort(pick_test))]
+
+    def judge(images: torch.Tensor) -> SampleScores:
+        feats = features(classifier, images)
+        return SampleScores(frechet_distance(statistics(feats), test_stats), *precision_recall(real, feats))
+
+    floor = judge(train.subset(np.sort(np.random.default_rng(seed).permutation(len(train))[:n])).tensors())
     scores = {}
     for name, model in models.items():
-        samples = torch.cat([sample_images(model, min(500, n - i), seed + i) for i in range(0, n, 500)])
-        scores[name] = frechet_distance(feature_statistics(classifier, samples), test_stats)
+        on_model(name)
+        options = (sampling or {}) if model.arch == "vqvae" else {}
+        parts = [sample_images(model, min(500, n - i), seed + i, **options) for i in range(0, n, 500)]
+        scores[name] = judge(torch.cat(parts))
     return floor, scores
 
 
@@ -213,8 +257,14 @@ SAMPLED_FROM = {  # how each kind of model is sampled for the Fréchet distance 
     "linear": "Gaussian fitted to its codes",
     "vae": "prior N(0, I)",
     "hvae": "prior: z2 ~ N(0, I), then z1 given z2",
-    "vqvae": "learned prior over code grids",
 }
+
+
+def vq_sampling(model: nn.Module, sampling: dict) -> str:
+    """How a VQ-VAE's codes are drawn, e.g. "pixelcnn prior, T 1, top-k all"."""
+    temperature = sampling.get("temperature") or model.config.temperature
+    top_k = sampling.get("top_k") if sampling.get("top_k") is not None else model.config.top_k
+    return f"{model.config.prior} prior, T {temperature:g}, top-k {top_k or 'all'}"
 
 
 def generative_report(
@@ -226,25 +276,32 @@ def generative_report(
     judge: nn.Module | None = None,
     judge_name: str = "",
     samples: int = 0,
+    sampling: dict | None = None,
     on_stage: Callable[[str], None] = lambda _: None,
     on_step: Callable[[], None] = lambda: None,
 ) -> Report:
-    """`aetools eval generative`: reconstruction beside PCA, linear AEs against PCA, VAE bounds, VQ code use,
-    and (with a `judge` classifier and `samples`) the Fréchet distance of samples beside the training
-    images' floor. Each model's metrics are `fashion_test_<measure>` (`ModelScores.metrics`).
+    """`aetools eval generative`: reconstruction beside PCA, linear AEs against PCA, VAE bounds, VQ code use
+    and prior NLL, and (with a `judge` classifier and `samples`) the Fréchet distance, precision and recall
+    of samples beside the training images' floor. Each model's metrics are `fashion_test_<measure>`
+    (`ModelScores.metrics`). sampling: temperature / top_k for the VQ-VAEs' priors (None: each model's own).
     on_stage: told what is being measured (a model's name, then the sampling); on_step: called twice per
     model."""
+    sampling = {k: v for k, v in (sampling or {}).items() if v is not None}
     train_flat = train.tensors().flatten(1)
     scores = []
     for name, model in models.items():
         on_stage(name)
         scores.append(evaluate_model(name, model, test, train_flat, iwae_k, on_step, iwae_images))
+        if model.arch == "vqvae" and model.prior is not None:
+            scores[-1].prior = vq_sampling(model, sampling)
     floor = None
     if judge is not None:
-        on_stage("Fréchet distance: sampling")
-        floor, frechet = frechet_scores(judge, {r.name: models[r.name] for r in scores}, train, test, samples)
+        floor, judged = sample_scores(
+            judge, models, train, test, samples, sampling=sampling, on_model=lambda name: on_stage(f"sampling {name}")
+        )
         for r in scores:
-            r.frechet = frechet.get(r.name)
+            j = judged[r.name]
+            r.frechet, r.precision, r.recall = j.frechet, j.precision, j.recall
 
     n_test = len(test)
     rows = []
@@ -273,29 +330,45 @@ def generative_report(
             f"VAE bounds on log p(x), nats per image (higher is tighter); k = {iwae_k} samples per image, "
             f"{min(iwae_images or n_test, n_test):,} test images"
         )
-        columns = ["model", "ELBO", f"IWAE (k={iwae_k})", "IWAE - ELBO", "KL", "active units", "KL per dimension"]
+        pixels = test.tensors(0, 1)[0].numel()  # -log p(x) / (pixels ln 2): bits per dimension, from the IWAE bound
+        columns = ["model", "ELBO", f"IWAE (k={iwae_k})", "IWAE - ELBO", "IWAE bits/dim", "KL", "active units"]
+        columns.append("KL per dimension")
         rows = [
-            [r.name, f"{r.elbo:.2f}", f"{r.iwae:.2f}", f"{r.iwae - r.elbo:.2f}", f"{r.kl:.2f}"]
+            [
+                r.name,
+                f"{r.elbo:.2f}",
+                f"{r.iwae:.2f}",
+                f"{r.iwae - r.elbo:.2f}",
+                f"{-r.iwae / pixels / math.log(2):.4f}",
+            ]
+            + [f"{r.kl:.2f}"]
             + [f"{r.active}/{len(r.kl_per_dim)}", " ".join(f"{v:.1f}" for v in sorted(r.kl_per_dim, reverse=True))]
             for r in vaes
         ]
         tables.append(Table(title, columns, rows))
     if vqs := [r for r in scores if r.codes_used is not None]:
-        columns = ["model", "code grid", "PSNR dB", "codes in use", "perplexity", "prior NLL (nats/code)"]
+        columns = ["model", "code grid", "PSNR dB", "codes in use", "perplexity", "prior"]
+        columns += ["prior NLL (nats/code)", "bits/code"]
         rows = [
-            [r.name, r.code, f"{r.psnr:.2f}", f"{r.codes_used:.1f}%", f"{r.perplexity:.1f}"]
-            + ["-" if r.prior_nll is None else f"{r.prior_nll:.3f}"]
+            [r.name, r.code, f"{r.psnr:.2f}", f"{r.codes_used:.1f}%", f"{r.perplexity:.1f}", r.prior.split(",")[0]]
+            + (["-", "-"] if r.prior_nll is None else [f"{r.prior_nll:.3f}", f"{r.prior_nll / math.log(2):.3f}"])
             for r in vqs
         ]
-        tables.append(Table("VQ-VAE codes", columns, rows))
+        tables.append(Table(f"VQ-VAE codes; prior NLL on the {n_test:,} test images' code grids", columns, rows))
     if floor is not None:
-        rows = [["training images (floor)", "-", f"{floor:.2f}"]]
-        rows += [[r.name, SAMPLED_FROM[r.kind], f"{r.frechet:.2f}"] for r in scores]
+        real = min(samples, n_test)
+        rows = [
+            ["training images (floor)", "-", f"{floor.frechet:.2f}", f"{floor.precision:.3f}", f"{floor.recall:.3f}"]
+        ]
+        rows += [
+            [r.name, r.prior or SAMPLED_FROM[r.kind], f"{r.frechet:.2f}", f"{r.precision:.3f}", f"{r.recall:.3f}"]
+            for r in scores
+        ]
         tables.append(
             Table(
-                f"Sample quality: Fréchet distance to the test set in {judge_name}'s features (not Inception FID); "
-                f"{samples:,} samples each",
-                ["generator", "sampled from", "Fréchet distance"],
+                f"Sample quality in {judge_name}'s features (not Inception FID), {samples:,} samples each: Fréchet "
+                f"distance to the {n_test:,} test images; precision and recall (k = 3) against {real:,} of them",
+                ["generator", "sampled from", "Fréchet distance", "precision", "recall"],
                 rows,
             )
         )

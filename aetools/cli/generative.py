@@ -71,6 +71,16 @@ def generate(
     output: OutFile = Path("samples.png"),
     nrow: Annotated[int | None, typer.Option("--nrow", min=1, help="Images per row (default: square).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    temperature: Annotated[
+        float | None,
+        typer.Option("--temperature", min=0.01, help="VQ-VAE: the prior's softmax temperature (default: the model's)."),
+    ] = None,
+    top_k: Annotated[
+        int | None,
+        typer.Option(
+            "--top-k", min=0, help="VQ-VAE: draw each code from the K likeliest (0: all; default: the model's)."
+        ),
+    ] = None,
     zoom: ZoomOpt = 1,
     device: DeviceOpt = "auto",
     overwrite: OverwriteOpt = False,
@@ -85,7 +95,7 @@ def generate(
     net = _load(model, device)
     try:
         with console.status(f"sampling {n} images"):
-            images = sample_images(net, n, seed)
+            images = sample_images(net, n, seed, temperature, top_k)
     except ValueError as e:
         raise fail(f"{model}: {e}") from None
     _save_grid(images, output, nrow or math.ceil(math.sqrt(n)), zoom, overwrite)

@@ -1,4 +1,5 @@
-"""Sample quality as a Fréchet distance in the features of a small Fashion-MNIST classifier.
+"""Sample quality in the features of a small Fashion-MNIST classifier: a Fréchet distance, and precision and
+recall for distributions (Kynkäänniemi et al. 2019).
 
 This is *not* the Inception FID (Heusel et al. 2017): there is no Inception network here (nothing is
 downloaded) and Inception features are a poor fit for 28x28 grey clothes anyway. The recipe is the same,
@@ -10,6 +11,13 @@ and shipped for this evaluation only:
 
 Numbers are comparable only with other numbers from the same classifier and sample counts; the floor is
 the distance between two sets of real images (the training set vs the test set).
+
+The Fréchet distance mixes two failures into one number. Precision and recall (`precision_recall`) separate
+them, with each set's manifold estimated as the union of balls around its points, each ball's radius the
+distance to the point's k-th nearest neighbour in its own set (k = 3):
+    precision = share of the samples inside the real images' manifold     (are the samples realistic?)
+    recall    = share of the real images inside the samples' manifold     (do the samples cover the data?)
+Both depend on the set sizes: compare sets of equal size (the benchmark uses as many real images as samples).
 """
 
 from __future__ import annotations
@@ -69,17 +77,53 @@ def classifier_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
+def features(classifier: FashionClassifier, images: torch.Tensor, batch: int = 500) -> torch.Tensor:
+    """images (N, C, S, S) in [0, 1] -> the classifier's features (N, F), float64 on the CPU."""
+    classifier.eval()
+    device = next(classifier.parameters()).device
+    parts = [classifier.features(images[i : i + batch].to(device)).cpu() for i in range(0, len(images), batch)]
+    return torch.cat(parts).double()
+
+
+def statistics(feats: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """features (N, F) -> (mean (F,), covariance (F, F)), float64."""
+    x = feats.double().numpy()
+    return x.mean(0), np.cov(x, rowvar=False)
+
+
 def feature_statistics(
     classifier: FashionClassifier, images: torch.Tensor, batch: int = 500
 ) -> tuple[np.ndarray, np.ndarray]:
     """images (N, C, S, S) in [0, 1] -> (mean (F,), covariance (F, F)) of their features, float64."""
-    classifier.eval()
-    device = next(classifier.parameters()).device
-    feats = torch.cat(
-        [classifier.features(images[i : i + batch].to(device)).cpu() for i in range(0, len(images), batch)]
-    )
-    feats = feats.double().numpy()
-    return feats.mean(0), np.cov(feats, rowvar=False)
+    return statistics(features(classifier, images, batch))
+
+
+def knn_radii(points: torch.Tensor, k: int, chunk: int = 1000) -> torch.Tensor:
+    """points (N, F) -> (N,) the distance from each point to its k-th nearest other point of the set."""
+    if len(points) <= k:
+        raise ValueError(f"{len(points)} points: the k-th nearest neighbour needs more than k = {k}")
+    radii = []
+    for i in range(0, len(points), chunk):
+        d = torch.cdist(points[i : i + chunk], points)  # (c, N); each point's own distance 0 is the smallest
+        radii.append(d.kthvalue(k + 1, dim=1).values)
+    return torch.cat(radii)
+
+
+def inside_any_ball(queries: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor, chunk: int = 1000):
+    """-> (Q,) bool: whether each query lies within radii[j] of some centre j (the ball's edge included)."""
+    inside = []
+    for i in range(0, len(queries), chunk):
+        inside.append((torch.cdist(queries[i : i + chunk], centres) <= radii).any(dim=1))
+    return torch.cat(inside)
+
+
+def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3) -> tuple[float, float]:
+    """Improved precision and recall (Kynkäänniemi et al. 2019) of `fake` features against `real` ones (N, F),
+    each set's manifold the union of its k-NN balls -> (precision, recall), each in [0, 1]."""
+    real, fake = real.double(), fake.double()
+    precision = inside_any_ball(fake, real, knn_radii(real, k)).double().mean()
+    recall = inside_any_ball(real, fake, knn_radii(fake, k)).double().mean()
+    return float(precision), float(recall)
 
 
 def frechet_distance(stats_a: tuple[np.ndarray, np.ndarray], stats_b: tuple[np.ndarray, np.ndarray]) -> float:

@@ -92,9 +92,17 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: int, zoom: int = 1, 
 
 
 @torch.no_grad()
-def sample_images(model: nn.Module, n: int, seed: int = 0) -> torch.Tensor:
-    """n new images -> (n, C, S, S) in [0, 1], reproducible by seed."""
-    return model.eval().sample(n, generator=torch.Generator().manual_seed(seed)).clamp(0, 1).cpu()
+def sample_images(
+    model: nn.Module, n: int, seed: int = 0, temperature: float | None = None, top_k: int | None = None
+) -> torch.Tensor:
+    """n new images -> (n, C, S, S) in [0, 1], reproducible by seed. temperature, top_k: how a VQ-VAE's prior
+    draws its codes (None: the model's own settings); other models have no such choice (ValueError)."""
+    generator = torch.Generator().manual_seed(seed)
+    if temperature is None and top_k is None:
+        return model.eval().sample(n, generator=generator).clamp(0, 1).cpu()
+    if model.arch != "vqvae":
+        raise ValueError("temperature and top-k apply to a VQ-VAE's prior only")
+    return model.eval().sample(n, generator, temperature, top_k).clamp(0, 1).cpu()
 
 
 @torch.no_grad()

@@ -17,11 +17,15 @@ Training (`VectorQuantizer`):
   would stay dead; it is re-initialised to a random encoder output of the current batch (as in Jukebox,
   Dhariwal et al. 2020), where the data is. Usage and perplexity exp(H(code frequencies)) are reported.
 
-Prior (`CodePrior`): the codes of an image, read in raster order, are a sequence of H*W tokens; a small
-causal transformer models p(k_1..k_n) = prod_i p(k_i | k_<i) (the paper used a PixelCNN; a transformer has
-no blind spot and reads simply). It is trained jointly, on the *detached* indices of the current encoder:
-its loss (cross-entropy, nats per position) reaches only its own parameters. `sample` draws the grid token
-by token and decodes it: that is how `aetools generate` makes images.
+Prior: the codes of an image, read in raster order, are a sequence of H*W tokens, modelled autoregressively,
+p(k_1..k_n) = prod_i p(k_i | k_<i), by one of two networks (`prior`):
+- "pixelcnn": a gated PixelCNN over the code grid (`aetools.generative.pixelcnn`), as the paper did;
+- "transformer": a small causal transformer over the sequence (`CodePrior`).
+It is trained on the *detached* indices of the encoder: jointly with the autoencoder (its loss, cross-entropy
+in nats per position, reaches only its own parameters), or alone on a frozen autoencoder's codes (the
+paper's second stage: `aetools train vqvae --init ... --train-only prior`, see `with_new_prior`). `sample`
+draws a grid code by code (with temperature and top-k, `pixelcnn.draw`) and decodes it: that is how
+`aetools generate` makes images.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from aetools.generative.nets import ConvTrunk
+from aetools.generative.pixelcnn import GatedPixelCNN, draw
 from aetools.nn.registry import register_model
 
 
@@ -44,8 +49,11 @@ class VQVAEConfig:
     channels, size, widths: the images and the conv trunk (`ConvTrunk`); the code grid is size / stride.
     codes: K, the codebook size; code_dim: D.
     beta: the commitment weight; decay: the codebook EMA's g; dead_below: EMA count under which a code is revived.
-    prior_dim, prior_layers, prior_heads: the prior transformer (prior_layers 0: no prior).
+    prior: "transformer" (`CodePrior`) or "pixelcnn" (`GatedPixelCNN`).
+    prior_dim, prior_layers: the prior's width and depth (prior_layers 0: no prior); prior_heads: the
+    transformer's attention heads; prior_kernel: the PixelCNN's kernel after its first (7 x 7) layer.
     prior_batch: the prior trains on the first `prior_batch` images of each batch (its cost dominates a step).
+    temperature, top_k: how `sample` draws codes unless told otherwise (top_k 0: from all K).
     """
 
     channels: int = 1
@@ -60,6 +68,21 @@ class VQVAEConfig:
     prior_layers: int = 3
     prior_heads: int = 4
     prior_batch: int = 64
+    prior: str = "transformer"
+    prior_kernel: int = 3
+    temperature: float = 1.0
+    top_k: int = 0
+
+    def __post_init__(self):
+        if self.prior not in PRIORS:
+            raise ValueError(f"prior {self.prior!r}: expected one of {', '.join(PRIORS)}")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature {self.temperature}: expected > 0")
+        if not 0 <= self.top_k <= self.codes:
+            raise ValueError(f"top_k {self.top_k}: expected 0 (all codes) to codes ({self.codes})")
+
+
+PRIORS = ("transformer", "pixelcnn")
 
 
 @dataclass
@@ -194,15 +217,16 @@ class CodePrior(nn.Module):
         return self.out(self.norm(x))[:, 0]
 
     @torch.no_grad()
-    def sample(self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(
+        self, n: int, temperature: float = 1.0, top_k: int = 0, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """n code sequences, token by token (with a key/value cache) -> (n, positions) long."""
         device = self.position.device
         token = torch.full((n,), self.codes, dtype=torch.long, device=device)  # BOS
         cache: list[list[torch.Tensor]] = [[None, None] for _ in self.blocks.layers]
         codes = []
         for i in range(self.positions):
-            probs = F.softmax(self.next_logits(token, i, cache).float() / temperature, dim=-1)
-            token = torch.multinomial(probs.cpu(), 1, generator=generator)[:, 0].to(device)
+            token = draw(self.next_logits(token, i, cache), temperature, top_k, generator).to(device)
             codes.append(token)
         return torch.stack(codes, dim=1)
 
@@ -217,7 +241,9 @@ class VQVAE(nn.Module):
         self.quantizer = VectorQuantizer(config.codes, config.code_dim, config.beta, config.decay, config.dead_below)
         self.post_quant = nn.Conv2d(config.code_dim, self.trunk.width, 1)
         self.prior = None
-        if config.prior_layers:
+        if config.prior_layers and config.prior == "pixelcnn":
+            self.prior = GatedPixelCNN(config.codes, config.prior_dim, config.prior_layers, config.prior_kernel)
+        elif config.prior_layers:
             positions = self.trunk.side**2
             self.prior = CodePrior(config.codes, positions, config.prior_dim, config.prior_layers, config.prior_heads)
 
@@ -252,16 +278,65 @@ class VQVAE(nn.Module):
         z_q, commitment, indices = self.quantizer(self.encode(image))
         prior_nll = commitment.new_zeros(())
         if self.prior is not None and self.training:
-            prior_nll = self.prior.nll(indices[: self.config.prior_batch].detach())
+            prior_nll = self.prior_nll(indices[: self.config.prior_batch].detach())
         return VQOutput(self.decode(z_q), commitment, prior_nll, indices)
 
+    def prior_nll(self, indices: torch.Tensor) -> torch.Tensor:
+        """indices (B, H, W) -> the prior's mean -log p(k_i | k_<i), nats per code."""
+        if self.prior is None:
+            raise ValueError("this VQ-VAE has no prior (prior_layers 0)")
+        return self.prior.nll(indices)
+
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0) -> torch.Tensor:
-        """Code grids drawn from the learned prior, decoded -> (n, C, S, S) in [0, 1]."""
+    def sample_indices(
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        temperature: float | None = None,
+        top_k: int | None = None,
+    ) -> torch.Tensor:
+        """n code grids (n, H, W) drawn from the learned prior; temperature and top_k default to the config's."""
         if self.prior is None:
             raise ValueError("this VQ-VAE has no prior (prior_layers 0): it cannot generate")
-        indices = self.prior.sample(n, temperature, generator).view(n, self.grid, self.grid)
-        return self.decode_indices(indices)
+        temperature = self.config.temperature if temperature is None else temperature
+        top_k = self.config.top_k if top_k is None else top_k
+        if isinstance(self.prior, GatedPixelCNN):
+            return self.prior.sample(n, self.grid, self.grid, temperature, top_k, generator)
+        return self.prior.sample(n, temperature, top_k, generator).view(n, self.grid, self.grid)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        temperature: float | None = None,
+        top_k: int | None = None,
+    ) -> torch.Tensor:
+        """Code grids drawn from the learned prior, decoded -> (n, C, S, S) in [0, 1]."""
+        return self.decode_indices(self.sample_indices(n, generator, temperature, top_k))
+
+
+def with_new_prior(model: VQVAE, **settings) -> VQVAE:
+    """The same autoencoder (encoder, codebook, decoder: weights and buffers) with a freshly initialised prior
+    built from `settings` (config fields, e.g. prior="pixelcnn", prior_dim=96): the starting point of a second
+    stage that trains a different prior on the frozen codes (`aetools train vqvae --init FILE --train-only
+    prior`, whose --init needs every tensor of the new network). The result carries, as `weights_header`
+    ("training"), the record of the run that trained the autoencoder (the source's own, or, when the source's
+    last stage trained only its prior, the one before), so the new model's history is its autoencoder's."""
+    from dataclasses import asdict, replace
+
+    config = replace(model.config, **settings)
+    fresh = VQVAE(config)
+    kept = {k: v for k, v in model.state_dict().items() if not k.startswith("prior.")}
+    missing, unexpected = fresh.load_state_dict(kept, strict=False)
+    misfits = unexpected + [k for k in missing if not k.startswith("prior.")]
+    if misfits:
+        raise ValueError(f"{asdict(config)}: the autoencoder's tensors do not fit ({misfits[0]})")
+    training = getattr(model, "weights_header", {}).get("training", {})
+    if training.get("train_only") == "prior" and training.get("init"):
+        training = training["init"].get("training", {})
+    fresh.weights_header = {"training": training}
+    return fresh.eval()
 
 
 def code_usage(indices: torch.Tensor, codes: int) -> tuple[float, float]:
