@@ -1,0 +1,229 @@
+"""The page of `aetools serve` as an editor, driven in headless Chromium (Debian's package, through Playwright):
+the upload drawn at once, zoom to 1:1 with the before/after slider, results that become the image with undo
+and redo. The networks are stood in for by `Invert` (the result is 1 - the image, so every pixel the canvas
+shows can be checked); the real networks are the browser test's in tests/test_serve.py."""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import photo
+from tests.test_serve import find_chromium, start_server
+
+pytest.importorskip("fastapi", reason='aetools serve needs its extra: pip install -e ".[serve]"')
+pytest.importorskip("uvicorn", reason='aetools serve needs its extra: pip install -e ".[serve]"')
+
+pytestmark = pytest.mark.slow
+
+SHOTS = Path("/tmp/aetools-editor-shots")  # screenshots to look at (not checked by the tests)
+
+
+class Invert:
+    """Stands in for every task's pipeline: the result is 1 - the image. With `tile_seconds`, it first runs
+    the real tiling routine over 16 px tiles, sleeping that long per tile (a long job that reports tiles)."""
+
+    def __init__(self):
+        self.inputs: list[tuple[np.ndarray, dict]] = []
+        self.tile_seconds = 0.0
+
+    def __call__(self, data, **options):
+        import torch
+
+        from aetools.tiling import run_tiled
+
+        self.inputs.append((data.pixels.copy(), options))
+        if self.tile_seconds:
+            x = torch.from_numpy(np.ascontiguousarray(data.pixels)).permute(2, 0, 1)[None]
+            run_tiled(lambda piece: time.sleep(self.tile_seconds) or piece, x, tile=16, margin=0)
+        return data.with_pixels(1.0 - data.pixels)
+
+
+@pytest.fixture(scope="module")
+def server():
+    from aetools.serve import create_app
+
+    app = create_app("cpu")
+    invert = Invert()
+    app.state.runner._pipeline = lambda task, model, precision: invert  # the networks are not what is tested
+    url, uvicorn_server, thread = start_server(app)
+    yield url, app, invert
+    uvicorn_server.should_exit = True
+    thread.join(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    executable = find_chromium()
+    if executable is None:
+        pytest.skip("no Chromium executable on PATH (Debian: apt-get install chromium); .ci/run installs it as root")
+    sync_api = pytest.importorskip("playwright.sync_api", reason='Playwright for Python: pip install -e ".[dev]"')
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(chromium, server):
+    url, _, invert = server
+    invert.inputs.clear()
+    invert.tile_seconds = 0.0
+    context = chromium.new_context(viewport={"width": 1280, "height": 860}, accept_downloads=True)
+    page = context.new_page()
+    page.elsewhere = []
+    page.on("request", lambda r: r.url.startswith((url, "blob:", "data:")) or page.elsewhere.append(r.url))
+    page.goto(url + "/")
+    page.wait_for_function("() => document.querySelector('#device').textContent !== ''")
+    yield page
+    assert not page.elsewhere, f"the page asked for {page.elsewhere}"
+    context.close()
+
+
+def png_file(tmp_path: Path, pixels: np.ndarray, name: str = "image.png") -> Path:
+    path = tmp_path / name
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def settle(page) -> None:
+    """Two animation frames: the canvas is drawn in one."""
+    page.evaluate("() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))")
+
+
+def canvas_pixel(page, x: float, y: float) -> tuple[int, int, int]:
+    """The canvas's RGB at (x, y) CSS pixels of the stage."""
+    return tuple(
+        page.evaluate(
+            """([x, y]) => { const c = document.getElementById('view'), d = window.devicePixelRatio || 1;
+                const px = c.getContext('2d').getImageData(Math.floor(x * d), Math.floor(y * d), 1, 1);
+                return Array.from(px.data); }""",
+            [x, y],
+        )[:3]
+    )
+
+
+def on_screen(page, ix: float, iy: float) -> tuple[float, float]:
+    """Where pixel (ix, iy) of the current step is drawn (its centre), in CSS pixels of the stage."""
+    v = page.evaluate("() => aetoolsEditor.view()")
+    return v["x"] + (ix + 0.5) * v["scale"], v["y"] + (iy + 0.5) * v["scale"]
+
+
+def upload(page, path: Path, steps: int = 1) -> None:
+    page.set_input_files("#file", str(path))
+    page.wait_for_function(f"() => aetoolsEditor.steps().length === {steps}")
+    settle(page)
+
+
+def run_and_wait(page, steps: int) -> None:
+    page.click("#run")
+    page.wait_for_function(f"() => aetoolsEditor.steps().length === {steps} && !aetoolsEditor.busy()", timeout=60_000)
+    settle(page)
+
+
+def test_the_upload_is_drawn_at_once_before_any_job(page, tmp_path, server):
+    _, app, invert = server
+    quads = np.zeros((80, 120, 3), np.uint8)
+    colours = {(0, 0): (230, 20, 20), (0, 1): (20, 200, 40), (1, 0): (30, 60, 220), (1, 1): (240, 220, 30)}
+    for (row, col), colour in colours.items():
+        quads[row * 40 : row * 40 + 40, col * 60 : col * 60 + 60] = colour
+    started = app.state.runner.counts["started"]
+    upload(page, png_file(tmp_path, quads))
+
+    assert page.is_hidden("#empty")
+    v = page.evaluate("() => aetoolsEditor.view()")
+    assert v["scale"] > 3  # fitted to the stage, far larger than 120 px
+    for (row, col), colour in colours.items():
+        assert canvas_pixel(page, *on_screen(page, col * 60 + 30, row * 40 + 20)) == colour
+    assert page.inner_text("#status") == ""  # no "Choose an image and press Run"
+    assert app.state.runner.counts["started"] == started and not invert.inputs  # no job ran
+    SHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SHOTS / "upload.png"))
+
+
+def test_zoom_to_one_to_one_and_the_slider_still_reveals_the_result(page, tmp_path):
+    image = photo(1024, "coffee")[:768]
+    upload(page, png_file(tmp_path, image, "coffee.png"))
+    fit = page.evaluate("() => aetoolsEditor.view()")
+    assert fit["scale"] < 0.9  # fitted: the whole 1024 x 768 in the stage
+
+    run_and_wait(page, 2)
+    assert page.evaluate("() => aetoolsEditor.view().comparing")
+    page.click("#zoom-1")
+    settle(page)
+    one = page.evaluate("() => aetoolsEditor.view()")
+    assert one["scale"] * one["dpr"] == 1 and one["x"] != fit["x"]
+    assert page.inner_text("#zoom-value") == "100%"
+
+    stage = page.locator("#stage").bounding_box()
+    page.fill("#slider", "40")
+    settle(page)
+    divider = stage["width"] * 0.4
+    for dx in (-30, -6, 6, 30):  # left of the divider: before; right of it: after (1 - the image)
+        sx, sy = divider + dx, stage["height"] * 0.5
+        ix, iy = int(sx - one["x"]), int(sy - one["y"])
+        expected = image[iy, ix] if dx < 0 else 255 - image[iy, ix]
+        assert canvas_pixel(page, sx, sy) == tuple(int(c) for c in expected), (dx, ix, iy)
+
+    # the wheel zooms at the pointer: the pixel under it stays under it
+    page.mouse.move(stage["x"] + 500, stage["y"] + 200)
+    page.mouse.wheel(0, -300)
+    settle(page)
+    zoomed = page.evaluate("() => aetoolsEditor.view()")
+    assert zoomed["scale"] > one["scale"] * 1.3
+    assert abs((500 - zoomed["x"]) / zoomed["scale"] - (500 - one["x"]) / one["scale"]) < 1
+    # a drag pans by as much as the pointer moved
+    page.mouse.move(stage["x"] + 600, stage["y"] + 300)
+    page.mouse.down()
+    page.mouse.move(stage["x"] + 650, stage["y"] + 270, steps=5)
+    page.mouse.up()
+    panned = page.evaluate("() => aetoolsEditor.view()")
+    assert (round(panned["x"] - zoomed["x"]), round(panned["y"] - zoomed["y"])) == (50, -30)
+    page.screenshot(path=str(SHOTS / "zoomed-compare.png"))
+    page.click("#zoom-fit")
+    settle(page)
+    assert page.evaluate("() => aetoolsEditor.view().scale") == pytest.approx(fit["scale"])
+
+
+def test_a_result_becomes_the_image_and_undo_brings_the_previous_one_back(page, tmp_path, server):
+    _, _, invert = server
+    image = photo(96, "chelsea")
+    upload(page, png_file(tmp_path, image, "cat.png"))
+    run_and_wait(page, 2)
+    assert page.evaluate("() => aetoolsEditor.at()") == 1
+    page.click("#compare")  # the result alone
+    settle(page)
+    centre = on_screen(page, 40, 50)
+    assert canvas_pixel(page, *centre) == tuple(int(c) for c in 255 - image[50, 40])
+
+    page.keyboard.press("Control+z")  # undo: the image before the result
+    settle(page)
+    assert page.evaluate("() => aetoolsEditor.at()") == 0
+    assert canvas_pixel(page, *centre) == tuple(int(c) for c in image[50, 40])
+    page.click("#step-forward")  # redo
+    settle(page)
+    assert canvas_pixel(page, *centre) == tuple(int(c) for c in 255 - image[50, 40])
+
+    # the next run works on the result (its input is the inverted image), and its result is step 3
+    page.click("nav button[data-tab=upscale]")
+    run_and_wait(page, 3)
+    second_input = np.round(invert.inputs[-1][0] * 255).astype(np.uint8)
+    assert np.array_equal(second_input, 255 - image)
+    assert page.locator("#history li").count() == 3
+    assert page.locator("#history li.current").inner_text().strip() == "3. upscale"
+
+    # any step can be downloaded: the second is the first result
+    with page.expect_download() as download:
+        page.click("#history li:nth-child(2) a")
+    assert download.value.suggested_filename == "cat_denoised.png"
+    first_result = np.asarray(Image.open(download.value.path()).convert("RGB"))
+    assert np.array_equal(first_result, 255 - image)
+    with page.expect_download() as download:
+        page.click("#download")
+    assert download.value.suggested_filename == "cat_denoised_x2.png"
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(Path(download.value.path()).read_bytes()))), image)
