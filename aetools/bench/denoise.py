@@ -96,10 +96,6 @@ def baseline_available(key: str) -> bool:
     return key not in OPTIONAL_PACKAGES or importlib.util.find_spec(OPTIONAL_PACKAGES[key]) is not None
 
 
-def bm3d_available() -> bool:
-    return baseline_available("bm3d")
-
-
 def add_noise(clean: np.ndarray, sigma: float, clip: bool) -> np.ndarray:
     """The protocol's noisy image: a fresh np.random.seed(0) per image, float noise, optionally 8-bit."""
     rng = np.random.RandomState(0)
