@@ -41,7 +41,9 @@ class Live:
     def get(self, path: str) -> Reply:
         return _send(urllib.request.Request(self.url + path))
 
-    def post(self, path: str, files: dict[str, tuple[str, bytes]] | None = None, **fields) -> Reply:
+    def post(
+        self, path: str, files: dict[str, tuple[str, bytes]] | None = None, headers: dict | None = None, **fields
+    ) -> Reply:
         """multipart/form-data: files name -> (file name, bytes); fields name -> value."""
         boundary = uuid.uuid4().hex
         parts = []
@@ -54,7 +56,7 @@ class Live:
             )
             parts.append(head.encode() + content + b"\r\n")
         body = b"".join(parts) + f"--{boundary}--\r\n".encode()
-        headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+        headers = {**(headers or {}), "Content-Type": f"multipart/form-data; boundary={boundary}"}
         return _send(urllib.request.Request(self.url + path, data=body, headers=headers, method="POST"))
 
 
@@ -333,6 +335,76 @@ def test_a_running_job_does_not_block_the_server_and_jobs_queue_on_one_loaded_ne
     assert [r.status for r in replies] == [200, 200, 200]
     assert len({r.body for r in replies}) == 1
     assert [key for key in runner.loaded() if key[0] == "denoise"] == [("denoise", "denoise")]
+
+
+def wait_until(condition, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not within {seconds} s"
+        time.sleep(0.02)
+
+
+def test_jobs_in_line_report_their_place_and_a_cancelled_one_is_dropped(live):
+    runner = live.app.state.runner
+    _, noisy = noisy_photo(32, seed=4)
+    replies: dict[str, Reply] = {}
+
+    def job(name: str) -> None:
+        replies[name] = live.post("/v1/denoise", {"image": ("n.png", png(noisy))}, {"X-Aetools-Job": name})
+
+    workers = {}
+    with runner._queue:  # a job is running
+        for name in ("first-in-line", "second-in-line"):
+            workers[name] = threading.Thread(target=job, args=(name,))
+            workers[name].start()
+            wait_until(lambda n=name: live.get(f"/v1/jobs/{n}").status == 200, 20, f"{name} in line")
+        first, second = live.get("/v1/jobs/first-in-line").json(), live.get("/v1/jobs/second-in-line").json()
+        assert (first["state"], first["ahead"]) == ("waiting", 1)  # the running job is ahead of it
+        assert (second["state"], second["ahead"]) == ("waiting", 2)
+        assert live.post("/v1/jobs/second-in-line/cancel").json()["state"] == "waiting"
+        workers["second-in-line"].join(timeout=20)
+        assert replies["second-in-line"].status == 499 and "cancelled" in replies["second-in-line"].json()["error"]
+        assert live.get("/v1/jobs/second-in-line").json()["state"] == "cancelled" and runner.waiting == 1
+        assert live.get("/v1/jobs/first-in-line").json()["ahead"] == 1
+    workers["first-in-line"].join(timeout=120)
+    assert replies["first-in-line"].status == 200
+    done = live.get("/v1/jobs/first-in-line").json()
+    assert done["state"] == "finished" and done["ahead"] is None
+    assert live.get("/v1/jobs/never-submitted").status == 404
+    assert live.post("/v1/jobs/never-submitted/cancel").status == 404
+    r = live.post("/v1/denoise", {"image": ("n.png", png(noisy))}, {"X-Aetools-Job": "../x"})
+    assert r.status == 422 and "job id" in r.json()["error"]
+
+
+def test_a_running_job_reports_its_tiles_and_stops_at_the_next_one_when_cancelled(live):
+    runner = live.app.state.runner
+    big = png(photo(256))
+    reply: list[Reply] = []
+    worker = threading.Thread(
+        target=lambda: reply.append(
+            live.post("/v1/denoise", {"image": ("b.png", big)}, {"X-Aetools-Job": "tiled-job"}, tile=16)
+        )
+    )
+    worker.start()
+    wait_until(lambda: (live.get("/v1/jobs/tiled-job").json().get("fraction") or 0) > 0, 120, "the first tile")
+    status = live.get("/v1/jobs/tiled-job").json()
+    assert status["state"] == "running" and status["stage"] == "computing" and status["tiles"] == 256  # 256/16 squared
+    assert 0 < status["fraction"] < 1 and status["fraction"] == pytest.approx(status["tiles_done"] / 256, abs=0.02)
+    assert status["eta_s"] > 0 and status["elapsed_s"] > 0
+    # a cancel from another site is refused (the origin policy covers every POST) and changes nothing
+    foreign = urllib.request.Request(
+        live.url + "/v1/jobs/tiled-job/cancel", method="POST", headers={"Origin": "http://evil.example"}
+    )
+    assert _send(foreign).status == 403 and live.get("/v1/jobs/tiled-job").json()["state"] == "running"
+    cancelled = runner.counts["cancelled"]
+    asked = time.monotonic()
+    assert live.post("/v1/jobs/tiled-job/cancel").status == 200
+    worker.join(timeout=30)
+    assert reply[0].status == 499 and runner.counts["cancelled"] == cancelled + 1
+    assert time.monotonic() - asked < 5  # a tile of 16 px takes milliseconds; the job did not run on
+    wait_until(lambda: not runner.running, 5, "the queue free")
+    ended = live.get("/v1/jobs/tiled-job").json()
+    assert ended["state"] == "cancelled" and ended["tiles_done"] < 256
 
 
 def test_duplicates_lists_the_groups_of_the_index_with_thumbnails_by_id(live, pictures):

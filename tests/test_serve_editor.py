@@ -227,3 +227,40 @@ def test_a_result_becomes_the_image_and_undo_brings_the_previous_one_back(page, 
         page.click("#download")
     assert download.value.suggested_filename == "cat_denoised_x2.png"
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(Path(download.value.path()).read_bytes()))), image)
+
+
+def test_progress_shows_a_percentage_and_cancel_stops_the_job_at_its_next_tile(page, tmp_path, server):
+    _, app, invert = server
+    runner = app.state.runner
+    invert.tile_seconds = 0.25  # 64 tiles of 16 px: 16 s, unless cancelled
+    upload(page, png_file(tmp_path, photo(128), "slow.png"))
+    cancelled = runner.counts["cancelled"]
+    page.click("#run")
+    page.wait_for_function("() => /\\d+% \\(tile \\d+ of 64\\)/.test(document.querySelector('#busy-text').textContent)")
+    assert "left" in page.inner_text("#busy-text")  # an ETA
+    assert 0 < page.evaluate("() => document.querySelector('#progress').value") < 1
+    page.screenshot(path=str(SHOTS / "progress.png"))
+    assert page.is_disabled("#run")
+
+    asked = time.monotonic()
+    page.click("#cancel")
+    page.wait_for_function("() => !aetoolsEditor.busy()", timeout=5_000)
+    assert page.is_enabled("#run") and page.is_hidden("#busy")
+    assert "cancelled" in page.inner_text("#status")
+    deadline = time.monotonic() + 5
+    while runner.running or runner.counts["cancelled"] == cancelled:
+        assert time.monotonic() < deadline, "the server still runs the job"
+        time.sleep(0.02)
+    assert time.monotonic() - asked < 2  # stopped at the next tile (0.25 s), not after 64
+    assert page.evaluate("() => aetoolsEditor.steps().length") == 1  # no result: the image is as it was
+
+
+def test_a_job_behind_another_shows_its_place_in_line(page, tmp_path, server):
+    _, app, _ = server
+    runner = app.state.runner
+    upload(page, png_file(tmp_path, photo(64), "queued.png"))
+    with runner._queue:  # another job is running
+        page.click("#run")
+        page.wait_for_function("() => document.querySelector('#busy-text').textContent.includes('1 job ahead')")
+        page.screenshot(path=str(SHOTS / "queued.png"))
+    page.wait_for_function("() => aetoolsEditor.steps().length === 2 && !aetoolsEditor.busy()")

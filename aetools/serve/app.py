@@ -4,6 +4,9 @@
     GET  /v1/models                      the shipped models per task, the server's limits
     POST /v1/denoise|upscale|colorize|inpaint   multipart: image (+ inpaint's mask) and the task's options
                                          -> the result image
+    GET  /v1/jobs/{id}                   a job's place in line, or its tiles done and ETA (the id: the POST's
+                                         X-Aetools-Job header, chosen by the client)
+    POST /v1/jobs/{id}/cancel            stop it: dropped from the line, or stopped at its next tile
     GET  /v1/duplicates?radius=5         near-duplicate groups of the served index (--dedup)
     GET  /v1/duplicates/files/{id}[/thumbnail]   an indexed file, or its thumbnail, by index id
 
@@ -53,6 +56,7 @@ DEFAULT_UPLOAD_TIMEOUT = 600.0  # seconds: the longest an upload may take in all
 # default, 1 MB, let ten stalled uploads hold 10 MB; the image loader reads a file anyway).
 SPOOL_MAX_BYTES = 256 * 1024
 SERVED_SPOOL_BYTES = 1 << 20  # an indexed file's verified copy: in memory up to this size, then on disk
+JOB_HEADER = "x-aetools-job"  # a POST's job id, chosen by the client so that it can ask about the job meanwhile
 
 # The forms take at most an image and a mask, and a few short fields.
 FORM_LIMITS = {"max_files": 2, "max_fields": 16, "max_part_size": 64 * 1024}
@@ -220,6 +224,7 @@ def create_app(
             form.format,
             form.image.filename,
             cancelled=gone.is_set,
+            job_id=request.headers.get(JOB_HEADER),
         )
         try:  # off the event loop: the server keeps answering while a job runs
             result = await anyio.to_thread.run_sync(job, limiter=job_threads)
@@ -239,6 +244,25 @@ def create_app(
             name=task,
             description=form_class.__doc__,
         )
+
+    @app.get("/v1/jobs/{job_id}")
+    def job_status(job_id: str) -> dict:
+        """A job named by the X-Aetools-Job header of its POST: state (waiting, running, finished, cancelled,
+        failed, refused), ahead (jobs before it in line), stage, tiles_done and tiles, fraction (0-1, from the
+        first tile of a tiled run), elapsed_s, eta_s. 404 before its upload is in, and a while after it ended."""
+        status = runner.status(job_id)
+        if status is None:
+            raise ApiError(404, f"job {job_id[:64]!r}: none such now (not yet uploaded, or ended a while ago)")
+        return status
+
+    @app.post("/v1/jobs/{job_id}/cancel")
+    def cancel_job(job_id: str) -> dict:
+        """Stop a job: dropped if it waits, stopped at its next tile (or step) if it runs; its POST is answered
+        499. Answers the job's status."""
+        status = runner.cancel(job_id)
+        if status is None:
+            raise ApiError(404, f"job {job_id[:64]!r}: none such now (not yet uploaded, or ended a while ago)")
+        return status
 
     def need_browser() -> DuplicateBrowser:
         if browser is None:
