@@ -163,6 +163,24 @@ def test_models_lists_the_shipped_models_of_every_image_task_and_the_limits(live
     assert body["formats"] == ["same", *OUTPUT_FORMATS] and body["precisions"] == ["auto", "fp32", "bf16"]
 
 
+def test_the_bundled_examples_are_listed_and_served_by_name_only(live):
+    from aetools.serve.examples import EXAMPLES
+
+    listed = live.get("/v1/examples").json()["examples"]
+    assert [e["name"] for e in listed] == [e.name for e in EXAMPLES] and len(listed) >= 2
+    total = 0
+    for example in listed:
+        assert example["task"] in ("denoise", "upscale", "colorize", "inpaint") and example["credit"]
+        r = live.get(example["url"])
+        assert r.status == 200 and r.headers["content-type"].startswith("image/")
+        image = r.image()
+        assert 100 <= max(image.size) <= 400
+        total += len(r.body)
+    assert total < 400_000  # small: package data
+    assert live.get("/v1/examples/__init__.py").status == 404  # names in the list only, never a path
+    assert live.get("/v1/examples/..%2F..%2Fapp.py").status == 404
+
+
 def test_page_loads_nothing_from_the_internet(live):
     r = live.get("/")
     assert r.status == 200 and r.headers["content-type"].startswith("text/html")

@@ -264,3 +264,51 @@ def test_a_job_behind_another_shows_its_place_in_line(page, tmp_path, server):
         page.wait_for_function("() => document.querySelector('#busy-text').textContent.includes('1 job ahead')")
         page.screenshot(path=str(SHOTS / "queued.png"))
     page.wait_for_function("() => aetoolsEditor.steps().length === 2 && !aetoolsEditor.busy()")
+
+
+def test_a_pasted_image_and_an_example_are_loaded(page, tmp_path):
+    stripes = np.zeros((60, 90, 3), np.uint8)
+    stripes[:, :30] = (200, 30, 30)
+    stripes[:, 30:60] = (30, 200, 30)
+    stripes[:, 60:] = (30, 30, 200)
+    buffer = io.BytesIO()
+    Image.fromarray(stripes).save(buffer, "PNG")
+    page.evaluate(
+        """(bytes) => {
+            const file = new File([new Uint8Array(bytes)], "image.png", { type: "image/png" });
+            const clipboard = new DataTransfer();
+            clipboard.items.add(file);
+            document.dispatchEvent(new ClipboardEvent("paste", { clipboardData: clipboard, bubbles: true }));
+        }""",
+        list(buffer.getvalue()),
+    )
+    page.wait_for_function("() => aetoolsEditor.steps().length === 1")
+    settle(page)
+    assert page.evaluate("() => aetoolsEditor.steps()[0]") == {
+        "name": "pasted.png",
+        "label": "original",
+        "width": 90,
+        "height": 60,
+        "strokes": 0,
+    }
+    for x, colour in ((15, (200, 30, 30)), (45, (30, 200, 30)), (75, (30, 30, 200))):
+        assert canvas_pixel(page, *on_screen(page, x, 30)) == colour
+
+    # an example: one click loads it and opens its task's tab
+    page.click("#drop .examples button[data-example='small-cat.jpg']")
+    page.wait_for_function("() => aetoolsEditor.steps()[0].name === 'small-cat.jpg'")
+    settle(page)
+    assert page.get_attribute("nav button[data-tab=upscale]", "aria-selected") == "true"
+    from aetools.serve.examples import EXAMPLES
+
+    assert {e.name for e in EXAMPLES} >= {"small-cat.jpg"}
+    cat = np.asarray(Image.open(Path(__file__).parents[1] / "aetools/serve/examples/small-cat.jpg").convert("RGB"))
+    assert page.evaluate("() => [aetoolsEditor.steps()[0].width, aetoolsEditor.steps()[0].height]") == [225, 150]
+    shown = np.array(canvas_pixel(page, *on_screen(page, 112, 75)), dtype=int)
+    assert np.abs(shown - cat[75, 112]).max() <= 6  # JPEG decoders differ by a few levels
+
+
+def test_the_empty_view_offers_the_examples(page):
+    page.wait_for_function("() => document.querySelectorAll('#empty .examples button').length >= 2")
+    assert page.is_visible("#empty")
+    page.screenshot(path=str(SHOTS / "empty.png"))

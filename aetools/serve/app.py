@@ -7,6 +7,7 @@
     GET  /v1/jobs/{id}                   a job's place in line, or its tiles done and ETA (the id: the POST's
                                          X-Aetools-Job header, chosen by the client)
     POST /v1/jobs/{id}/cancel            stop it: dropped from the line, or stopped at its next tile
+    GET  /v1/examples[/{name}]           the bundled example images (aetools/serve/examples/), by name
     GET  /v1/duplicates?radius=5         near-duplicate groups of the served index (--dedup)
     GET  /v1/duplicates/files/{id}[/thumbnail]   an indexed file, or its thumbnail, by index id
 
@@ -45,6 +46,7 @@ from starlette.formparsers import MultiPartParser
 from aetools import __version__
 from aetools.serve.duplicates import CHUNK, DuplicateBrowser
 from aetools.serve.errors import ApiError, error_response
+from aetools.serve.examples import EXAMPLES
 from aetools.serve.guard import OriginPolicy, UploadDeadline, UploadLimit
 from aetools.serve.runner import DEFAULT_MAX_WAITING, JobCancelled, TaskRunner
 
@@ -264,6 +266,22 @@ def create_app(
             raise ApiError(404, f"job {job_id[:64]!r}: none such now (not yet uploaded, or ended a while ago)")
         return status
 
+    examples = {e.name: e for e in EXAMPLES if EXAMPLE_FILES.joinpath(e.name).is_file()}
+
+    @app.get("/v1/examples")
+    def example_list() -> dict:
+        """The bundled example images (made from skimage.data; public domain or CC0), one per task."""
+        return {"examples": [{**asdict(e), "url": f"/v1/examples/{e.name}"} for e in examples.values()]}
+
+    @app.get("/v1/examples/{name}")
+    def example(name: str) -> Response:
+        """An example image, by its name in the list (the name is looked up, never used as a path)."""
+        if name not in examples:
+            raise ApiError(404, f"example {name[:80]!r}: none such (GET /v1/examples lists them)")
+        content = EXAMPLE_FILES.joinpath(name).read_bytes()
+        media_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        return Response(content, media_type=media_type, headers={"Cache-Control": "max-age=3600"})
+
     def need_browser() -> DuplicateBrowser:
         if browser is None:
             raise ApiError(404, "no index to browse: start the server with aetools serve --dedup FOLDER")
@@ -320,6 +338,7 @@ def create_app(
 
 
 PAGE = files("aetools.serve").joinpath("page.html").read_text(encoding="utf-8")
+EXAMPLE_FILES = files("aetools.serve.examples")
 
 
 def _task_endpoint(run, task: str, form_class: type[TaskForm]):
