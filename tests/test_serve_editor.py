@@ -312,3 +312,46 @@ def test_the_empty_view_offers_the_examples(page):
     page.wait_for_function("() => document.querySelectorAll('#empty .examples button').length >= 2")
     assert page.is_visible("#empty")
     page.screenshot(path=str(SHOTS / "empty.png"))
+
+
+def test_a_click_on_the_image_in_colorize_places_a_hint_that_is_sent(page, tmp_path, server):
+    _, _, invert = server
+    grey = np.asarray(Image.fromarray(photo(96, "coffee")).convert("L"))
+    page.click("nav button[data-tab=colorize]")
+    upload(page, png_file(tmp_path, grey, "old.png"))
+    page.fill("#hint-colour", "#2050e0")
+    box = page.locator("#stage").bounding_box()
+    for ix, iy in ((20, 30), (70, 10)):
+        x, y = on_screen(page, ix, iy)
+        page.mouse.click(box["x"] + x, box["y"] + y)
+        page.fill("#hint-colour", "#20b040")  # the next one green
+    assert page.input_value("#hints") == "20,30,#2050e0; 70,10,#20b040"
+    assert page.locator("#hint-list li").count() == 2
+    settle(page)
+    assert canvas_pixel(page, *on_screen(page, 20, 30)) == (0x20, 0x50, 0xE0)  # the marker, in its colour
+    page.screenshot(path=str(SHOTS / "hints.png"))
+
+    # a drag pans and places nothing; the remove button takes one away
+    x, y = on_screen(page, 50, 50)
+    page.mouse.move(box["x"] + x, box["y"] + y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + x + 40, box["y"] + y + 10, steps=4)
+    page.mouse.up()
+    assert page.locator("#hint-list li").count() == 2
+    page.click("#hint-list li:nth-child(2) button")
+    assert page.input_value("#hints") == "20,30,#2050e0"
+
+    page.evaluate(  # (Playwright does not show a multipart body with a file: the page's fetch is watched)
+        """() => { const send = window.fetch; window.sentForms = [];
+            window.fetch = (url, init) => {
+                if (init && init.body instanceof FormData) {
+                    const fields = [...init.body].filter(([, v]) => typeof v === "string");
+                    window.sentForms.push([url, Object.fromEntries(fields)]);
+                }
+                return send(url, init); }; }"""
+    )
+    page.click("#run")
+    page.wait_for_function("() => aetoolsEditor.steps().length === 2")
+    [(url, fields)] = page.evaluate("() => window.sentForms")
+    assert url == "/v1/colorize" and fields["hints"] == "20,30,#2050e0" and fields["strength"] == "1"
+    assert invert.inputs[-1][1]["hints"] == [(20, 30, (0x20, 0x50, 0xE0))]  # as the server read it
