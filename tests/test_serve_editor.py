@@ -6,14 +6,16 @@ shows can be checked); the real networks are the browser test's in tests/test_se
 from __future__ import annotations
 
 import io
+import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import photo
+from tests.conftest import photo, save_tiny, tiny_model
 from tests.test_serve import find_chromium, start_server
 
 pytest.importorskip("fastapi", reason='aetools serve needs its extra: pip install -e ".[serve]"')
@@ -69,20 +71,27 @@ def chromium():
         browser.close()
 
 
+@contextmanager
+def opened(chromium, url: str):
+    """The page of the server at `url` in a fresh browser context; it must ask for nothing elsewhere."""
+    context = chromium.new_context(viewport={"width": 1280, "height": 860}, accept_downloads=True)
+    page = context.new_page()
+    elsewhere = []
+    page.on("request", lambda r: r.url.startswith((url, "blob:", "data:")) or elsewhere.append(r.url))
+    page.goto(url + "/")
+    page.wait_for_function("() => document.querySelector('#device').textContent !== ''")
+    yield page
+    assert not elsewhere, f"the page asked for {elsewhere}"
+    context.close()
+
+
 @pytest.fixture
 def page(chromium, server):
     url, _, invert = server
     invert.inputs.clear()
     invert.tile_seconds = 0.0
-    context = chromium.new_context(viewport={"width": 1280, "height": 860}, accept_downloads=True)
-    page = context.new_page()
-    page.elsewhere = []
-    page.on("request", lambda r: r.url.startswith((url, "blob:", "data:")) or page.elsewhere.append(r.url))
-    page.goto(url + "/")
-    page.wait_for_function("() => document.querySelector('#device').textContent !== ''")
-    yield page
-    assert not page.elsewhere, f"the page asked for {page.elsewhere}"
-    context.close()
+    with opened(chromium, url) as page:
+        yield page
 
 
 def png_file(tmp_path: Path, pixels: np.ndarray, name: str = "image.png") -> Path:
@@ -355,3 +364,68 @@ def test_a_click_on_the_image_in_colorize_places_a_hint_that_is_sent(page, tmp_p
     [(url, fields)] = page.evaluate("() => window.sentForms")
     assert url == "/v1/colorize" and fields["hints"] == "20,30,#2050e0" and fields["strength"] == "1"
     assert invert.inputs[-1][1]["hints"] == [(20, 30, (0x20, 0x50, 0xE0))]  # as the server read it
+
+
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory):
+    """A server browsing an index of three 1000 x 800 photos and an exact copy of one."""
+    from aetools.index.folder import default_index_dir, index_folder
+    from aetools.serve import create_app
+    from aetools.weights import load_model
+
+    folder = tmp_path_factory.mktemp("photos")
+    for name in ("astronaut", "coffee", "chelsea"):
+        Image.fromarray(photo(1000, name)[:800]).save(folder / f"{name}.png")
+    shutil.copy(folder / "coffee.png", folder / "coffee copy.png")
+    model = tiny_model("hash-unet", widths=(8, 16), bits=32, size=32)
+    index_folder(load_model(save_tiny(model, "hash", folder.parent / "tiny-hash.safetensors"), "hash"), folder)
+    url, uvicorn_server, thread = start_server(create_app("cpu", default_index_dir(folder)))
+    yield url
+    uvicorn_server.should_exit = True
+    thread.join(timeout=30)
+
+
+def test_duplicates_select_copies_list_them_and_compare_a_pair_at_full_size(chromium, indexed):
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(indexed + "/v1/duplicates") as r:
+        [group] = json.load(r)["items"]  # the coffee photo and its copy
+    with opened(chromium, indexed) as page:
+        page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=indexed)
+        page.click("nav button[data-tab=duplicates]")
+        page.wait_for_selector("#groups section figure")
+        assert page.locator("#groups img").evaluate_all("all => all.map((i) => i.loading)") == ["lazy", "lazy"]
+        keep, copy = page.locator("#groups figure").all()
+        assert "keep" in keep.get_attribute("class") and not keep.locator("input").is_checked()
+        assert copy.locator("input").is_checked() and page.inner_text("#selected-count") == "1 selected"
+
+        with page.expect_download() as download:
+            page.click("#download-list")
+        assert Path(download.value.path()).read_text() == group[1]["path"] + "\n"
+        page.click("#copy-paths")
+        assert page.evaluate("() => navigator.clipboard.readText()") == group[1]["path"] + "\n"
+
+        page.click("#groups h3 button")  # compare the pair at full size
+        page.wait_for_function(
+            "() => ['pair-left', 'pair-right-image'].every((id) => document.getElementById(id).naturalWidth === 1000)"
+        )
+        assert page.evaluate("() => document.getElementById('pair-left').clientWidth") == 1000  # 1:1
+        scrolled = """() => [document.getElementById('pair-left-scroll'), document.getElementById('pair-right-scroll')]
+            .map((s) => [s.scrollLeft, s.scrollTop])"""
+        page.locator("#pair-left-scroll").hover()
+        page.mouse.wheel(200, 60)  # scroll the left one: the right one follows
+        page.wait_for_function(f"() => ({scrolled})()[1][0] > 0")
+        left, right = page.evaluate(scrolled)
+        assert left == right and left[0] >= 100 and left[1] > 0, (left, right)
+        page.screenshot(path=str(SHOTS / "duplicates-pair.png"))
+        page.keyboard.press("f")  # fitted: both whole
+        assert page.evaluate("() => document.getElementById('pair-left').clientWidth") < 1000
+        page.keyboard.press("Escape")
+        assert page.is_hidden("#pair")
+
+        page.click("#select-none")
+        assert page.inner_text("#selected-count") == "0 selected" and page.is_disabled("#download-list")
+        page.click("#select-copies")
+        assert page.inner_text("#selected-count") == "1 selected" and copy.locator("input").is_checked()
+        page.screenshot(path=str(SHOTS / "duplicates.png"))
