@@ -142,3 +142,36 @@ def test_a_file_that_appears_at_the_output_during_the_work_is_kept(tmp_path, tin
     assert r.exit_code == 1 and "out.png" in r.output
     assert out.read_bytes() == b"another run's result"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "out.png", "tiny.safetensors"]
+
+
+def test_a_disk_turned_read_only_mid_batch_names_the_error_and_tries_every_file(tmp_path, tiny_weights, monkeypatch):
+    from PIL import Image
+
+    import aetools.outputs as outputs
+    from tests.conftest import photo, run
+
+    for name in ("a.png", "b.png", "c.png"):
+        Image.fromarray(photo(32)).save(tmp_path / name)
+    published = []
+    real_link = os.link
+
+    def read_only_after_first(src, dst):
+        if published:
+            raise OSError(errno.EROFS, "Read-only file system")
+        published.append(dst)
+        return real_link(src, dst)
+
+    def unlink(path, *args, **kwargs):  # the cleanup fails too, as it does on a read-only mount
+        if published and str(path).endswith(".tmp"):
+            raise OSError(errno.EROFS, "Read-only file system")
+        return os.remove(path)
+
+    monkeypatch.setattr(outputs.os, "link", read_only_after_first)
+    monkeypatch.setattr(outputs.os, "unlink", unlink)
+    names = [tmp_path / n for n in ("a.png", "b.png", "c.png")]
+    r = run("denoise", *names, "-o", tmp_path / "out", "-m", tiny_weights)
+    assert r.exit_code == 1, r.output
+    assert "1 written, 2 failed" in r.output
+    lines = [line for line in r.output.splitlines() if line.startswith("failed")]
+    assert len(lines) == 2 and all("Read-only file system" in line for line in lines)
+    assert "Traceback" not in r.output
