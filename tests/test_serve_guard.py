@@ -232,6 +232,10 @@ def test_cross_site_requests_to_jobs_and_files_are_refused(guarded):
     for headers in (own, {"Sec-Fetch-Site": "same-origin"}, {"Sec-Fetch-Site": "none"}, {}):
         for method, path in guarded_routes:
             assert send(guarded, method, path, headers).status == 200, (method, path, headers)
+    # a job's state (what someone is working on) is not for other sites either; the page's own ask is answered
+    for headers in cross_site:
+        assert send(guarded, "GET", "/v1/jobs/abcdef0123456789", headers).status == 403, headers
+    assert send(guarded, "GET", "/v1/jobs/abcdef0123456789", own).status == 404  # unknown here, but not refused
     # the page itself and the model list may be opened from anywhere (a link): they run and serve nothing
     for path in ("/", "/v1/models"):
         assert (

@@ -30,7 +30,7 @@ from aetools.serve.errors import error_response, shown
 LOCAL_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 
 # Routes that serve the indexed files, refused cross-site like every state-changing request.
-FILE_ROUTES = ("/v1/duplicates",)
+FILE_ROUTES = ("/v1/duplicates", "/v1/jobs")  # indexed files; job states (what a user is working on)
 
 SAFE_METHODS = frozenset({"GET", "HEAD"})
 
