@@ -6,8 +6,11 @@
     gen_latent3d.png       how the test set's codes in R^3 organise by class (ae3-fashion)
     gen_traversal.png      beta-VAE (betavae-fashion): one row per code dimension, swept over +-3
     gen_samples.png        64 samples each from ae-fashion (Gaussian codes), vae-fashion, vqvae-fashion (prior)
+    gen_samples_NAME.png   a sample grid per shipped generator (8 x 8, seed 0, each model's own sampling
+                           settings), beside 64 test images (gen_samples_test.png) to judge them by
 
     python examples/generative_figures.py --fashion-dir DATA/fashion_mnist
+    python examples/generative_figures.py --fashion-dir DATA/fashion_mnist --only samples   # the grids alone
 
 The two 50-dimensional models are trained here with `aetools train` (1,500 steps each, a few minutes on 2
 CPU cores; kept in runs/examples/ and reused); the rest use the shipped weights.
@@ -24,6 +27,7 @@ import torch
 
 from aetools.data.fashion import CLASSES, load_fashion_mnist
 from aetools.generative.pipeline import (
+    GENERATIVE_TASKS,
     encode_all,
     interpolate,
     latent_plot,
@@ -32,6 +36,7 @@ from aetools.generative.pipeline import (
     save_grid,
     traverse,
 )
+from aetools.weights import read_manifest
 
 HERE = Path(__file__).resolve().parent
 IMAGES = HERE / "images"
@@ -51,10 +56,15 @@ def train_50d(task: str, fashion_dir: Path) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fashion-dir", type=Path, required=True, help="Folder of Fashion-MNIST's idx files.")
+    parser.add_argument("--only", choices=["samples"], help="Only the sample grids (no models trained).")
     args = parser.parse_args()
     IMAGES.mkdir(exist_ok=True)
     test = load_fashion_mnist("test", args.fashion_dir)
     images = test.tensors()
+    sample_grids(images)
+    if args.only == "samples":
+        print("wrote", ", ".join(p.name for p in sorted(IMAGES.glob("gen_samples_*.png"))), file=sys.stderr)
+        return
 
     # 1. AE vs VAE, h in R^50: 16 decoded random codes per row.
     ae50, vae50 = (
@@ -90,6 +100,15 @@ def main() -> None:
     rows = [grid[8 * r : 8 * r + 8] for r in range(8) for grid in grids]  # row r of each, side by side
     save_grid(torch.cat(rows), IMAGES / "gen_samples.png", nrow=24, zoom=1, overwrite=True)
     print("wrote", ", ".join(p.name for p in sorted(IMAGES.glob("gen_*.png"))), file=sys.stderr)
+
+
+def sample_grids(test_images: torch.Tensor) -> None:
+    """64 samples of every shipped generator, one grid each, and 64 test images for comparison."""
+    save_grid(test_images[:64], IMAGES / "gen_samples_test.png", nrow=8, zoom=2, overwrite=True)
+    for entry in read_manifest():
+        if entry.task in GENERATIVE_TASKS:
+            samples = sample_images(load_generative(entry.name), 64, seed=0)
+            save_grid(samples, IMAGES / f"gen_samples_{entry.name}.png", nrow=8, zoom=2, overwrite=True)
 
 
 if __name__ == "__main__":

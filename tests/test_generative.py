@@ -194,6 +194,144 @@ def test_prior_is_causal():
     assert not torch.allclose(a[:, 10:], b[:, 10:])
 
 
+# ------------------------------------------------------------------------ gated PixelCNN prior
+
+
+def dependence(fn, grid: torch.Tensor, codes: int) -> torch.Tensor:
+    """Which outputs move when one input code changes: fn(codes (B, H, W)) -> (B, C, H, W). -> (n, n) bool,
+    [i, j]: output position i changed when the code at position j (raster order) was changed."""
+    h, w = grid.shape
+    perturbed = [grid]
+    for j in range(h * w):
+        changed = grid.clone().view(-1)
+        changed[j] = (changed[j] + 1) % codes
+        perturbed.append(changed.view(h, w))
+    with torch.no_grad():
+        out = fn(torch.stack(perturbed)).flatten(2)  # (1 + n, C, n)
+    return ((out[1:] - out[:1]).abs().amax(1) > 1e-6).t()
+
+
+def test_pixelcnn_is_causal_and_has_no_blind_spot():
+    from aetools.generative.pixelcnn import GatedPixelCNN
+
+    torch.manual_seed(0)
+    grid = torch.randint(0, 8, (5, 5))
+    rows = torch.arange(25) // 5
+    cols = torch.arange(25) % 5
+    # Four layers reach 1 + 3 = 4 rows up and columns either side: all of a 5 x 5 grid.
+    deep = GatedPixelCNN(8, dim=8, layers=4, kernel=3, first_kernel=3).eval()
+    assert deep.receptive_reach() == 4
+    earlier = torch.ones(25, 25).tril(-1).bool()  # [i, j]: j before i in raster order
+    assert torch.equal(dependence(deep, grid, 8), earlier)  # every earlier code, no later one, not itself
+    # The vertical stack alone (its last layer's features): whole rows above, never its own row.
+    vertical = dependence(lambda c: deep._vertical(deep._embed(c))[-1], grid, 8)
+    assert torch.equal(vertical, rows[:, None] > rows[None, :])
+    # One layer: the masks' exact shape. Type A sees the row above (columns c-1..c+1) and the code to the
+    # left, nothing else; a plain 3x3 masked convolution would see the same, but a second one would not see
+    # up-right of that (the blind spot), which the four-layer case above rules out.
+    one = GatedPixelCNN(8, dim=8, layers=1, kernel=3, first_kernel=3).eval()
+    above = (rows[:, None] - rows[None, :] == 1) & ((cols[:, None] - cols[None, :]).abs() <= 1)
+    left = (rows[:, None] == rows[None, :]) & (cols[:, None] - cols[None, :] == 1)
+    assert torch.equal(dependence(one, grid, 8), above | left)
+
+
+def test_pixelcnn_loss_decreases_on_repeated_grids():
+    from aetools.generative.pixelcnn import GatedPixelCNN
+
+    torch.manual_seed(0)
+    prior = GatedPixelCNN(16, dim=16, layers=4)
+    patterns = torch.randint(0, 16, (4, 6, 6))  # four grids, seen over and over
+    optimizer = torch.optim.Adam(prior.parameters(), lr=3e-3)
+    first = prior.nll(patterns).item()
+    for _ in range(150):
+        loss = prior.nll(patterns[torch.randint(0, 4, (16,))])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    last = prior.nll(patterns).item()
+    # From about log 16 = 2.77 nats: once a grid's first codes are seen, the rest is determined; only the
+    # first code (4 equally likely values: log 4 / 36 = 0.04 nats per code) stays uncertain.
+    assert first > 2.5 and last < 0.25, (first, last)
+
+
+@pytest.mark.parametrize("prior", ["pixelcnn", "transformer"])
+def test_sampling_is_seeded_and_top_k_1_is_greedy(prior):
+    model = tiny_model(
+        "vqvae", size=8, widths=(4, 8), codes=16, code_dim=4, prior=prior, prior_dim=16, prior_layers=2, prior_heads=2
+    )
+
+    def draw(seed, **options):
+        return model.sample_indices(6, torch.Generator().manual_seed(seed), **options)
+
+    assert torch.equal(draw(3), draw(3)) and not torch.equal(draw(3), draw(4))
+    with torch.no_grad():
+        logits = lambda grids: (  # noqa: E731  the full forward's logits for each position (B, K, H, W)
+            model.prior(grids)
+            if prior == "pixelcnn"
+            else model.prior.logits(model.prior._with_bos(grids.flatten(1))).transpose(1, 2).reshape(-1, 16, 4, 4)
+        )
+        greedy = draw(5, top_k=1)
+        assert torch.equal(greedy, logits(greedy).argmax(1))  # each code the argmax given the codes before it
+        assert torch.equal(greedy, draw(6, top_k=1))  # greedy: the seed does not matter
+        top2 = draw(7, top_k=2, temperature=2.0)
+        ranks = (logits(top2) > logits(top2).gather(1, top2[:, None])).sum(1)  # codes more likely than the drawn
+        assert int(ranks.max()) <= 1  # always one of the two likeliest
+    images = model.sample(3, torch.Generator().manual_seed(0), temperature=0.5)
+    assert images.shape == (3, 1, 8, 8) and float(images.min()) >= 0 and float(images.max()) <= 1
+
+
+def test_temperature_reshapes_the_distribution():
+    from aetools.generative.pixelcnn import draw
+
+    p = torch.tensor([0.6, 0.3, 0.1])
+    logits = p.log().expand(40_000, 3)
+    for temperature in (0.5, 1.0, 2.0):
+        codes = draw(logits, temperature, generator=torch.Generator().manual_seed(0))
+        frequency = torch.bincount(codes, minlength=3).float() / len(codes)
+        expected = p ** (1 / temperature) / (p ** (1 / temperature)).sum()  # softmax(log p / T)
+        assert torch.allclose(frequency, expected, atol=0.01), (temperature, frequency, expected)
+    with pytest.raises(ValueError, match="temperature"):
+        draw(logits, 0.0)
+
+
+def test_prior_nll_in_nats_per_code_on_a_known_distribution():
+    from aetools.bench.generative import prior_nll
+
+    model = tiny_model("vqvae", size=8, widths=(4, 8), codes=4, code_dim=4, prior="pixelcnn", prior_dim=8)
+    p = torch.tensor([0.5, 0.25, 0.125, 0.125])
+    last = model.prior.head[-1]
+    with torch.no_grad():  # the output ignores its input: every position predicts p
+        last.weight.zero_()
+        last.bias.copy_(p.log())
+    indices = torch.randint(0, 4, (7, 4, 4), generator=torch.Generator().manual_seed(0))
+    expected = float(-p.log()[indices].mean())  # nats per code
+    assert math.isclose(float(model.prior_nll(indices)), expected, rel_tol=1e-5)
+    # in uneven batches (3 + 3 + 1 grids) each batch weighs what it holds
+    assert math.isclose(prior_nll(model, indices, batch=3), expected, rel_tol=1e-5)
+    codes_only = torch.zeros(2, 4, 4, dtype=torch.long)  # all code 0: -log 0.5 = 0.693 nats = 1 bit each
+    assert math.isclose(prior_nll(model, codes_only), math.log(2), rel_tol=1e-5)
+
+
+def test_precision_and_recall_for_distributions():
+    from aetools.generative.frechet import knn_radii, precision_recall
+
+    torch.manual_seed(0)
+    real = torch.randn(300, 8)
+    assert precision_recall(real, real.clone()) == (1.0, 1.0)  # the same set covers itself
+    far = real + 100.0
+    assert precision_recall(real, far) == (0.0, 0.0)
+    # Mode collapse: every sample near one real image. Realistic (precision 1), but covers little (recall low).
+    collapsed = real[:1] + 0.01 * torch.randn(300, 8)
+    precision, recall = precision_recall(real, collapsed)
+    assert precision == 1.0 and recall < 0.05
+    # Hand-checked on a line: reals 0, 1, 2, 3 (3rd-neighbour radii 3, 2, 2, 3).
+    line = torch.tensor([[0.0], [1.0], [2.0], [3.0]])
+    assert knn_radii(line, 3).tolist() == [3.0, 2.0, 2.0, 3.0]
+    samples = torch.tensor([[1.5], [5.5], [6.5], [7.0], [100.0]])  # 6.5 and beyond lie outside every ball
+    precision, _ = precision_recall(line, samples)
+    assert precision == 2 / 5  # 1.5 (inside several) and 5.5 (inside 3's ball of radius 3)
+
+
 def test_iwae_bound_is_at_least_the_elbo():
     from aetools.bench.generative import vae_bounds
 
@@ -355,6 +493,35 @@ def test_second_stage_trains_the_prior_only(tiny_files, fashion_dir, tmp_path):
     assert header["training"]["train_only"] == "prior"
     for name in before:  # the codebook (EMA buffers) and the autoencoder untouched; the prior trained
         assert torch.equal(before[name], after[name]) != name.startswith("prior."), name
+
+
+def test_a_new_pixelcnn_prior_trains_on_the_frozen_codes(tiny_files, fashion_dir, tmp_path):
+    from aetools.generative.vqvae import with_new_prior
+    from aetools.weights import load_model, read_weights, save_weights
+
+    source = load_model(tiny_files["vqvae"], "vqvae")
+    fresh = with_new_prior(source, prior="pixelcnn", prior_dim=16, prior_layers=1)  # the dims TINY sets
+    init = tmp_path / "init.safetensors"
+    save_weights(fresh, init, "vqvae", fresh.weights_header["training"])
+    out = tmp_path / "pixelcnn.safetensors"
+    notes = []
+    train_tiny("vqvae", fashion_dir, out, steps=6, init=str(init), train_only="prior", on_progress=notes.append)
+    assert any("prior NLL" in p.notes for p in notes if p.event == "val")
+    before, source_header = read_weights(tiny_files["vqvae"])
+    start, _ = read_weights(init)
+    after, header = read_weights(out)
+    assert header["config"]["prior"] == "pixelcnn"
+    assert header["training"]["init"]["training"] == source_header["training"]  # the autoencoder's history
+    assert not any(name.startswith("prior.") and name in before for name in after)  # a new network
+    for name in after:  # the autoencoder and codebook as shipped; the new prior trained
+        reference = start[name] if name.startswith("prior.") else before[name]
+        assert torch.equal(reference, after[name]) != name.startswith("prior."), name
+    grid = tmp_path / "samples.png"
+    result = run("generate", out, "-n", 4, "--top-k", 3, "--temperature", 0.8, "-o", grid)
+    assert result.exit_code == 0, result.output
+    assert Image.open(grid).size == (2 * 30 + 2, 2 * 30 + 2)
+    result = run("generate", tiny_files["vae"], "--top-k", 3, "-o", tmp_path / "vae.png")
+    assert result.exit_code == 2 and "VQ-VAE" in result.output and not (tmp_path / "vae.png").exists()
 
 
 def test_cached_sampling_step_matches_the_full_forward():

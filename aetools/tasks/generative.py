@@ -65,9 +65,14 @@ def quantised_loss(output: VQOutput, batch: Batch):
 
 
 def vq_notes(model, outputs: list[VQOutput]) -> str:
-    """Codebook usage on the validation images, perplexity exp(H) of the code frequencies, codes revived so far."""
+    """Codebook usage on the validation images, perplexity exp(H) of the code frequencies, codes revived so far,
+    and the prior's NLL of the validation images' codes (nats per code): what a prior-only stage improves."""
     used, perplexity = code_usage(torch.cat([o.indices.flatten() for o in outputs]), model.config.codes)
-    return f"codes in use {used:.1f}%, perplexity {perplexity:.1f}, revived {int(model.quantizer.revived)}"
+    notes = f"codes in use {used:.1f}%, perplexity {perplexity:.1f}, revived {int(model.quantizer.revived)}"
+    if model.prior is not None:
+        total = sum(float(model.prior_nll(o.indices)) * len(o.indices) for o in outputs)
+        notes += f", prior NLL {total / sum(len(o.indices) for o in outputs):.3f} nats/code"
+    return notes
 
 
 def vae_notes(model, outputs: list[VAEOutput]) -> str:
@@ -125,7 +130,7 @@ autoencoder_task(
     "vqvae",
     quantised_loss,
     lambda out: out.recon,
-    "VQ-VAE (EMA codebook) with a learned autoregressive prior over its codes",
+    "VQ-VAE (EMA codebook) with a learned autoregressive prior over its codes (transformer or gated PixelCNN)",
     vq_notes,
 )
 register_task(
