@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from aetools.outputs import atomic_write_bytes  # (re-exported: weights, checkpoints, reports use it)
+from aetools.outputs import atomic_write_bytes, display_name  # (re-exported: weights, checkpoints, reports use it)
 
 if TYPE_CHECKING:  # torch is imported where tensors are handled, so reading the manifest stays fast
     import torch
@@ -72,9 +72,8 @@ def weights_dir() -> Path:
 
 
 def shown(path: str | os.PathLike) -> str:
-    """A path as one line of an error can show it (a newline in a name would split the line)."""
-    text = os.fspath(path)
-    return text if text.isprintable() else repr(text)[1:-1]
+    """A path as one line of an error can show it (`aetools.outputs.display_name`)."""
+    return display_name(path)
 
 
 def sha256_file(path: Path) -> str:
