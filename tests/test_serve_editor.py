@@ -429,3 +429,68 @@ def test_duplicates_select_copies_list_them_and_compare_a_pair_at_full_size(chro
         page.click("#select-copies")
         assert page.inner_text("#selected-count") == "1 selected" and copy.locator("input").is_checked()
         page.screenshot(path=str(SHOTS / "duplicates.png"))
+
+
+@pytest.fixture
+def trashable(tmp_path):
+    """A server browsing an index of three small photos and an exact copy in a sub-folder, with a trash."""
+    from aetools.index.folder import default_index_dir, index_folder
+    from aetools.serve import create_app
+    from aetools.weights import load_model
+
+    folder = tmp_path / "photos"
+    (folder / "album").mkdir(parents=True)
+    for name in ("astronaut", "coffee", "chelsea"):
+        Image.fromarray(photo(120, name)).save(folder / f"{name}.png")
+    shutil.copy(folder / "coffee.png", folder / "album" / "coffee copy.png")
+    weights = save_tiny(
+        tiny_model("hash-unet", widths=(8, 16), bits=32, size=32), "hash", tmp_path / "hash.safetensors"
+    )
+    index_folder(load_model(weights, "hash"), folder, recursive=True)
+    trash = tmp_path / "dups"
+    url, uvicorn_server, thread = start_server(create_app("cpu", default_index_dir(folder), root=folder, trash=trash))
+    yield url, folder, trash
+    uvicorn_server.should_exit = True
+    thread.join(timeout=30)
+
+
+def test_duplicates_move_a_copy_to_the_trash_and_undo_puts_it_back(chromium, trashable):
+    url, folder, trash = trashable
+    copy, keep = folder / "album" / "coffee copy.png", folder / "coffee.png"
+    data = copy.read_bytes()
+    moved = "() => document.querySelectorAll('#groups figure.moved').length"
+    with opened(chromium, url) as page:
+        page.click("nav button[data-tab=duplicates]")
+        page.wait_for_selector("#groups section figure")
+        first, second = page.locator("#groups figure").all()
+        assert "keep" in first.get_attribute("class") and not first.locator("input").is_checked()
+        assert second.locator("input").is_checked() and page.is_enabled("#move-to-trash")
+        assert str(trash) in page.inner_text("#selection-hint")
+
+        # every member of a group selected: refused, nothing moves
+        first.locator("input").check()
+        page.click("#move-to-trash")
+        assert "every member is selected" in page.inner_text("#trash-status")
+        assert copy.exists() and keep.exists() and not (trash / "album").exists()
+        first.locator("input").uncheck()
+
+        page.click("#move-to-trash")  # the copy, selected from the start
+        page.wait_for_function(f"() => ({moved})() === 1")
+        assert not copy.exists() and (trash / "album" / "coffee copy.png").read_bytes() == data
+        assert keep.read_bytes() == data  # the copy to keep stays
+        assert "moved" in second.get_attribute("class") and second.locator("input").is_disabled()
+        assert "moved 1 file" in page.inner_text("#trash-status")
+        page.screenshot(path=str(SHOTS / "duplicates-moved.png"))
+
+        second.locator("button.undo").click()  # Undo: back where it was, byte for byte
+        page.wait_for_function(f"() => ({moved})() === 0")
+        assert copy.read_bytes() == data and not (trash / "album" / "coffee copy.png").exists()
+        assert second.locator("input").is_enabled() and "put back" in page.inner_text("#trash-status")
+
+        second.locator("input").check()  # again, and Ctrl+Z undoes the last move
+        page.click("#move-to-trash")
+        page.wait_for_function(f"() => ({moved})() === 1")
+        assert not copy.exists()
+        page.keyboard.press("Control+z")
+        page.wait_for_function(f"() => ({moved})() === 0")
+        assert copy.read_bytes() == data and not (trash / "album" / "coffee copy.png").exists()

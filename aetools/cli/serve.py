@@ -1,7 +1,7 @@
 """`aetools serve`: the local web page and HTTP API (aetools.serve), run by uvicorn.
 
-aetools serve [--host 127.0.0.1] [--port 8000] [--dedup FOLDER] [--index DIR] [--device D] [--max-upload-mb N]
-              [--allow-host NAME]... [--max-queue N] [--read-timeout S] [--upload-timeout S]
+aetools serve [--host 127.0.0.1] [--port 8000] [--dedup FOLDER] [--index DIR] [--dedup-trash DIR] [--device D]
+              [--max-upload-mb N] [--allow-host NAME]... [--max-queue N] [--read-timeout S] [--upload-timeout S]
 """
 
 from __future__ import annotations
@@ -29,6 +29,15 @@ def serve(
     ] = None,
     index: Annotated[
         Path | None, typer.Option("--index", help="The index folder, if not FOLDER/.aetools-index.")
+    ] = None,
+    dedup_trash: Annotated[
+        Path | None,
+        typer.Option(
+            "--dedup-trash",
+            metavar="DIR",
+            help="A folder the duplicates page may move copies to (created if missing; each keeps its path"
+            " relative to FOLDER; nothing is deleted, every move can be undone). Without it, nothing is moved.",
+        ),
     ] = None,
     device: DeviceOpt = "auto",
     max_upload_mb: Annotated[
@@ -63,6 +72,7 @@ def serve(
         raise fail(f'aetools serve needs its extra ({e.name} is missing): pip install "aetools\\[serve]"') from None
     from aetools.index.folder import default_index_dir
     from aetools.index.store import HashIndexError
+    from aetools.serve.duplicates import TrashError
     from aetools.serve.guard import split_host
 
     names = []
@@ -72,6 +82,8 @@ def serve(
             raise fail(f"--allow-host {name!r}: give a host name or address, without a port or scheme")
         names.append(parsed[0])
     index_dir = index if index is not None else (default_index_dir(dedup) if dedup is not None else None)
+    if dedup_trash is not None and index_dir is None:
+        raise fail("--dedup-trash: give the folder whose duplicates may be moved: --dedup FOLDER")
     dev = prepare(device)
     try:
         web = create_app(
@@ -83,9 +95,12 @@ def serve(
             max_waiting=max_queue,
             read_timeout=read_timeout,
             upload_timeout=upload_timeout,
+            trash=dedup_trash,
         )
     except HashIndexError as e:
         raise fail(f"--dedup: {e}") from None
+    except TrashError as e:
+        raise fail(f"--dedup-trash {dedup_trash}: {e}") from None
     if not _is_loopback(host):
         console.print(
             f"[yellow]warning[/] listening on {host}: anyone who can reach this machine can use the page and the API,"

@@ -10,14 +10,17 @@
     GET  /v1/examples[/{name}]           the bundled example images (aetools/serve/examples/), by name
     GET  /v1/duplicates?radius=5         near-duplicate groups of the served index (--dedup)
     GET  /v1/duplicates/files/{id}[/thumbnail]   an indexed file, or its thumbnail, by index id
+    POST /v1/duplicates/files/{id}/trash          move it to the trash folder (--dedup-trash) -> the move
+    GET  /v1/duplicates/trash                     the moves not yet undone
+    POST /v1/duplicates/trash/{token}/restore     move it back to where it was (only if that path is free)
 
 Errors are JSON, `{"error": "one line naming the field and the problem"}`, with the status that fits:
 400 empty upload, 403 a Host that is not this server's or a cross-site request (guard.py), 404 unknown
-thing, 408 a stalled upload, 409 an indexed file changed since it was indexed, 411 no Content-Length, 413
-upload or pixel count over the limit, 415 not an image, 422 corrupt image or a bad option, 500 a failure of
-ours, 503 the job queue is full (with Retry-After). Inference runs in a worker thread of its own, so the
-page, the model list and the thumbnails answer while a job runs; a job whose client disconnects is dropped
-or stopped (runner.py).
+thing, 408 a stalled upload, 409 an indexed file changed since it was indexed (or a restore's path taken),
+411 no Content-Length, 413 upload or pixel count over the limit, 415 not an image, 422 corrupt image or a bad
+option, 500 a failure of ours, 503 the job queue is full (with Retry-After). Inference runs in a worker
+thread of its own, so the page, the model list and the thumbnails answer while a job runs; a job whose
+client disconnects is dropped or stopped (runner.py).
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartParser
 
 from aetools import __version__
-from aetools.serve.duplicates import CHUNK, DuplicateBrowser
+from aetools.serve.duplicates import CHUNK, DuplicateBrowser, TrashError
 from aetools.serve.errors import ApiError, error_response
 from aetools.serve.examples import EXAMPLES
 from aetools.serve.guard import OriginPolicy, UploadDeadline, UploadLimit
@@ -140,6 +143,7 @@ def create_app(
     max_waiting: int = DEFAULT_MAX_WAITING,
     read_timeout: float = DEFAULT_READ_TIMEOUT,
     upload_timeout: float = DEFAULT_UPLOAD_TIMEOUT,
+    trash: str | Path | None = None,
 ) -> FastAPI:
     """The app. device: where the networks run. index_dir: an index written by `aetools hash-index` to
     browse near-duplicates in (a missing one is a HashIndexError now). max_upload_bytes: the largest
@@ -147,12 +151,20 @@ def create_app(
     root: the folder the indexed files must be in to be served (default: the one the index was built for).
     allow_hosts: names besides localhost and the bound address that this server may be reached by.
     max_waiting: jobs that may wait behind the running one (more: 503). read_timeout, upload_timeout:
-    seconds an upload may pause, and may take in all (more: 408)."""
+    seconds an upload may pause, and may take in all (more: 408). trash: the folder indexed files may be
+    moved to from the duplicates (created if missing; one that cannot serve is a TrashError now); None: no
+    file is ever moved."""
     from aetools.data.io import MAX_PIXELS
     from aetools.inference import resolve_device
 
     runner = TaskRunner(resolve_device(device), max_waiting)
-    browser = None if index_dir is None else DuplicateBrowser(Path(index_dir), None if root is None else Path(root))
+    if trash is not None and index_dir is None:
+        raise TrashError("a trash folder needs an index to move files of: --dedup FOLDER")
+    browser = None
+    if index_dir is not None:
+        browser = DuplicateBrowser(
+            Path(index_dir), None if root is None else Path(root), None if trash is None else Path(trash)
+        )
     # Jobs take worker threads of their own (the running one, the waiting ones, one to refuse the next), so
     # that waiting jobs never hold the threads the page, the model list and the thumbnails are served from.
     job_threads = anyio.CapacityLimiter(max_waiting + 2)
@@ -209,6 +221,7 @@ def create_app(
             },
             "queue": {"waiting": runner.waiting, "running": runner.running},
             "duplicates": browser is not None,
+            "dedup_trash": browser is not None and browser.trash is not None,
         }
 
     async def run(task: str, form: TaskForm, request: Request) -> Response:
@@ -303,13 +316,21 @@ def create_app(
         if radius > index.bits:
             raise ApiError(422, f"radius: at most {index.bits} (the codes' length)")
         groups = index.groups(radius)
+        records, moved = index.index.records, index.moved()
+
+        def member(m) -> dict:  # moved: the token of its move while it is in the trash (undo by it)
+            record = records.get(m.id)
+            move = None if record is None else moved.get((record.path, record.sha256))
+            return {**asdict(m), "moved": None if move is None else move.token}
+
         return {
             "radius": radius,
             "images": len(index.index),
             "groups": len(groups),
             "copies": sum(len(g) - 1 for g in groups),
             "offset": offset,
-            "items": [[asdict(m) for m in group] for group in groups[offset : offset + limit]],
+            "trash": None if index.trash is None else str(index.trash.folder),
+            "items": [[member(m) for m in group] for group in groups[offset : offset + limit]],
         }
 
     @app.get("/v1/duplicates/files/{file_id}", response_class=StreamingResponse)
@@ -333,6 +354,28 @@ def create_app(
         if jpeg is None:
             raise ApiError(422, f"file {file_id}: cannot be decoded")
         return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "max-age=300"})
+
+    @app.post("/v1/duplicates/files/{file_id}/trash")
+    def move_to_trash(file_id: int) -> dict:
+        """Move an indexed file into the trash folder (`--dedup-trash DIR`) at its path relative to the indexed
+        folder, if it is still what was indexed (as above: 403, 404, 409 else); a name taken there gets a
+        number. Answers the move: token (to restore by), path, original, trashed, size, sha256, moved_at, how
+        (rename, or copy across file systems). Nothing is deleted: the original is removed only once it is
+        in the trash."""
+        return asdict(need_browser().move_to_trash(file_id))
+
+    @app.get("/v1/duplicates/trash")
+    def trash_list() -> dict:
+        """The trash folder and the moves not yet undone (newest last), each as the move answered it."""
+        browser = need_browser()
+        moves = browser.trash_moves()
+        return {"folder": str(browser.trash.folder), "moves": [asdict(m) for m in moves]}
+
+    @app.post("/v1/duplicates/trash/{token}/restore")
+    def restore(token: str) -> dict:
+        """Move a file back from the trash to where it was: only if that path is free (409: a file is there
+        now, both are kept) and the file in the trash still has its sha256 (409 if not). Answers the move."""
+        return asdict(need_browser().restore(token))
 
     return app
 
