@@ -71,6 +71,19 @@ class Verified:
     info: os.stat_result  # of the open file: the inode that was checked
 
 
+def open_unfollowed(path: str | os.PathLike, subject: str, gone: str) -> BinaryIO:
+    """Open a file of the user's for reading, never through a link put in its place (O_NOFOLLOW) and never
+    waiting on a FIFO (O_NONBLOCK; the caller checks it is a regular file). ApiError `{subject} {gone}` (404)
+    if it is not there, `{subject} cannot be read (...)` (409) otherwise."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise ApiError(404, f"{subject} {gone}") from None
+    except OSError as e:
+        raise ApiError(409, f"{subject} cannot be read ({e.strerror or e})") from None
+    return os.fdopen(fd, "rb")
+
+
 def read_checked(verified: Verified, target: BinaryIO | None) -> None:
     """Read the open file to its end, copying it to `target` (None: only hashing); ApiError 409 unless its
     bytes are the recorded ones."""
@@ -171,13 +184,7 @@ class DuplicateBrowser:
         root = os.path.realpath(root)
         if os.path.commonpath([real, root]) != root or real == root:
             raise ApiError(403, f"file {file_id}: its real path is outside the indexed folder; not served")
-        try:  # O_NONBLOCK: a FIFO put in the file's place is refused below, not waited on
-            fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
-        except FileNotFoundError:
-            raise ApiError(404, f"file {file_id}: no longer on disk; {UPDATE}") from None
-        except OSError as e:
-            raise ApiError(409, f"file {file_id}: cannot be read ({e.strerror or e})") from None
-        f = os.fdopen(fd, "rb")
+        f = open_unfollowed(real, f"file {file_id}:", f"no longer on disk; {UPDATE}")
         try:
             info = os.fstat(f.fileno())
             if not stat.S_ISREG(info.st_mode):
@@ -496,13 +503,7 @@ class Trash:
         inside = [(str(trashed), str(self.folder)), (str(original), self.root)]
         if any(os.path.commonpath([os.path.abspath(p), folder]) != folder for p, folder in inside):
             raise ApiError(403, f"move {token}: the journal names a path outside the trash or the indexed folder")
-        try:  # O_NONBLOCK: a FIFO put in the file's place is refused below, not waited on
-            fd = os.open(trashed, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
-        except FileNotFoundError:
-            raise ApiError(404, f"move {token}: {display_name(trashed)} is no longer in the trash") from None
-        except OSError as e:
-            raise ApiError(409, f"move {token}: {display_name(trashed)} cannot be read ({e.strerror or e})") from None
-        with os.fdopen(fd, "rb") as f:
+        with open_unfollowed(trashed, f"move {token}: {display_name(trashed)}", "is no longer in the trash") as f:
             info = os.fstat(f.fileno())
             record = FileRecord(move.path, move.size, info.st_mtime_ns, move.sha256)
             verified = Verified(move.id, record, str(trashed), str(self.folder), f, info)
