@@ -1,6 +1,7 @@
 """The built wheel carries the shipped weights and works without a checkout: built from a copy of the source,
 installed into a fresh virtual environment outside the source tree (no network: --no-deps and --no-index,
-the dependencies seen through --system-site-packages), and run on an image made here."""
+the dependencies seen through a .pth file naming this interpreter's site folders, so it works from a system
+interpreter and from a virtual environment alike), and run on an image made here."""
 
 from __future__ import annotations
 
@@ -28,6 +29,11 @@ def _run(*args, cwd: Path, env: dict) -> subprocess.CompletedProcess:
     return done
 
 
+def _site_folders() -> list[str]:
+    """The folders this interpreter imports installed packages from (its own and any it inherits)."""
+    return [p for p in sys.path if Path(p).name in ("site-packages", "dist-packages") and Path(p).is_dir()]
+
+
 @pytest.mark.slow
 def test_wheel_installs_outside_the_tree_with_its_weights(tmp_path: Path):
     # a clean copy: no stale build/ folder, and the test never writes into the source tree
@@ -51,9 +57,14 @@ def test_wheel_installs_outside_the_tree_with_its_weights(tmp_path: Path):
         packed = {Path(n).name for n in z.namelist() if n.startswith("aetools/weights_data/")}
     assert packed == shipped
 
-    # a fresh environment that sees the installed dependencies, not the source tree
+    # a fresh environment that sees the installed dependencies, not the source tree. Not `venv
+    # --system-site-packages`: run from a virtual environment, that would see the base interpreter's packages,
+    # not this one's (where typer & co. are). A .pth file lists this interpreter's site folders instead; an
+    # editable install of aetools in them stays invisible (.pth files are not read in folders a .pth adds).
     venv = tmp_path / "venv"
-    _run(sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", venv, cwd=tmp_path, env=env)
+    _run(sys.executable, "-m", "venv", "--without-pip", venv, cwd=tmp_path, env=env)
+    (site_packages,) = venv.glob("lib/python*/site-packages")
+    (site_packages / "outer_site_packages.pth").write_text("\n".join(_site_folders()) + "\n")
     python = venv / "bin" / "python"
     _run(python, *pip[1:], "install", "--no-deps", "--no-index", "--force-reinstall", wheel, cwd=tmp_path, env=env)
     probe = "import aetools.weights as w; print(w.__file__); print(w.weights_dir())"
