@@ -67,13 +67,43 @@ def test_index_then_search_finds_each_indexed_image_at_distance_zero(pictures, t
         assert found[str(query.resolve())] == 0
 
 
-def test_search_finds_the_index_above_the_working_folder(pictures, tiny_hash, monkeypatch):
-    assert run("hash-index", pictures, "-m", tiny_hash).exit_code == 0
-    (pictures / "sub").mkdir()
-    monkeypatch.chdir(pictures / "sub")
-    r = run("hash-search", pictures / "coffee.jpg", "-m", tiny_hash, "-k", "1")
+def test_search_finds_the_index_of_the_folder_its_query_lies_in(pictures, tiny_hash, tmp_path, monkeypatch):
+    """As the cheat-sheet runs it: hash-index FOLDER, then hash-search QUERY from anywhere, no --index."""
+    assert run("hash-index", pictures, "-m", tiny_hash, "-r").exit_code == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the working folder plays no part
+    r = run("hash-search", pictures / "coffee.jpg", "-m", tiny_hash, "-k", "4", "--json")
     assert r.exit_code == 0, r.output
-    assert "coffee.jpg" in r.stdout
+    assert {"path": str((pictures / "coffee.jpg").resolve()), "distance": 0} in json.loads(r.stdout)["results"]
+    (pictures / "sub").mkdir()
+    Image.fromarray(photo(160, "coffee")[:, ::-1].copy()).save(pictures / "sub" / "mirrored.jpg")
+    r = run("hash-search", pictures / "sub" / "mirrored.jpg", "-m", tiny_hash, "-k", "4", "--json")
+    assert r.exit_code == 0, r.output  # the nearest index above a query in a sub-folder
+    assert len(json.loads(r.stdout)["results"]) == 4
+
+
+def test_search_without_an_index_says_what_to_pass(pictures, tiny_hash, tmp_path, monkeypatch):
+    assert run("hash-index", pictures, "-m", tiny_hash).exit_code == 0
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    Image.fromarray(photo(160, "coffee")).save(outside / "query.jpg")
+    monkeypatch.chdir(pictures)  # not even from inside an indexed folder: the query decides
+    r = run("hash-search", outside / "query.jpg", "-m", tiny_hash)
+    assert r.exit_code == 2
+    (line,) = r.output.strip().splitlines()
+    assert line == (
+        f"error: {outside / 'query.jpg'}: no .aetools-index in its folder or above it; pass --index FOLDER (a"
+        " folder indexed by aetools hash-index, or its .aetools-index)"
+    )
+    r = run("hash-search", outside / "query.jpg", "-m", tiny_hash, "--index", pictures, "-k", "1")
+    assert r.exit_code == 0, r.output  # --index FOLDER: the folder's index, as dedup FOLDER finds it
+    other = tmp_path / "other"
+    other.mkdir()
+    Image.fromarray(photo(160, "rocket")).save(other / "rocket.jpg")
+    assert run("hash-index", other, "-m", tiny_hash).exit_code == 0
+    r = run("hash-search", pictures / "coffee.jpg", other / "rocket.jpg", "-m", tiny_hash)
+    assert r.exit_code == 2 and "pass --index FOLDER to choose one" in r.output
 
 
 def test_update_adds_reencodes_and_drops(pictures, tiny_hash):
@@ -137,8 +167,14 @@ def test_exact_copies_are_reported_and_dedup_writes_json_and_html(pictures, tiny
     assert r.exit_code == 0, r.output
     report = json.loads(out_json.read_text())
     (group,) = report["groups"]  # the exact copy; no other photo is confirmed as a copy
-    keys = {"path", "keep", "distance", "matches", "exact", "width", "height", "bytes", "modified"}
+    keys = {"path", "keep", "distance", "matches", "exact", "width", "height", "bytes", "modified", "reason"}
     assert all(set(m) == keys for m in group)
+    assert Path(group[0]["path"]).name == "coffee.jpg"  # same bytes: the older file, then the first by path
+    assert group[1]["reason"] in ("is newer", "ties in every respect (kept by path)")
+    assert group[0]["reason"] in (
+        "original: the others are newer",
+        "original: the others tie in every respect (first by path)",
+    )
     assert {Path(m["path"]).name for m in group if m["exact"]} == {"coffee.jpg", "copy.jpg"}
     assert [m["keep"] for m in group] == [True, False] and group[1]["matches"] >= 16
     assert report["suggested_to_remove"] == [group[1]["path"]] and report["failures"] == []

@@ -139,20 +139,6 @@ def hash_index(
         raise typer.Exit(1)
 
 
-def _find_index(queries: list[Path]) -> Path:
-    """No --index: the nearest .aetools-index in the working folder or above it, else beside the queries."""
-    from aetools.index.folder import INDEX_DIR
-
-    starts = [Path.cwd(), *(q.resolve().parent for q in queries)]
-    for start in starts:
-        for folder in (start, *start.parents):
-            if (folder / INDEX_DIR / "CURRENT").exists():
-                return folder / INDEX_DIR
-    raise fail(
-        f"no {INDEX_DIR} found here, above, or beside the queries: pass --index or run aetools hash-index FOLDER"
-    )
-
-
 @app.command("hash-search", no_args_is_help=True)
 def hash_search(
     queries: Annotated[list[Path], typer.Argument(help="Query images (need not be indexed).", show_default=False)],
@@ -172,10 +158,13 @@ def hash_search(
     precision: PrecisionOpt = "auto",
 ) -> None:
     """Find the indexed images nearest each query, with their Hamming distances (bits that differ)."""
-    from aetools.index.folder import model_identity, search_files
+    from aetools.index.folder import find_index, model_identity, search_files
     from aetools.index.store import HashIndex, HashIndexError
 
-    where = index or _find_index(queries)
+    try:
+        where = find_index(queries, index)
+    except HashIndexError as e:
+        raise fail(str(e)) from None
     net = _load_hash_model(model, device, precision)
     try:
         loaded = HashIndex.load(where, model_identity(net))
@@ -221,8 +210,9 @@ def dedup(
 ) -> None:
     """Group near-duplicate images: copies resized, re-compressed, cropped, turned, recoloured, captioned,
     mirrored. Candidates come from the codes; each is checked on the pictures before it is reported. Every
-    group starts with the copy to keep (most pixels, largest file, oldest); the rest are suggested for
-    removal. Nothing is deleted. The folder's index is brought up to date first."""
+    group starts with the copy to keep, the original (no caption, not cropped, least compressed, largest,
+    oldest; each line says why); the rest are suggested for removal. Nothing is deleted. The folder's index
+    is brought up to date first."""
     from aetools.index.folder import DEFAULT_RADIUS, FeatureSource, default_index_dir, find_duplicates
     from aetools.index.report import describe, duplicates_html, duplicates_json
 
@@ -253,7 +243,9 @@ def dedup(
             for m in group:
                 tag = "keep" if m is group[0] else f"{m.distance} bits"
                 exact = ", exact copy" if m.exact else ""
-                out.print(f"  {tag:>8}  {display_name(m.path)}  ({describe(m)}{exact})", soft_wrap=True, markup=False)
+                why = f"; {m.reason}" if m.reason else ""
+                line = f"  {tag:>8}  {display_name(m.path)}  ({describe(m)}{exact}{why})"
+                out.print(line, soft_wrap=True, markup=False)
     if json_path is not None:
         text = duplicates_json(found)
         if str(json_path) == "-":

@@ -50,6 +50,36 @@ def default_index_dir(folder: str | Path) -> Path:
     return Path(folder) / INDEX_DIR
 
 
+def is_index(folder: Path) -> bool:
+    return (folder / "CURRENT").is_file()
+
+
+def find_index(queries: list[Path], given: str | Path | None = None) -> Path:
+    """The index a search uses, as `dedup` finds a folder's: `given` (an index folder, or a folder indexed
+    by hash-index: its INDEX_DIR), else the nearest INDEX_DIR in a query's folder or above it, the same for
+    every query that lies under one (a query outside any index is searched in it too). Raises
+    HashIndexError with what to pass when there is none, or when the queries lie under different ones."""
+    if given is not None:
+        given = Path(given)
+        return given / INDEX_DIR if is_index(given / INDEX_DIR) else given
+    found: dict[Path, Path] = {}  # index -> the first query under it
+    for query in queries:
+        start = Path(query).resolve().parent
+        above = next((f / INDEX_DIR for f in (start, *start.parents) if is_index(f / INDEX_DIR)), None)
+        if above is not None:
+            found.setdefault(above, Path(query))
+    if len(found) > 1:
+        (a, qa), (b, qb) = list(found.items())[:2]
+        raise HashIndexError(f"{qa} lies under {a} but {qb} under {b}: pass --index FOLDER to choose one")
+    if not found:
+        first = Path(queries[0]) if queries else Path(".")
+        raise HashIndexError(
+            f"{first}: no {INDEX_DIR} in its folder or above it; pass --index FOLDER (a folder indexed by"
+            f" aetools hash-index, or its {INDEX_DIR})"
+        )
+    return next(iter(found))
+
+
 def model_identity(model: torch.nn.Module) -> str:
     """What makes codes comparable: the network's tensors (`weights.tensors_digest` of the file it came
     from), not the file's bytes, so rewriting the weights' metadata (`eval --record`) keeps indexes valid."""
@@ -110,20 +140,8 @@ def _index_folder(model, folder: Path, index_dir: Path, recursive, update, on_st
     if recursive is None:
         recursive = index.settings.get("recursive") == "yes"
     index.settings.update(recursive="yes" if recursive else "no", root=str(folder.resolve()))
-    inside, root = index_dir.resolve(), folder.resolve()
     report = IndexReport()
-    files = []
-    for listed in list_images([folder], recursive=recursive):
-        path = listed.resolve()
-        if inside in path.parents:
-            continue
-        if root not in path.parents:  # a link out of the folder: its target is not the folder's to report
-            report.skipped.append((str(listed), f"a link to {path}, outside the folder; not indexed"))
-            continue
-        files.append(path)
-    if not files and not recursive:
-        below = list_images([folder], recursive=True)
-        report.in_subfolders = sum(inside not in p.resolve().parents for p in below)
+    files = folder_files(folder, index_dir, recursive, report)
 
     by_path = {r.path: i for i, r in index.records.items()}
     present = {str(p) for p in files}
@@ -189,6 +207,26 @@ def _index_folder(model, folder: Path, index_dir: Path, recursive, update, on_st
     index.save(index_dir)
     report.exact = exact_duplicates(index)
     return index, report
+
+
+def folder_files(folder: Path, index_dir: Path, recursive: bool, report: IndexReport) -> list[Path]:
+    """The images an index of `folder` holds, resolved, in listing order: the index's own folder left out, a
+    link to a file outside the folder skipped (noted in report.skipped); when the folder itself has none
+    and recursive is off, report.in_subfolders counts those below. (Shared by the Ray engine's build.)"""
+    inside, root = Path(index_dir).resolve(), Path(folder).resolve()
+    files = []
+    for listed in list_images([folder], recursive=recursive):
+        path = listed.resolve()
+        if inside in path.parents:
+            continue
+        if root not in path.parents:  # a link out of the folder: its target is not the folder's to report
+            report.skipped.append((str(listed), f"a link to {path}, outside the folder; not indexed"))
+            continue
+        files.append(path)
+    if not files and not recursive:
+        below = list_images([folder], recursive=True)
+        report.in_subfolders = sum(inside not in p.resolve().parents for p in below)
+    return files
 
 
 def exact_duplicates(index: HashIndex) -> list[list[str]]:
@@ -351,40 +389,90 @@ class Member:
     height: int = 0
     size: int = 0  # bytes
     mtime_ns: int = 0
+    reason: str = ""  # the keep: why it is the original; another member: what puts it behind (`index.keep`)
 
 
-def keep_order(record: FileRecord) -> tuple:
-    """Which copy to keep first: most pixels, then the largest file, then the oldest, then by path."""
+def lead_order(record: FileRecord) -> tuple:
+    """Which image leads a group as it is formed: most pixels, then the largest file, then the oldest, then by
+    path. (Which member is kept is decided afterwards, on the pictures: `index.keep`.)"""
     return (-record.width * record.height, -record.size, record.mtime_ns, record.path)
 
 
-def group_pairs(records: dict[int, FileRecord], verified: dict[tuple[int, int], tuple[int, int]]) -> list[list[Member]]:
+def star_groups(
+    records: dict[int, FileRecord], verified: dict[tuple[int, int], tuple[int, int]]
+) -> list[tuple[int, list[int]]]:
     """Groups from verified pairs ((a, b) -> (code distance, agreeing matches)) that cannot chain: images
-    are taken in `keep_order`; an image not yet in a group leads a new one, joined by every image not yet in
-    a group that is verified against it directly. So each member is a verified copy of the group's first,
-    never a copy of a copy of it. Largest groups first; members by keep order."""
+    are taken in `lead_order`; an image not yet in a group leads a new one, joined by every image not yet in
+    a group that is verified against it directly. So each member is a verified copy of its lead, never a
+    copy of a copy of it. -> [(lead, members in lead order)]."""
     neighbours: dict[int, dict[int, tuple[int, int]]] = {}
     for (a, b), value in verified.items():
         neighbours.setdefault(a, {})[b] = value
         neighbours.setdefault(b, {})[a] = value
     placed: set[int] = set()
-    groups = []
-    for lead in sorted(neighbours, key=lambda i: keep_order(records[i])):
+    stars = []
+    for lead in sorted(neighbours, key=lambda i: lead_order(records[i])):
         if lead in placed:
             continue
         members = [j for j in neighbours[lead] if j not in placed]
         if not members:
             continue
         placed.update([lead, *members])
-        members.sort(key=lambda j: keep_order(records[j]))
-        shas = [records[i].sha256 for i in [lead, *members]]
-        scores = [(0, 0), *(neighbours[lead][j] for j in members)]
-        groups.append(
-            [
-                Member(r.path, d, n, shas.count(r.sha256) > 1, r.width, r.height, r.size, r.mtime_ns)
-                for r, (d, n) in zip((records[i] for i in [lead, *members]), scores)
-            ]
-        )
+        stars.append((lead, sorted(members, key=lambda j: lead_order(records[j]))))
+    return stars
+
+
+def _members(records: dict[int, FileRecord], ids: list[int], scores: list[tuple[int, int]], reasons=None):
+    shas = [records[i].sha256 for i in ids]
+    return [
+        Member(r.path, d, n, shas.count(r.sha256) > 1, r.width, r.height, r.size, r.mtime_ns, why)
+        for r, (d, n), why in zip((records[i] for i in ids), scores, reasons or [""] * len(ids))
+    ]
+
+
+def group_pairs(records: dict[int, FileRecord], verified: dict[tuple[int, int], tuple[int, int]]) -> list[list[Member]]:
+    """`star_groups` as Members, each group led by its lead (no keep rule: for counting groups); largest
+    groups first."""
+    neighbours: dict[int, dict[int, tuple[int, int]]] = {}
+    for (a, b), value in verified.items():
+        neighbours.setdefault(a, {})[b] = value
+        neighbours.setdefault(b, {})[a] = value
+    groups = [
+        _members(records, [lead, *members], [(0, 0), *(neighbours[lead][j] for j in members)])
+        for lead, members in star_groups(records, verified)
+    ]
+    return sorted(groups, key=lambda g: (-len(g), g[0].path))
+
+
+def code_distance(index: HashIndex, a: int, b: int) -> int:
+    """Bits between two indexed images' codes, the smallest over either one's quarter turns."""
+    distances = [hamming(index.code(a), index.code(b))]
+    for x, y in ((a, b), (b, a)):
+        turns = index.turns(x)
+        if turns is not None:
+            distances += [hamming(t, index.code(y)) for t in turns]
+    return min(distances)
+
+
+def keep_originals(
+    index: HashIndex, verified: dict[tuple[int, int], tuple[int, int]], features: dict[int, Features]
+) -> list[list[Member]]:
+    """The groups of verified pairs, each ordered by the keep rule (`index.keep.order_group`: the original
+    first, the others behind it with their reasons; distances and matches against the keep). Largest groups
+    first. features: the members' verification features where already known (the rest are read)."""
+    from aetools.index.keep import order_group
+
+    records = index.records
+    groups = []
+    for lead, members in star_groups(records, verified):
+        lead_scores = {j: verified[(min(lead, j), max(lead, j))] for j in members}
+        ordered = order_group(index, lead, members, {j: n for j, (_, n) in lead_scores.items()}, features)
+        keep, rest = ordered.ids[0], ordered.ids[1:]
+        scores = [(0, 0)]
+        for j in rest:
+            distance = lead_scores[j][0] if keep == lead else code_distance(index, keep, j)
+            scores.append((distance, ordered.matches[j]))
+        groups.append(_members(records, ordered.ids, scores, ordered.reasons))
     return sorted(groups, key=lambda g: (-len(g), g[0].path))
 
 
@@ -411,7 +499,8 @@ def find_duplicates(
 ) -> Duplicates:
     """Near-duplicate groups of an index: candidate pairs by code (`candidate_pairs`, quarter turns
     included), each checked on the pictures themselves (`verify.agreement`), grouped without chaining
-    (`group_pairs`). on_start(number of candidate pairs), on_pair(): progress."""
+    (`star_groups`), each led by the copy to keep (`keep_originals`). on_start(number of candidate pairs),
+    on_pair(): progress."""
     from aetools.index.verify import MIN_INLIERS, agreement
 
     candidates = candidate_pairs(index, radius)
@@ -427,7 +516,7 @@ def find_duplicates(
                 verified[(a, b)] = (distance, matches)
         if on_pair:
             on_pair()
-    return Duplicates(group_pairs(index.records, verified), len(candidates), failures)
+    return Duplicates(keep_originals(index, verified, found), len(candidates), failures)
 
 
 class FeatureSource:

@@ -15,6 +15,7 @@ from PIL import Image
 
 from aetools.data.io import ImageError, load_image, to_uint8
 from aetools.index.folder import Duplicates, Member
+from aetools.index.keep import format_size
 
 THUMBNAIL = 160  # pixels, long side
 
@@ -30,6 +31,7 @@ def member_dict(m: Member, keep: bool) -> dict:
         "height": m.height,
         "bytes": m.size,
         "modified": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(m.mtime_ns / 1e9)),
+        "reason": m.reason,
     }
 
 
@@ -37,7 +39,8 @@ def duplicates_json(found: Duplicates) -> str:
     """{"groups": [[member, ...], ...], "suggested_to_remove": [path, ...], "failures": [{path, reason}]};
     a member is {"path", "keep" (the group's first: the copy to keep), "distance" (code bits to the first),
     "matches" (keypoints agreeing with the first), "exact" (its bytes are another member's), "width",
-    "height", "bytes", "modified"}."""
+    "height", "bytes", "modified", "reason" (the keep: why it is the original, "original: the others carry an
+    overlay, are more compressed"; another member: what put it behind, "is a crop")}."""
     return json.dumps(
         {
             "groups": [[member_dict(m, m is group[0]) for m in group] for group in found.groups],
@@ -63,9 +66,10 @@ def thumbnail_uri(path: str) -> str | None:
 
 
 def describe(m: Member) -> str:
-    """'4032 x 3024, 3.1 MB, 2026-05-04 10:31' for a caption or a line of output."""
+    """'4032 x 3024, 3.1 MB, 2026-05-04 10:31' (or '84 KB') for a caption or a line of output."""
     pixels = f"{m.width} x {m.height}" if m.width else "size unknown"
-    return f"{pixels}, {m.size / 1e6:.1f} MB, {time.strftime('%Y-%m-%d %H:%M', time.localtime(m.mtime_ns / 1e9))}"
+    modified = time.strftime("%Y-%m-%d %H:%M", time.localtime(m.mtime_ns / 1e9))
+    return f"{pixels}, {format_size(m.size)}, {modified}"
 
 
 _PAGE = """<!DOCTYPE html>
@@ -81,10 +85,11 @@ figcaption {{ font-size: 12px; word-break: break-all; }}
 pre {{ background: #f4f4f4; padding: 1em; white-space: pre-wrap; }}
 </style></head><body>
 <h1>{n} groups of near-duplicates</h1>
-<p>{copies} copies among {members} images in groups. Each group starts with the copy to keep (most pixels,
-then the largest file, then the oldest); every other member was checked against it: codes at most {radius}
-bits apart, and at least {min_matches} keypoints agreeing on one transform. Click a thumbnail to open the
-file. Nothing has been deleted.</p>
+<p>{copies} copies among {members} images in groups. Each group starts with the copy to keep, the original
+the others were made from: no caption or overlay, not cropped, no added border, least compressed, then the
+most pixels, the largest file, the oldest (EXIF date, then file date); each caption says why. Every other
+member was checked against it: codes at most {radius} bits apart, and at least {min_matches} keypoints
+agreeing on one transform. Click a thumbnail to open the file. Nothing has been deleted.</p>
 {sections}
 <h2>Suggested to remove ({removals} files)</h2>
 <pre>{removal_list}</pre>
@@ -104,7 +109,8 @@ def duplicates_html(found: Duplicates, radius: int) -> str:
             img = f'<a href="{link}"><img src="{uri}" alt=""></a>' if uri else "<p>(unreadable)</p>"
             label = "keep" if m is group[0] else f"{m.distance} bits, {m.matches} matches"
             label += ", exact copy" if m.exact else ""
-            caption = f'<span class="d">{label}</span><br>{html.escape(describe(m))}<br>{html.escape(m.path)}'
+            why = f"<br><i>{html.escape(m.reason)}</i>" if m.reason else ""
+            caption = f'<span class="d">{label}</span>{why}<br>{html.escape(describe(m))}<br>{html.escape(m.path)}'
             cls = ' class="keep"' if m is group[0] else ""
             figures.append(f"<figure{cls}>{img}<figcaption>{caption}</figcaption></figure>")
         sections.append(f"<section><h2>group {n} ({len(group)} images)</h2>{''.join(figures)}</section>")
