@@ -442,3 +442,28 @@ def test_each_image_keeps_only_its_nearest_candidates():
     assert len(nearest_pairs({(0, j): 1 for j in range(1, 13)}, per_image=3)) == 12
     star = {(0, j): j for j in range(1, 6)} | {(j, j + 10): 0 for j in range(1, 6)}  # 1..5 have closer partners
     assert set(nearest_pairs(star, per_image=1)) == {(j, j + 10) for j in range(1, 6)} | {(0, 1)}
+
+
+def test_pdq_baseline_scores_planted_copies_at_its_threshold(tmp_path):
+    """Meta's PDQ beside pHash and dHash in the dedup benchmark: finite recall, and a JPEG copy is found."""
+    pytest.importorskip("pdqhash")
+    from aetools.bench.dedup import false_duplicates, recall_at_default
+    from aetools.bench.hash import PDQ_THRESHOLD, pdq_hasher
+
+    folder = tmp_path / "set"
+    folder.mkdir()
+    for name in PHOTOS:
+        Image.fromarray(photo(160, name)).save(folder / f"{name}.png")
+    files = sorted(folder.glob("*.png"))
+    model = load(tiny_hash_weights(tmp_path / "tiny.safetensors"))
+    result = recall_at_default(model, files[:3], files[3:])
+    pdq = f"PDQ (pdqhash, {PDQ_THRESHOLD} of 256 bits)"
+    assert set(result.recall[pdq]) == set(result.recall["pHash (imagehash, 10 bits)"])
+    assert all(0 <= v <= 1 for v in result.recall[pdq].values())
+    assert result.recall[pdq]["JPEG q30"] == 1.0 and result.recall[pdq]["rotate 90°"] < 1.0
+    codes = pdq_hasher()([Image.open(f).convert("RGB") for f in files])
+    assert codes.shape == (len(files), 32)  # 256 bits
+    from aetools.bench.dedup import describe_files
+
+    found = false_duplicates(describe_files(model, files))
+    assert found[pdq].pairs == 0  # six different photos: no pair within 31 bits

@@ -192,3 +192,18 @@ def test_sizes_print_in_kb_and_mb():
     ]
     member = Member("a.jpg", 0, 0, False, 640, 480, 84_000, 0)
     assert describe(member).startswith("640 x 480, 84 KB, ")
+
+
+def test_keep_benchmark_counts_the_original_kept(tmp_path):
+    """`eval hash --part dedup`'s keep table: on planted pairs the keep rule keeps the captioned copy's and the
+    crops' originals, which the rule before it (most pixels, largest file) did not for the caption."""
+    from aetools.bench.dedup import keep_rule_shares
+
+    for name in ("astronaut", "chelsea"):
+        Image.fromarray(photo(256, name)).save(tmp_path / f"{name}.png")
+    shares, pairs = keep_rule_shares(sorted(tmp_path.glob("*.png")))
+    new, old = shares["keep rule (index.keep)"], shares["before: most pixels, largest file, oldest"]
+    assert pairs["text overlay"] == 2 and pairs["crop 25%"] == 2
+    assert new["text overlay"] == 1.0 and new["crop 10%"] == 1.0 and new["JPEG q30"] == 1.0
+    assert old["text overlay"] == 0.0  # the caption's edges make the larger file
+    assert np.mean(list(new.values())) > np.mean(list(old.values()))

@@ -1,5 +1,6 @@
 """`aetools eval hash --part dedup`: what `dedup` reports at its default setting, against pHash and dHash at
-imagededup's default (`PHASH_THRESHOLD`), in the same run.
+imagededup's default (`PHASH_THRESHOLD`) and Meta's PDQ at its recommended threshold (`bench.hash.PDQ_THRESHOLD`,
+where `pdqhash` is installed), in the same run.
 
 1. False duplicates in a library of distinct photos (a folder the model never trained on, and a whole
    photo folder): every pair a method reports is false. Reported: the pairs per million pairs of photos,
@@ -10,7 +11,13 @@ imagededup's default (`PHASH_THRESHOLD`), in the same run.
    + CBSD68 originals among 1,000 distractors, 12 edits): a query counts when the duplicate reported
    first is its original. Ours: the database images whose code is within DEFAULT_RADIUS of one of the
    query's quarter turns and that pass the check, nearest code first (most agreeing keypoints breaking
-   ties); pHash / dHash: the nearest code within the threshold, ties shared as in `bench.hash.recall_at_1`.
+   ties); pHash / dHash / PDQ: the nearest code within the threshold, ties shared as in
+   `bench.hash.recall_at_1`.
+3. Which copy is kept (`index.keep`): each original and each of its 12 edited copies as two files, the
+   original a JPEG at quality 95 and the copy at 95 too (the JPEG q30 copy at 30), both with the same file
+   date and the copy first by name, so only what the pictures and files show can pick the original; the
+   share of verified pairs whose original is kept, by the keep rule and by the rule before it (most
+   pixels, largest file, oldest).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from aetools.bench.hash import PDQ_THRESHOLD
 from aetools.data.augment import BENCHMARK_EDITS
 from aetools.index.encode import codes_of, pil_to_tensor, trim_borders
 from aetools.index.folder import DEFAULT_RADIUS, candidate_pairs, group_pairs
@@ -44,18 +52,32 @@ class Described:
     features: list[Features]
     phash: np.ndarray
     dhash: np.ndarray
+    pdq: np.ndarray | None = None  # (N, 32): 256 bits; None without `pdqhash`
 
 
-def _baseline_hashes(images: list[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
-    from aetools.bench.hash import imagehash_hasher
+def _baseline_hashes(images: list[Image.Image]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    from aetools.bench.hash import imagehash_hasher, pdq_available, pdq_hasher
 
-    return imagehash_hasher("phash")(images), imagehash_hasher("dhash")(images)
+    pdq = pdq_hasher()(images) if pdq_available() and images else None
+    return imagehash_hasher("phash")(images), imagehash_hasher("dhash")(images), pdq
 
 
-def describe(
-    model: torch.nn.Module, images: list[Image.Image], names: list[str], batch: int = 64
-) -> tuple[np.ndarray, np.ndarray, list[Features], np.ndarray, np.ndarray]:
-    """RGB images -> (codes (N, 8), turns (N, 3, 8), features, pHash (N, 8), dHash (N, 8))."""
+def baselines(described: Described) -> list[tuple[str, np.ndarray, int]]:
+    """(label, packed codes, threshold) of each baseline described: pHash and dHash at imagededup's
+    default, PDQ at Meta's."""
+    from aetools.bench.hash import PDQ_THRESHOLD
+
+    found = [
+        (f"pHash (imagehash, {PHASH_THRESHOLD} bits)", described.phash, PHASH_THRESHOLD),
+        (f"dHash (imagehash, {PHASH_THRESHOLD} bits)", described.dhash, PHASH_THRESHOLD),
+    ]
+    if described.pdq is not None:
+        found.append((f"PDQ (pdqhash, {PDQ_THRESHOLD} of 256 bits)", described.pdq, PDQ_THRESHOLD))
+    return found
+
+
+def describe(model: torch.nn.Module, images: list[Image.Image], names: list[str], batch: int = 64) -> Described:
+    """RGB images -> their Described (ours and the baselines')."""
     size = model.config.size
     views = [
         codes_of(model, torch.stack([pil_to_tensor(im, size) for im in images[i : i + batch]]), turns=True)
@@ -63,8 +85,8 @@ def describe(
     ]
     views = np.concatenate(views) if views else np.zeros((0, 4, model.config.bits // 8), np.uint8)
     features = [features_of(trim_borders(np.asarray(im, dtype=np.float32) / 255)) for im in images]
-    phash, dhash = _baseline_hashes(images)
-    return views[:, 0], views[:, 1:], features, phash, dhash
+    phash, dhash, pdq = _baseline_hashes(images)
+    return Described(names, views[:, 0], views[:, 1:], features, phash, dhash, pdq)
 
 
 def load_small(path: Path) -> Image.Image:
@@ -84,14 +106,16 @@ def describe_files(
         images = [load_small(p) for p in paths[at : at + chunk]]
         parts.append(describe(model, images, [str(p) for p in paths[at : at + chunk]]))
         on_step(len(images))
-    codes, turns, features, phash, dhash = (
-        np.concatenate([p[0] for p in parts]),
-        np.concatenate([p[1] for p in parts]),
-        [f for p in parts for f in p[2]],
-        np.concatenate([p[3] for p in parts]),
-        np.concatenate([p[4] for p in parts]),
+    pdq = np.concatenate([p.pdq for p in parts]) if parts and parts[0].pdq is not None else None
+    return Described(
+        [str(p) for p in paths],
+        np.concatenate([p.codes for p in parts]),
+        np.concatenate([p.turns for p in parts]),
+        [f for p in parts for f in p.features],
+        np.concatenate([p.phash for p in parts]),
+        np.concatenate([p.dhash for p in parts]),
+        pdq,
     )
-    return Described([str(p) for p in paths], codes, turns, features, phash, dhash)
 
 
 # ----------------------------------------------------------------------------- 1. false duplicates
@@ -143,9 +167,9 @@ def false_duplicates(described: Described, radius: int = DEFAULT_RADIUS) -> dict
         f"ours, dedup default ({radius} bits + check)": _summary(n, set(verified), grouped),
         f"ours, codes alone ({radius} bits)": _summary(n, set(candidates), {i for p in candidates for i in p}),
     }
-    for name, codes in (("pHash", described.phash), ("dHash", described.dhash)):
-        pairs = _pairs_within(codes, PHASH_THRESHOLD)
-        result[f"{name} (imagehash, {PHASH_THRESHOLD} bits)"] = _summary(n, pairs, {i for p in pairs for i in p})
+    for label, codes, threshold in baselines(described):
+        pairs = _pairs_within(codes, threshold)
+        result[label] = _summary(n, pairs, {i for p in pairs for i in p})
     return result
 
 
@@ -186,7 +210,7 @@ def recall_at_default(
     radius: int = DEFAULT_RADIUS,
     on_step: Callable[[], None] = lambda: None,
 ) -> RecallAtDefault:
-    """Recall@1 of ours (dedup's default) and of pHash / dHash (within PHASH_THRESHOLD) per edit."""
+    """Recall@1 of ours (dedup's default) and of the baselines (each within its threshold) per edit."""
     from aetools.bench.hash import hamming_matrix, load_rgb
 
     base = [load_rgb(p) for p in originals]
@@ -195,26 +219,76 @@ def recall_at_default(
     truth = np.arange(len(base))
     for edit, (fn, _) in BENCHMARK_EDITS.items():
         queries = [fn(im) for im in base]
-        codes, turns, features, phash, dhash = describe(model, queries, [])
-        views = np.concatenate([codes[:, None], turns], axis=1)  # (Q, 4, 8): the query and its quarter turns
+        seen = describe(model, queries, [])
+        views = np.concatenate([seen.codes[:, None], seen.turns], axis=1)  # (Q, 4, 8): the query, its quarter turns
         hits, answered = [], []
         for q in range(len(queries)):
-            j, _ = _answer_ours(views[q], features[q], database, radius)
+            j, _ = _answer_ours(views[q], seen.features[q], database, radius)
             hits.append(float(j == q))
             answered.append(float(j is not None))
         name = f"ours, dedup default ({radius} bits + check)"
         result.recall.setdefault(name, {})[edit] = float(np.mean(hits))
         result.reported.setdefault(name, {})[edit] = float(np.mean(answered))
-        for method, q_codes, db_codes in (("pHash", phash, database.phash), ("dHash", dhash, database.dhash)):
+        for (label, q_codes, threshold), (_, db_codes, _) in zip(baselines(seen), baselines(database)):
             d = hamming_matrix(q_codes, db_codes)
             nearest = d.min(axis=1)
             tied = (d == nearest[:, None]).sum(axis=1)
-            hit = (d[truth, truth] == nearest) & (nearest <= PHASH_THRESHOLD)
-            label = f"{method} (imagehash, {PHASH_THRESHOLD} bits)"
+            hit = (d[truth, truth] == nearest) & (nearest <= threshold)
             result.recall.setdefault(label, {})[edit] = float(np.mean(hit / tied))
-            result.reported.setdefault(label, {})[edit] = float(np.mean(nearest <= PHASH_THRESHOLD))
+            result.reported.setdefault(label, {})[edit] = float(np.mean(nearest <= threshold))
         on_step()
     return result
+
+
+# ------------------------------------------------------------------------------- 3. the copy kept
+
+
+def keep_rule_shares(
+    originals: list[Path], on_step: Callable[[], None] = lambda: None
+) -> tuple[dict[str, dict[str, float]], dict[str, int]]:
+    """Part 3: rule -> edit -> share of the verified (original, edited copy) pairs whose original is kept;
+    and edit -> verified pairs."""
+    import os
+    import tempfile
+
+    from aetools.bench.hash import load_rgb
+    from aetools.index.folder import lead_order
+    from aetools.index.keep import order_group, read_facts
+    from aetools.index.verify import features_of_grey
+
+    kept: dict[str, dict[str, list[float]]] = {}
+    with tempfile.TemporaryDirectory(prefix="aetools-keep-") as tmp:
+        for n, path in enumerate(originals):
+            image = load_rgb(path)
+            for edit, (fn, _) in BENCHMARK_EDITS.items():
+                files = (Path(tmp) / f"{n}-a-copy.jpg", Path(tmp) / f"{n}-b-original.jpg")
+                fn(image).save(files[0], quality=30 if edit == "JPEG q30" else 95)
+                image.save(files[1], quality=95)
+                for f in files:
+                    os.utime(f, ns=(10**18, 10**18))  # one file date for both: age cannot decide
+                index = HashIndex(64, "keep")
+                records = []
+                for f in files:
+                    with Image.open(f) as im:
+                        records.append(FileRecord(str(f), f.stat().st_size, 10**18, f.name, *im.size))
+                index.add(records, np.zeros((2, 8), np.uint8))
+                facts = {r.path: read_facts(r) for r in records}
+                features = {i: features_of_grey(facts[r.path].grey) for i, r in enumerate(records)}
+                matches = agreement(features[0], features[1])
+                if matches < MIN_INLIERS:  # not a group: nothing to keep
+                    continue
+                lead = min((0, 1), key=lambda i: lead_order(records[i]))
+                ordered = order_group(
+                    index, lead, [1 - lead], {1 - lead: matches}, features, lambda r, facts=facts: facts[r.path]
+                )
+                for rule, keep in (
+                    ("keep rule (index.keep)", ordered.ids[0]),
+                    ("before: most pixels, largest file, oldest", lead),
+                ):
+                    kept.setdefault(rule, {}).setdefault(edit, []).append(float(keep == 1))
+            on_step()
+    pairs = {edit: len(v) for edit, v in next(iter(kept.values()), {}).items()}
+    return {rule: {e: float(np.mean(v)) for e, v in per.items()} for rule, per in kept.items()}, pairs
 
 
 # ------------------------------------------------------------------------------------------ report
@@ -253,7 +327,8 @@ def dedup_report(
         [
             f"ours: dedup's default, code candidates within {radius} bits (quarter turns included), each checked"
             f" on the pictures (at least {MIN_INLIERS} keypoint matches agreeing on one transform); codes alone:"
-            f" the same candidates unchecked; pHash, dHash: within {PHASH_THRESHOLD} bits (imagededup's default)."
+            f" the same candidates unchecked; pHash, dHash: within {PHASH_THRESHOLD} bits (imagededup's default);"
+            f" PDQ: within {PDQ_THRESHOLD} of its 256 bits (Meta's ThreatExchange match threshold)."
         ],
     )
     recall = recall_at_default(net, originals, distractors, radius, on_step)
@@ -270,4 +345,22 @@ def dedup_report(
     for e, v in recall.recall[ours].items():
         metrics[metric_name("dedup", "recall", _edit_slug(e))] = round(v, 4)
     notes = [f"share of queries for which any duplicate was reported (%): {answered}"]
-    return Report([false_table, recall_table(title, recall.recall, notes)], {net.weights_path: metrics})
+    shares, pairs = keep_rule_shares(originals)
+    keep_table = Table(
+        f"Which copy dedup keeps (%): each of {len(originals)} originals (Kodak24 + CBSD68) with each edited copy, a"
+        " verified pair; a pair counts when its original is the one kept",
+        ["rule", *BENCHMARK_EDITS, "mean"],
+        [
+            [
+                rule,
+                *(f"{100 * per.get(e, float('nan')):.1f}" for e in BENCHMARK_EDITS),
+                f"{100 * np.mean(list(per.values())):.1f}",
+            ]
+            for rule, per in shares.items()
+        ],
+        [
+            "both files JPEG at quality 95 (the JPEG q30 copy at 30), one file date, the copy first by name; pairs"
+            " verified per edit: " + ", ".join(f"{e} {n}" for e, n in pairs.items())
+        ],
+    )
+    return Report([false_table, recall_table(title, recall.recall, notes), keep_table], {net.weights_path: metrics})
