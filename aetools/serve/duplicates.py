@@ -44,7 +44,7 @@ class Member:
     path: str
     distance: int  # code distance to the group's first member, the copy to keep (bits)
     exact: bool  # another member has the same bytes
-    about: str  # "4032 x 3024, 3.1 MB, 2026-05-04 10:31", as dedup prints it
+    about: str  # "4032 x 3024, 3.1 MB, 2026-05-04 10:31; is a crop", as dedup prints it (with why it is or is not kept)
 
 
 def duplicate_groups(index: HashIndex, index_dir: Path, radius: int) -> list[list[Member]]:
@@ -55,7 +55,13 @@ def duplicate_groups(index: HashIndex, index_dir: Path, radius: int) -> list[lis
 
     found = find_duplicates(index, radius, FeatureSource(index_dir))
     ids = {record.path: i for i, record in index.records.items()}
-    return [[Member(ids[m.path], m.path, m.distance, m.exact, describe(m)) for m in group] for group in found.groups]
+    return [
+        [
+            Member(ids[m.path], m.path, m.distance, m.exact, "; ".join(filter(None, (describe(m), m.reason))))
+            for m in group
+        ]
+        for group in found.groups
+    ]
 
 
 @dataclass
