@@ -4,11 +4,17 @@ Hamming distance. The work is in `aetools.index`; these commands draw progress, 
     aetools hash-index FOLDER [-r] [--update] [--index DIR]     default index: FOLDER/.aetools-index/
     aetools hash-search QUERY... [--index DIR] [-k 10] [--json]
     aetools dedup FOLDER [--radius R] [--html F] [--json F]
+
+hash-index and dedup take --engine ray [--address ADDR] [--workers N] (`aetools.distributed`): a new index
+is built on a Ray cluster in shards, merged into the index a single machine would build; an existing index
+is brought up to date here (only new and changed files are read); dedup's picture checks run on the cluster.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -16,7 +22,7 @@ import typer
 
 from aetools.cli import app
 from aetools.cli.console import console, fail, out, prepare, progress_bar, shown
-from aetools.cli.images import DeviceOpt, ModelOpt, PrecisionOpt
+from aetools.cli.images import AddressOpt, DeviceOpt, Engine, EngineOpt, ModelOpt, PrecisionOpt, WorkersOpt, engine_for
 from aetools.outputs import display_name
 
 IndexOpt = Annotated[
@@ -57,6 +63,38 @@ def _build_index(folder: Path, index: Path | None, recursive: bool | None, updat
             raise fail(str(e)) from None
 
 
+def _index_stage(folder: Path, index: Path | None, recursive, update: bool, net, title: str, ray, model, precision):
+    """The index brought to where the command needs it: built on the cluster when `ray` is an engine and
+    there is no index to update (`build_index`), else here as always (`_build_index`)."""
+    from aetools.index.folder import default_index_dir
+
+    where = index or default_index_dir(folder)
+    if ray is None:
+        return _build_index(folder, index, recursive, update, net, title)
+    if update and (where / "CURRENT").exists():
+        console.print(f"{title}: the index exists; bringing it up to date here reads only new and changed files")
+        return _build_index(folder, index, recursive, update, net, title)
+    return _build_on_ray(folder, where, recursive, net, title, ray, model, precision)
+
+
+def _build_on_ray(folder: Path, where: Path, recursive, net, title: str, ray, model, precision):
+    from aetools.distributed import DistributedError, build_index
+    from aetools.index.store import HashIndexError
+
+    with progress_bar(title, "{task.fields[note]}", transient=True) as progress:
+        bar = progress.add_task(title, total=None, note="on Ray")
+
+        def on_start(n: int) -> None:
+            progress.update(bar, total=n, note=f"{n} images, on Ray")
+
+        try:
+            return build_index(
+                net, folder, where, ray, model, precision, recursive, on_start, lambda: progress.advance(bar)
+            )
+        except (HashIndexError, DistributedError) as e:
+            raise fail(str(e)) from None
+
+
 def _check_report_path(path: Path | None, folder: Path, overwrite: bool) -> None:
     """A report (--json, --html) is checked before any work (`aetools.outputs`): never a photo being
     deduplicated, never inside the index, an existing file only with --overwrite."""
@@ -86,6 +124,22 @@ def _write_report(path: Path, text: str, overwrite: bool) -> None:
     console.print(f"wrote {shown(path)}")
 
 
+@contextlib.contextmanager
+def _session(ray):
+    """`aetools.distributed.session` for the command (none for the local engine); a cluster that cannot be
+    reached, or a job that fails there, is a one-line error."""
+    if ray is None:
+        yield
+        return
+    from aetools.distributed import DistributedError, session
+
+    try:
+        with session(ray):
+            yield
+    except DistributedError as e:
+        raise fail(str(e)) from None
+
+
 def _hint_subfolders(report) -> None:
     if report.in_subfolders:
         raise fail(f"no images in the folder itself, but {report.in_subfolders} in its sub-folders: add -r")
@@ -109,13 +163,20 @@ def hash_index(
     model: ModelOpt = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
+    engine: EngineOpt = Engine.local,
+    address: AddressOpt = None,
+    workers: WorkersOpt = None,
 ) -> None:
     """Index a folder's images by their binary codes (faiss + an SQLite list of files), for hash-search
-    and dedup. Exit 1 if some files could not be read (they are listed; the rest is indexed)."""
+    and dedup. Exit 1 if some files could not be read (they are listed; the rest is indexed).
+
+    --engine ray builds the index on a Ray cluster (shards merged: the index this machine would build)."""
     from aetools.index.folder import default_index_dir
 
-    net = _load_hash_model(model, device, precision)
-    result, report = _build_index(folder, index, recursive, update, net, "hash-index")
+    ray = engine_for(engine, address, workers, device)
+    net = _load_hash_model(model, "cpu" if ray else device, precision)  # with Ray: to check it, and name it
+    with _session(ray):
+        result, report = _index_stage(folder, index, recursive, update, net, "hash-index", ray, model, precision)
     where = index or default_index_dir(folder)
     parts = [f"{report.added} added"]
     if update:
@@ -207,30 +268,43 @@ def dedup(
     model: ModelOpt = None,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
+    engine: EngineOpt = Engine.local,
+    address: AddressOpt = None,
+    workers: WorkersOpt = None,
 ) -> None:
     """Group near-duplicate images: copies resized, re-compressed, cropped, turned, recoloured, captioned,
     mirrored. Candidates come from the codes; each is checked on the pictures before it is reported. Every
     group starts with the copy to keep, the original (no caption, not cropped, least compressed, largest,
     oldest; each line says why); the rest are suggested for removal. Nothing is deleted. The folder's index
-    is brought up to date first."""
+    is brought up to date first.
+
+    --engine ray: a folder without an index has it built on a Ray cluster, and the pictures of the candidate
+    pairs are checked there (the candidates are found here, from the codes)."""
     from aetools.index.folder import DEFAULT_RADIUS, FeatureSource, default_index_dir, find_duplicates
     from aetools.index.report import describe, duplicates_html, duplicates_json
 
     radius = DEFAULT_RADIUS if radius is None else radius
     for report_path in (html, json_path):
         _check_report_path(report_path, folder, overwrite)
-    net = _load_hash_model(model, device, precision)
-    result, report = _build_index(folder, index, recursive, True, net, "dedup: indexing")
-    _hint_subfolders(report)
-    with progress_bar("dedup: checking", "{task.fields[note]}", transient=True) as progress:
-        bar = progress.add_task("dedup: checking", total=None, note="")
-        found = find_duplicates(
-            result,
-            radius,
-            FeatureSource(index or default_index_dir(folder)),
-            on_start=lambda n: progress.update(bar, total=n, note=f"{n} candidate pairs"),
-            on_pair=lambda: progress.advance(bar),
-        )
+    ray = engine_for(engine, address, workers, device)
+    net = _load_hash_model(model, "cpu" if ray else device, precision)
+    find = find_duplicates
+    if ray is not None:
+        from aetools.distributed import find_duplicates_on_ray
+
+        find = partial(find_duplicates_on_ray, engine=ray)
+    with _session(ray):
+        result, report = _index_stage(folder, index, recursive, True, net, "dedup: indexing", ray, model, precision)
+        _hint_subfolders(report)
+        with progress_bar("dedup: checking", "{task.fields[note]}", transient=True) as progress:
+            bar = progress.add_task("dedup: checking", total=None, note="")
+            found = find(
+                result,
+                radius,
+                FeatureSource(index or default_index_dir(folder)),
+                on_start=lambda n: progress.update(bar, total=n, note=f"{n} candidate pairs"),
+                on_pair=lambda: progress.advance(bar),
+            )
     groups = found.groups
     copies = sum(len(g) - 1 for g in groups)
     console.print(

@@ -17,10 +17,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -178,17 +181,8 @@ def run_image_task(
     large photo) and a summary; exit 1 if any file failed, 130 on Ctrl-C (after the summary).
     `process(ImageData, source path) -> ImageData` does the task; `epilogue()` may add a line at the end;
     `memory_advice`: what to do when a photo needs more memory than there is (a command option to use).
-    An animated GIF, PNG or WebP, or a multi-page TIFF, has every frame processed into one output file."""
-    from aetools.data.io import (
-        ImageError,
-        ImageWarning,
-        check_frame_budget,
-        check_frames_fit,
-        frame_layout,
-        load_frames,
-    )
-    from aetools.tiling import report_tiles
-
+    An animated GIF, PNG or WebP, or a multi-page TIFF, has every frame processed into one output file.
+    (`run_task` runs a command on either engine; this is the local one.)"""
     check_inputs_and_output(inputs, output)
     plan = plan_outputs(inputs, output, suffix, recursive, lossless, exclude)
     failures = list(plan.failures)
@@ -204,60 +198,221 @@ def run_image_task(
                 progress.update(bar, completed=done + tiles / total, file=f"{label}: tile {tiles}/{total}")
 
             try:
-                if dst != STDIO and dst.exists() and not overwrite:
-                    raise ImageError(dst, "output exists (use --overwrite to replace it)")
-                layout = frame_layout(src) if src != STDIO else None  # an animation or multi-page file
-                if layout and dst != STDIO:
-                    check_frames_fit(dst, layout.count)  # before the work, not after
-                if layout:
-                    check_frame_budget(src, layout)  # frames x pixels, before any frame is decoded
-                frames = load_frames(src, layout) if layout else [_read_input(src)]
-                with warnings.catch_warnings(record=True) as caught, report_tiles(on_tile):
-                    warnings.simplefilter("always", ImageWarning)
-                    results = (process(frame, src) for frame in frames)  # one frame at a time
-                    if layout:  # every frame, in one file again: written or kept compact as it is made
-                        _write_frames(results, layout, dst, overwrite)
-                    else:
-                        result = next(results)
-                for w in caught:
-                    if issubclass(w.category, ImageWarning):
-                        notes.append((str(src), str(w.message)))
-                    else:  # not ours to report per file: shown as Python would have
-                        warnings.showwarning(w.message, w.category, w.filename, w.lineno)
-                if not layout:
-                    _write_output(result, dst, overwrite, lossless)
-                written += 1
-            except ImageError as e:
-                failures.append((e.path or str(src), e.reason))
-            except Exception as e:  # noqa: BLE001  (any failure is this file's, one line, and the batch goes on)
-                reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-                if not isinstance(e, (RuntimeError, ValueError, MemoryError, OSError)):
-                    reason = f"{type(e).__name__}: {reason}"
-                if isinstance(e, MemoryError) or "memory" in reason.lower():
-                    reason = f"{reason} ({memory_advice})"
-                failures.append((str(src), f"failed: {reason}"))
+                outcome = process_file(src, dst, process, overwrite, lossless, memory_advice, on_tile)
             except KeyboardInterrupt:
                 interrupted = True
                 break
+            notes.extend(outcome.notes)
+            if outcome.status == "written":
+                written += 1
+            else:
+                failures.append((outcome.path, outcome.reason))
             progress.update(bar, completed=done + 1)
+    summarize(name, plan, written, 0, failures, notes, epilogue() if epilogue else None, interrupted)
 
+
+@dataclass
+class Outcome:
+    """What became of one input: status "written", "skipped" (its output was there already: a re-run with
+    the Ray engine resumes) or "failed" (`reason`, naming `path`); notes: (input, one line) to print as
+    warnings; models: the models that ran on it (name -> frames), for the which-model line."""
+
+    status: str
+    path: str = ""
+    reason: str = ""
+    notes: list[tuple[str, str]] = field(default_factory=list)
+    models: dict[str, int] = field(default_factory=dict)
+
+
+def process_file(
+    src: Path,
+    dst: Path,
+    process: Callable,
+    overwrite: bool,
+    lossless: bool = False,
+    memory_advice: str = "try a smaller --tile",
+    on_tile: Callable[[int, int], None] | None = None,
+    skip_existing: bool = False,
+) -> Outcome:
+    """One input of the contract: read (every frame of an animation), process, write atomically -> its
+    Outcome. Whatever goes wrong with this file is its one-line failure; only Ctrl-C escapes. The one
+    per-file function of both engines (the local loop and each Ray actor), so their outputs are the same
+    bytes. skip_existing: an output already there is "skipped" rather than failed (never replaced either
+    way without `overwrite`)."""
+    from aetools.data.io import (
+        ImageError,
+        ImageWarning,
+        check_frame_budget,
+        check_frames_fit,
+        frame_layout,
+        load_frames,
+    )
+    from aetools.tiling import report_tiles
+
+    notes = []
+    try:
+        if dst != STDIO and dst.exists() and not overwrite:
+            if skip_existing:
+                return Outcome("skipped", str(dst), "output already there")
+            raise ImageError(dst, "output exists (use --overwrite to replace it)")
+        layout = frame_layout(src) if src != STDIO else None  # an animation or multi-page file
+        if layout and dst != STDIO:
+            check_frames_fit(dst, layout.count)  # before the work, not after
+        if layout:
+            check_frame_budget(src, layout)  # frames x pixels, before any frame is decoded
+        frames = load_frames(src, layout) if layout else [_read_input(src)]
+        with warnings.catch_warnings(record=True) as caught, report_tiles(on_tile or _no_tiles):
+            warnings.simplefilter("always", ImageWarning)
+            results = (process(frame, src) for frame in frames)  # one frame at a time
+            if layout:  # every frame, in one file again: written or kept compact as it is made
+                _write_frames(results, layout, dst, overwrite)
+            else:
+                result = next(results)
+        for w in caught:
+            if issubclass(w.category, ImageWarning):
+                notes.append((str(src), str(w.message)))
+            else:  # not ours to report per file: shown as Python would have
+                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+        if not layout:
+            _write_output(result, dst, overwrite, lossless)
+        return Outcome("written", notes=notes)
+    except ImageError as e:
+        return Outcome("failed", e.path or str(src), e.reason, notes)
+    except Exception as e:  # noqa: BLE001  (any failure is this file's, one line, and the batch goes on)
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        if not isinstance(e, (RuntimeError, ValueError, MemoryError, OSError)):
+            reason = f"{type(e).__name__}: {reason}"
+        if isinstance(e, MemoryError) or "memory" in reason.lower():
+            reason = f"{reason} ({memory_advice})"
+        return Outcome("failed", str(src), f"failed: {reason}", notes)
+
+
+def _no_tiles(tiles: int, total: int) -> None:
+    pass
+
+
+def summarize(
+    name: str,
+    plan: Plan,
+    written: int,
+    skipped: int,
+    failures: list[tuple[str, str]],
+    notes: list[tuple[str, str]],
+    epilogue: str | None,
+    interrupted: bool,
+) -> None:
+    """The end of a batch, for both engines: what was written (and skipped), the warnings, every failure,
+    the epilogue line; then exit 130 after Ctrl-C, 1 if any file failed."""
     if len(plan.jobs) == 1 and written == 1 and not failures:
         console.print(f"wrote {'standard output' if plan.jobs[0][1] == STDIO else shown(plan.jobs[0][1])}")
     else:
-        left = len(plan.jobs) - written - (len(failures) - len(plan.failures))
-        console.print(f"{name}: {written} written, {len(failures)} failed" + (f", {left} not started" if left else ""))
+        left = len(plan.jobs) - written - skipped - (len(failures) - len(plan.failures))
+        kept = f", {skipped} skipped (output already there)" if skipped else ""
+        console.print(
+            f"{name}: {written} written{kept}, {len(failures)} failed" + (f", {left} not started" if left else "")
+        )
     for path, note in notes:
         console.print(f"[yellow]warning[/] {shown(path)}: {shown(note)}", soft_wrap=True)
     for path, reason in failures:
         console.print(f"[red]failed[/] {shown(path)}: {shown(reason)}", soft_wrap=True)
-    line = epilogue() if epilogue else None
-    if line:
-        console.print(line, soft_wrap=True)
+    if epilogue:
+        console.print(epilogue, soft_wrap=True)
     if interrupted:
         console.print("interrupted: every file counted as written is complete; no partial file was left")
         raise typer.Exit(130)
     if failures:
         raise typer.Exit(1)
+
+
+# ------------------------------------------------------------------------------------ the Ray engine
+
+
+@dataclass
+class Processor:
+    """A command's work on one image, built once per process (the command's own, or each Ray actor's):
+    process(ImageData, source path) -> ImageData; choice: the ModelChoice behind it (its counts make the
+    which-model line), or None for a single model."""
+
+    process: Callable
+    choice: object | None = None
+
+    def describe(self) -> str | None:
+        return self.choice.describe() if self.choice is not None else None
+
+
+def run_on_ray(
+    name: str,
+    inputs: list[Path],
+    output: Path | None,
+    suffix: str,
+    overwrite: bool,
+    recursive: bool,
+    build: Callable[[], Processor],
+    engine,
+    lossless: bool = False,
+    exclude: Path | None = None,
+    memory_advice: str = "try a smaller --tile",
+    choice=None,
+) -> None:
+    """`run_image_task` on a Ray cluster (`aetools.distributed`): the same plan (paths made absolute, for
+    workers whose working folder is not this one), outputs already there skipped before any work (a re-run
+    resumes), every other file through `process_file` on an actor that built its Processor with `build`
+    once. The summary counts what came back; `choice`: the command's ModelChoice, for the which-model line."""
+    from aetools.distributed import DistributedError, Lost, map_items, session
+
+    if STDIO in inputs or output == STDIO:
+        raise fail("-: standard input and output are this machine's; with --engine ray give files or folders")
+    inputs = [p.absolute() for p in inputs]
+    output = output.absolute() if output is not None else None
+    exclude = exclude.absolute() if exclude is not None else None
+    check_inputs_and_output(inputs, output)
+    plan = plan_outputs(inputs, output, suffix, recursive, lossless, exclude)
+    failures, notes, models = list(plan.failures), list(plan.notes), {}
+    todo = [job for job in plan.jobs if overwrite or not job[1].exists()]
+    written, skipped, interrupted = 0, len(plan.jobs) - len(todo), False
+    worker = partial(_image_worker, build, overwrite, lossless, memory_advice)
+    with progress_bar(name, "{task.fields[file]}", transient=True) as progress:
+        bar = progress.add_task(name, total=len(plan.jobs), completed=skipped, file="on Ray")
+        try:
+            with session(engine) if todo else contextlib.nullcontext():  # nothing left to do: no cluster needed
+                for i, outcome in map_items(todo, worker, engine) if todo else ():
+                    if isinstance(outcome, Lost):
+                        outcome = Outcome("failed", str(todo[i][0]), f"failed: {outcome.reason}")
+                    notes.extend(outcome.notes)
+                    for model, n in outcome.models.items():
+                        models[model] = models.get(model, 0) + n
+                    if outcome.status == "written":
+                        written += 1
+                    elif outcome.status == "skipped":
+                        skipped += 1
+                    else:
+                        failures.append((outcome.path, outcome.reason))
+                    progress.update(bar, advance=1, file=todo[i][0].name)
+        except KeyboardInterrupt:
+            interrupted = True
+        except DistributedError as e:
+            raise fail(str(e)) from None
+    if choice is not None:
+        choice.used = models
+    summarize(name, plan, written, skipped, failures, notes, choice.describe() if choice else None, interrupted)
+
+
+def _image_worker(build: Callable[[], Processor], overwrite: bool, lossless: bool, memory_advice: str):
+    """A Ray actor's worker: its Processor built once (the model loaded once), then (input, output) ->
+    Outcome through `process_file`, with the models that ran on that input."""
+    processor = build()
+
+    def run(job: tuple[Path, Path]) -> Outcome:
+        src, dst = job
+        before = dict(processor.choice.used) if processor.choice is not None else {}
+        outcome = process_file(src, dst, processor.process, overwrite, lossless, memory_advice, skip_existing=True)
+        if processor.choice is not None:
+            outcome.models = {
+                m: n - before.get(m, 0) for m, n in processor.choice.used.items() if n != before.get(m, 0)
+            }
+        return outcome
+
+    return run
 
 
 def _read_input(src: Path):
@@ -372,6 +527,157 @@ def check_options(pipe, **options) -> None:
 # ------------------------------------------------------------------------------------------ commands
 
 
+class Engine(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
+EngineOpt = Annotated[
+    Engine,
+    typer.Option(
+        "--engine",
+        help="local: in this process. ray: on a Ray cluster (--address), or a Ray instance started here; the same"
+        " outputs, and a re-run skips those already written. Needs pip install 'aetools[ray]'.",
+    ),
+]
+AddressOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--address",
+        help="--engine ray: the cluster (auto: the one `ray start` runs here; HOST:6379). Default: RAY_ADDRESS,"
+        " else a Ray instance started for the command.",
+        show_default=False,
+    ),
+]
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--workers",
+        min=1,
+        help="--engine ray: actors, each loading the model once. Default: one per CPU of the cluster (per GPU"
+        " when the device is cuda, or auto on a cluster with GPUs).",
+        show_default=False,
+    ),
+]
+
+
+def engine_for(engine: Engine, address: str | None, workers: int | None, device: str):
+    """--engine, --address and --workers -> None (this process) or an `aetools.distributed.RayEngine`; ray
+    is imported only here, and only for --engine ray. A missing Ray or a stray option is a usage error."""
+    import importlib.util
+
+    if engine == Engine.local:
+        if address is not None or workers is not None:
+            raise fail(f"{'--address' if address is not None else '--workers'} is for --engine ray")
+        return None
+    if importlib.util.find_spec("ray") is None:
+        raise fail("--engine ray: Ray is not installed; pip install 'aetools[ray]'")
+    from aetools.distributed import RayEngine
+
+    return RayEngine(address, workers, device)
+
+
+def run_task(
+    name: str,
+    build: Callable[..., Processor],
+    engine,
+    inputs: list[Path],
+    output: Path | None,
+    suffix: str,
+    overwrite: bool,
+    recursive: bool,
+    lossless: bool = False,
+    exclude: Path | None = None,
+    memory_advice: str = "try a smaller --tile",
+) -> None:
+    """A command's files on its engine. `build()` makes the command's Processor (model loaded, options
+    checked: anything wrong is a usage error before any work); it is a functools.partial of a module-level
+    function with plain arguments, so that each Ray actor can build its own from it. With Ray, the one built
+    here (on the CPU: this machine may have no GPU) only checks, and makes the which-model line."""
+    if engine is None:
+        check_inputs_and_output(inputs, output)
+        processor = build()
+        run_image_task(
+            name,
+            inputs,
+            output,
+            suffix,
+            overwrite,
+            recursive,
+            processor.process,
+            lossless,
+            exclude,
+            processor.describe,
+            memory_advice,
+        )
+        return
+    if STDIO in inputs or output == STDIO:
+        raise fail("-: standard input and output are this machine's; with --engine ray give files or folders")
+    check_inputs_and_output(inputs, output)
+    processor = partial(build, device="cpu")()
+    run_on_ray(
+        name,
+        inputs,
+        output,
+        suffix,
+        overwrite,
+        recursive,
+        build,
+        engine,
+        lossless,
+        exclude,
+        memory_advice,
+        processor.choice,
+    )
+
+
+def _denoise(model, device, precision, seed, sigma, tile) -> Processor:
+    choice = load_choice("denoise", model, device, precision, seed)
+    check_options(choice, tile=tile)
+    return Processor(lambda image, _: choice(image, sigma=sigma, tile=tile), choice)
+
+
+def _upscale(model, device, precision, seed, scale, tile, ensemble) -> Processor:
+    choice = load_choice("upscale", model, device, precision, seed)
+    check_options(choice, tile=tile, scale=scale)
+    return Processor(lambda image, _: choice(image, scale=scale, tile=tile, ensemble=ensemble), choice)
+
+
+def _colorize(model, device, precision, seed, strength, hints, points) -> Processor:
+    from aetools.tasks.colorize import Hints
+
+    hint_images = CompanionFiles(hints, "hint image")
+    pipe = load_pipeline("colorize", model, device, precision, seed)
+    if (hints or points) and not getattr(pipe.model.config, "hints", False):
+        raise fail(f"{pipe.model.weights_path}: this colorize model takes no colour hints (trained without them)")
+
+    def process(image, src: Path):
+        from aetools.data.io import ImageError
+
+        try:
+            given = Hints.from_points(points, image.size)
+            side = hint_images.for_input(src, image)
+            if side is not None:
+                given = given + Hints.from_image(side, image.size, f"hint image {hint_images.path}")
+        except ValueError as e:
+            raise ImageError(src, str(e)) from None
+        return pipe(image, strength=strength, hints=given)
+
+    return Processor(process)
+
+
+def _inpaint(model, device, precision, seed, mask, tile, ensemble) -> Processor:
+    masks = CompanionFiles(mask, "mask")
+    pipe = load_pipeline("inpaint", model, device, precision, seed)
+    check_options(pipe, tile=tile)
+    return Processor(lambda image, src: pipe(image, mask=masks.for_input(src, image), tile=tile, ensemble=ensemble))
+
+
+def _absolute(path: Path | None, engine) -> Path | None:
+    """A side file's path as an actor on another machine can open it (the same path on a shared file system)."""
+    return path.absolute() if path is not None and engine is not None else path
+
+
 @app.command(no_args_is_help=True)
 def denoise(
     inputs: Inputs,
@@ -387,23 +693,16 @@ def denoise(
     overwrite: OverwriteOpt = False,
     recursive: RecursiveOpt = False,
     seed: SeedOpt = None,
+    engine: EngineOpt = Engine.local,
+    address: AddressOpt = None,
+    workers: WorkersOpt = None,
 ) -> None:
     """Remove noise from photos (blind, sigma 0-55; --sigma if you know it). Without --model, JPEG, WebP,
     HEIC and AVIF inputs get the real-photo model where one is shipped (camera noise, compression), the
     others the Gaussian denoiser; the command says which it used."""
-    check_inputs_and_output(inputs, output)
-    choice = load_choice("denoise", model, device, precision, seed)
-    check_options(choice, tile=tile)
-    run_image_task(
-        "denoise",
-        inputs,
-        output,
-        "denoised",
-        overwrite,
-        recursive,
-        lambda image, _: choice(image, sigma=sigma, tile=tile),
-        epilogue=choice.describe,
-    )
+    ray = engine_for(engine, address, workers, device)
+    build = partial(_denoise, model=model, device=device, precision=precision, seed=seed, sigma=sigma, tile=tile)
+    run_task("denoise", build, ray, inputs, output, "denoised", overwrite, recursive)
 
 
 @app.command(no_args_is_help=True)
@@ -429,6 +728,9 @@ def upscale(
     overwrite: OverwriteOpt = False,
     recursive: RecursiveOpt = False,
     seed: SeedOpt = None,
+    engine: EngineOpt = Engine.local,
+    address: AddressOpt = None,
+    workers: WorkersOpt = None,
 ) -> None:
     """Upscale photos x2, x3 or x4 (super-resolution); grey stays grey, alpha is kept.
 
@@ -438,19 +740,11 @@ def upscale(
     """
     if scale not in (2, 3, 4):
         raise fail(f"--scale {scale}: choose 2, 3 or 4")
-    check_inputs_and_output(inputs, output)
-    choice = load_choice("upscale", model, device, precision, seed)
-    check_options(choice, tile=tile, scale=scale)
-    run_image_task(
-        "upscale",
-        inputs,
-        output,
-        f"x{scale}",
-        overwrite,
-        recursive,
-        lambda image, _: choice(image, scale=scale, tile=tile, ensemble=ensemble),
-        epilogue=choice.describe,
+    ray = engine_for(engine, address, workers, device)
+    build = partial(
+        _upscale, model=model, device=device, precision=precision, seed=seed, scale=scale, tile=tile, ensemble=ensemble
     )
+    run_task("upscale", build, ray, inputs, output, f"x{scale}", overwrite, recursive)
 
 
 @app.command(no_args_is_help=True)
@@ -480,13 +774,16 @@ def colorize(
             "--hint", help="X,Y,#RRGGBB: this colour at pixel (X, Y) from the top-left; repeat for more points."
         ),
     ] = None,
+    engine: EngineOpt = Engine.local,
+    address: AddressOpt = None,
+    workers: WorkersOpt = None,
 ) -> None:
     """Colour grey photos; the output's lightness is the input's, at full resolution.
 
     Colour and tinted (sepia, blue-cast) scans are desaturated first. Output is RGB; alpha is kept.
     Colour hints (--hints, --hint) say what colour a few places are; the model spreads them.
     """
-    from aetools.tasks.colorize import Hints, parse_hint
+    from aetools.tasks.colorize import parse_hint
 
     if hints is not None and not hints.exists():
         raise fail(f"--hints {hints}: no such file or folder")
@@ -494,32 +791,27 @@ def colorize(
         points = [parse_hint(text) for text in hint or []]
     except ValueError as e:
         raise fail(f"--hint: {e}") from None
-    hint_images = CompanionFiles(hints, "hint image")
-    check_inputs_and_output(inputs, output)
-    pipe = load_pipeline("colorize", model, device, precision, seed)
-    if (hints or points) and not getattr(pipe.model.config, "hints", False):
-        raise fail(f"{pipe.model.weights_path}: this colorize model takes no colour hints (trained without them)")
-
-    def process(image, src: Path):
-        from aetools.data.io import ImageError
-
-        try:
-            given = Hints.from_points(points, image.size)
-            side = hint_images.for_input(src, image)
-            if side is not None:
-                given = given + Hints.from_image(side, image.size, f"hint image {hint_images.path}")
-        except ValueError as e:
-            raise ImageError(src, str(e)) from None
-        return pipe(image, strength=strength, hints=given)
-
-    run_image_task(
+    ray = engine_for(engine, address, workers, device)
+    hints = _absolute(hints, ray)
+    build = partial(
+        _colorize,
+        model=model,
+        device=device,
+        precision=precision,
+        seed=seed,
+        strength=strength,
+        hints=hints,
+        points=points,
+    )
+    run_task(
         "colorize",
+        build,
+        ray,
         inputs,
         output,
         "color",
         overwrite,
         recursive,
-        process,
         exclude=hints,
         memory_advice="colour is computed at a working size, but the photo itself must fit: close other programs "
         "or colorize a smaller copy",
@@ -547,6 +839,9 @@ def inpaint(
     overwrite: OverwriteOpt = False,
     recursive: RecursiveOpt = False,
     seed: SeedOpt = None,
+    engine: EngineOpt = Engine.local,
+    address: AddressOpt = None,
+    workers: WorkersOpt = None,
 ) -> None:
     """Fill holes in photos: the white pixels of a mask, or the transparent pixels of a cut-out.
 
@@ -555,21 +850,13 @@ def inpaint(
     """
     if mask is not None and not mask.exists():
         raise fail(f"--mask {mask}: no such file or folder")
-    masks = CompanionFiles(mask, "mask")
-    check_inputs_and_output(inputs, output)
-    pipe = load_pipeline("inpaint", model, device, precision, seed)
-    check_options(pipe, tile=tile)
-    run_image_task(
-        "inpaint",
-        inputs,
-        output,
-        "filled",
-        overwrite,
-        recursive,
-        lambda image, src: pipe(image, mask=masks.for_input(src, image), tile=tile, ensemble=ensemble),
-        lossless=True,
-        exclude=mask,  # masks kept inside the photo folder are not photos to fill
+    ray = engine_for(engine, address, workers, device)
+    mask = _absolute(mask, ray)
+    build = partial(
+        _inpaint, model=model, device=device, precision=precision, seed=seed, mask=mask, tile=tile, ensemble=ensemble
     )
+    # masks kept inside the photo folder are not photos to fill
+    run_task("inpaint", build, ray, inputs, output, "filled", overwrite, recursive, lossless=True, exclude=mask)
 
 
 class CompanionFiles:
