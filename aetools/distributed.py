@@ -163,11 +163,8 @@ def _quiet() -> Iterator[None]:
     if printer is not None:
         ray_worker.print_to_stdstream = partial(_drop_raylet_notices, printer)
     try:
-        with warnings.catch_warnings():
-            # max_restarts and max_task_retries have no named form in map_batches yet (Ray 2.60 deprecates the
-            # keyword form); a pool larger than a short list of items is no fault of the user's
-            warnings.filterwarnings("ignore", message=".*ray_remote_args.*")
-            warnings.filterwarnings("ignore", message=".*minimum number of concurrent actors.*")
+        with warnings.catch_warnings():  # (Ray Data warns from its executor's thread, as the job runs)
+            warnings.filterwarnings("ignore", message=".*minimum number of concurrent actors.*")  # a short list
             yield
     finally:
         for name, value in saved.items():
@@ -245,17 +242,19 @@ def _run_pass(items, indices: list[int], make_worker, engine: RayEngine, batch_s
     errored = context.max_errored_blocks
     context.max_errored_blocks = -1  # a batch that failed every retry is left out (and retried item by item)
     try:
-        dataset = ray.data.from_arrow(blocks).map_batches(
-            AetoolsWorker,
-            fn_constructor_args=(make_worker,),
-            batch_size=batch_size,
-            batch_format="pyarrow",
-            compute=compute,
-            num_cpus=1,
-            num_gpus=gpus,
-            max_restarts=-1,  # an actor always comes back (preempted nodes, OOM kills) ...
-            max_task_retries=MAX_TASK_RETRIES,  # ... but a batch that kills it is not retried forever
-        )
+        with warnings.catch_warnings():  # these two have no named form in map_batches yet (Ray 2.60)
+            warnings.filterwarnings("ignore", message=".*ray_remote_args.*")
+            dataset = ray.data.from_arrow(blocks).map_batches(
+                AetoolsWorker,
+                fn_constructor_args=(make_worker,),
+                batch_size=batch_size,
+                batch_format="pyarrow",
+                compute=compute,
+                num_cpus=1,
+                num_gpus=gpus,
+                max_restarts=-1,  # an actor always comes back (preempted nodes, OOM kills) ...
+                max_task_retries=MAX_TASK_RETRIES,  # ... but a batch that kills it is not retried forever
+            )
         for batch in dataset.iter_batches(batch_size=None, batch_format="pyarrow"):
             for i, blob in zip(batch.column("i").to_pylist(), batch.column("result").to_pylist()):
                 yield i, pickle.loads(blob)
