@@ -507,13 +507,235 @@ def test_api_colorize_with_hints(tiny_hinted_weights):
         Hints.of(3.5, (40, 40))
 
 
-def test_eval_colorize_with_hints(tmp_path, tiny_hinted_weights, tiny_color_weights):
+def test_eval_colorize_with_clicks_beside_levin(tmp_path, tiny_hinted_weights, tiny_color_weights):
+    """The same simulated clicks for ours and for Levin et al. 2004, in one run; a model without hints gets no
+    clicked row but Levin still runs; --record stores the clicked metrics."""
+    from aetools.weights import read_weights
+
     folder = tmp_path / "bench"
     folder.mkdir()
     Image.fromarray(photo(48, "coffee")).save(folder / "coffee.png")
     args = ["eval", "colorize", "--data", folder, "--no-cost", "--precisions", "fp32", "--hints", "5"]
-    r = run(*args, "--model", tiny_hinted_weights, "--format", "markdown")
+    r = run(*args, "--model", tiny_hinted_weights, "--format", "markdown", "--record")
     assert r.exit_code == 0, r.output
-    assert "| ours + 5 hints |" in r.output and "dB PSNR over ours without hints" in r.output
-    r = run(*args, "--model", tiny_color_weights)
-    assert r.exit_code == 2 and "no colour hints" in r.output
+    assert "| ours + 5 clicks |" in r.output and "| Levin et al. 2004 + 5 clicks |" in r.output
+    assert "dB over Levin et al. with the same clicks" in r.output and "s / photo" in r.output
+    levin = next(line for line in r.output.splitlines() if line.startswith("| Levin"))
+    grey = next(line for line in r.output.splitlines() if line.startswith("| grey"))
+    assert float(levin.split("|")[2]) > float(grey.split("|")[2])  # five true colours beat none
+    metrics = read_weights(tiny_hinted_weights)[1]["metrics"]
+    assert metrics["bench_clicks5_ciede2000"] > 0 and "bench_psnr" in metrics
+    r = run(*args, "--model", tiny_color_weights, "--format", "markdown")
+    assert r.exit_code == 0, r.output
+    assert "ours + 5 clicks" not in r.output and "| Levin et al. 2004 + 5 clicks |" in r.output
+    assert "takes no hints" in r.output
+    r = run(*args, "--model", tiny_color_weights, "--model", tiny_hinted_weights, "--format", "markdown")
+    assert r.exit_code == 0, r.output
+    assert f"| ours: {tiny_hinted_weights} + 5 clicks |" in r.output and f"| ours: {tiny_color_weights} |" in r.output
+    r = run(*args, "--model", tiny_color_weights, "--model", tiny_hinted_weights, "--record")
+    assert r.exit_code == 2 and "single --model" in r.output
+
+
+def test_click_hints_are_true_colours_at_distinct_seeded_pixels():
+    from aetools.bench.colorize import Truth, click_hints
+
+    truth = Truth.of(photo(40, "coffee"))
+    clicks = click_hints(truth, 10, seed=3)
+    assert len(clicks) == 10 and len(set(zip(clicks.rows, clicks.cols))) == 10
+    assert np.allclose(clicks.ab, truth.lab[clicks.rows, clicks.cols, 1:])
+    again, other = click_hints(truth, 10, seed=3), click_hints(truth, 10, seed=4)
+    assert np.array_equal(again.rows, clicks.rows) and not np.array_equal(other.rows, clicks.rows)
+
+
+# --------------------------------------------------------------------------- Levin et al. 2004
+
+
+def test_levin_fills_each_region_with_its_hint():
+    """Two flat regions split by an edge, one hint in each: each region takes its hint's colour."""
+    from aetools.bench.levin import levin_affinities, levin_colorize
+    from aetools.tasks.colorize import Hints
+
+    light = np.full((24, 30), 30.0)
+    light[:, 13:] = 70.0
+    hints = Hints(np.array([3, 20]), np.array([2, 27]), np.array([[40.0, 10.0], [-20.0, 50.0]], np.float32))
+    ab = levin_colorize(light, hints)
+    assert ab.shape == (24, 30, 2)
+    # within 2 ab units everywhere, 2% of the hints' difference (the edge's weights are small, not zero: a
+    # trace of the other colour leaks across it)
+    for region, colour in ((ab[:, :13], [40.0, 10.0]), (ab[:, 13:], [-20.0, 50.0])):
+        assert np.abs(region - colour).max() < 2.0
+    assert np.allclose(ab[3, 2], [40.0, 10.0]) and np.allclose(ab[20, 27], [-20.0, 50.0])  # hints kept exactly
+    # without the edge, the colour is a smooth blend: far from both hints it lies between them
+    blend = levin_colorize(np.full((24, 30), 50.0), hints)
+    assert -20.0 < blend[12, 15, 0] < 40.0 and 10.0 < blend[12, 15, 1] < 50.0
+    rows, _, weights = levin_affinities(light)
+    assert np.allclose(np.bincount(rows, weights=weights), 1.0)  # each pixel: a weighted mean of neighbours
+    assert np.all(levin_colorize(light, Hints.none()) == 0)  # nothing to propagate: grey
+
+
+# --------------------------------------------------------------- the colorizer on a pretrained encoder
+
+
+@pytest.fixture
+def mobile():
+    """The MobileNetV2 colorizer with hints, a small decoder."""
+    return tiny_model("colorize-unet", encoder="mobilenet_v2", hints=True, decoder_widths=(8, 8, 8, 16, 16))
+
+
+def test_mobilenet_colorizer_shape_and_stride_on_odd_sizes(mobile):
+    """L in (or L and hints), logits out at half resolution rounded up, whatever the size; padded to the
+    encoder's stride (32) inside."""
+    from aetools.heads.colorize_mobilenet import ColorizeMobileNet
+
+    assert isinstance(mobile, ColorizeMobileNet) and mobile.arch == "colorize-unet" and mobile.stride == 32
+    with torch.no_grad():
+        for h, w in [(37, 53), (1, 1), (33, 18), (64, 96)]:
+            for channels in (1, 4):
+                logits = mobile(torch.rand(2, channels, h, w))
+                assert logits.shape == (2, 261, (h + 1) // 2, (w + 1) // 2)
+        grey = torch.rand(1, 1, 40, 56)
+        assert torch.equal(mobile(grey), mobile(torch.cat([grey, torch.zeros(1, 3, 40, 56)], 1)))  # L alone: no hints
+    with pytest.raises(ValueError, match="input channels"):
+        mobile(torch.rand(1, 2, 32, 32))
+
+
+def test_mobilenet_hints_reach_the_bottleneck_and_the_full_resolution_stage(mobile):
+    """A hint enters pooled at every level down to the bottleneck (1/32), where a 1-pixel point and a 3x3 patch
+    of the same colour inside one cell are the same input, and at full resolution into the last stage, where
+    they differ; the logits change over a whole region, not at one pixel."""
+    seen = {}
+
+    def keep(name):
+        return lambda module, args, output: seen.__setitem__(name, args[0].detach().clone())
+
+    mobile.bottleneck_block.register_forward_hook(keep("bottleneck"))
+    mobile.last.register_forward_hook(keep("last"))
+    grey = torch.rand(1, 1, 64, 64)
+
+    def forward(hint_pixels: tuple[slice, slice] | None):
+        x = torch.cat([grey, torch.zeros(1, 3, 64, 64)], dim=1)
+        if hint_pixels is not None:
+            x[:, 1:, hint_pixels[0], hint_pixels[1]] = torch.tensor([0.4, -0.2, 1.0]).view(1, 3, 1, 1)
+        with torch.no_grad():
+            logits = mobile(x)
+        return logits, {k: v.clone() for k, v in seen.items()}
+
+    base, before = forward(None)
+    point, at_point = forward((slice(40, 41), slice(10, 11)))
+    patch, at_patch = forward((slice(39, 42), slice(9, 12)))
+    changed = (at_point["bottleneck"] - before["bottleneck"]).abs().sum(1)[0]  # (2, 2) cells of 32x32
+    assert changed[1, 0] > 0 and changed[0, 0] == changed[0, 1] == changed[1, 1] == 0  # the hint's cell only
+    assert torch.allclose(at_point["bottleneck"], at_patch["bottleneck"], atol=1e-6)  # one pooled cell, both
+    full_changed = (at_point["last"] - before["last"]).abs().sum(1)[0]  # (32, 32) at 1/2
+    assert full_changed[20, 5] > 0 and not torch.equal(at_point["last"], at_patch["last"])
+    region = ((point - base).abs().amax(dim=1)[0] > 1e-4).sum()
+    assert region > 100  # one hinted pixel moves the logits over a region (of 32x32 at 1/2 resolution)
+
+
+def test_pretrained_encoder_loads_and_trains_frozen_then_saves_whole(train_folder, tmp_path):
+    """--pretrained loads torchvision's mobilenet_v2 state dict into the encoder (here a fake one with its
+    keys); with encoder_frozen_steps the encoder is still exactly that after training; the weights file
+    holds it (inference needs no .pth) and records the file's name and sha256; bad uses are one line."""
+    import hashlib
+
+    from torchvision.models import mobilenet_v2
+
+    from aetools.weights import load_model, read_weights
+
+    torch.manual_seed(1)
+    fake = mobilenet_v2().state_dict()  # random weights under torchvision's key names
+    fake = {k: v + 0.01 if v.is_floating_point() else v for k, v in fake.items()}
+    pth = tmp_path / "mobilenet_v2-fake.pth"
+    torch.save(fake, pth)
+    out = tmp_path / "m.safetensors"
+    args = ["train", "colorize", "--data", train_folder, "--val", train_folder, "--out", out, "--crop", "32"]
+    args += [
+        "--batch-size",
+        "2",
+        "--steps",
+        "2",
+        "--set",
+        "encoder=mobilenet_v2",
+        "--set",
+        "decoder_widths=8,8,8,16,16",
+    ]
+    r = run(*args, "--pretrained", pth, "--set", "encoder_frozen_steps=5")
+    assert r.exit_code == 0, r.output
+    tensors, header = read_weights(out)
+    assert header["config"]["encoder"] == "mobilenet_v2"
+    assert header["training"]["pretrained"] == {
+        "file": pth.name,
+        "sha256": hashlib.sha256(pth.read_bytes()).hexdigest(),
+    }
+    assert header["training"]["val"] == [str(train_folder)]
+    for name, value in fake.items():
+        if name.startswith("features."):
+            assert torch.equal(tensors["encoder." + name.removeprefix("features.")], value), name
+    model = load_model(str(out), "colorize")  # the config selects the network; no .pth needed
+    assert type(model).__name__ == "ColorizeMobileNet"
+    assert not torch.equal(model.head[-1].weight, create_like(header)["head.0.weight"])  # the decoder trained
+    # bad uses: one line, exit 2
+    r = run(*args, "--out", tmp_path / "u.safetensors", "--pretrained", tmp_path / "none.pth")
+    assert r.exit_code == 2 and "none.pth: no such file" in r.output and "Traceback" not in r.output
+    (tmp_path / "other.pth").write_bytes(b"not a state dict")
+    r = run(*args, "--out", tmp_path / "v.safetensors", "--pretrained", tmp_path / "other.pth")
+    assert r.exit_code == 2 and "other.pth: not a PyTorch state dict" in r.output
+    torch.save({"features.0.0.weight": torch.zeros(3)}, tmp_path / "wrong.pth")
+    r = run(*args, "--out", tmp_path / "w.safetensors", "--pretrained", tmp_path / "wrong.pth")
+    assert r.exit_code == 2 and "not torchvision's mobilenet_v2 weights" in r.output
+    r = run("train", "colorize", "--data", train_folder, "--out", tmp_path / "x.safetensors", "--pretrained", pth)
+    assert r.exit_code == 2 and "has no pretrained part" in r.output
+
+
+def create_like(header: dict) -> dict:
+    """The initial weights (seed 0) of the network a weights header describes."""
+    from aetools.models import create_model
+
+    torch.manual_seed(0)
+    return create_model(header["arch"], **header["config"]).state_dict()
+
+
+def test_encoder_learns_slower_or_not_yet():
+    """The optimizer groups the model gives the trainer: the encoder at encoder_lr_scale, after
+    encoder_frozen_steps; the rest at the full rate."""
+    model = tiny_model("colorize-unet", encoder="mobilenet_v2", encoder_lr_scale=0.1, encoder_frozen_steps=100)
+    rest, encoder = model.optimizer_groups()
+    assert {id(p) for p in encoder["params"]} == {id(p) for p in model.encoder.parameters()}
+    assert len(rest["params"]) + len(encoder["params"]) == len(list(model.parameters()))
+    assert encoder["lr_scale"] == 0.1 and encoder["frozen_steps"] == 100 and "lr_scale" not in rest
+    model.train()
+    assert model.head.training and not any(
+        m.training for m in model.encoder.modules() if "BatchNorm" in type(m).__name__
+    )
+
+
+def test_shipped_colorizer_still_loads_as_the_unet_and_mobilenet_round_trips(mobile, tmp_path):
+    """Files saved before `encoder` existed (the shipped colorize.safetensors) load as the from-scratch U-Net;
+    a MobileNet colorizer saved and loaded computes exactly what it did."""
+    from aetools.heads.colorize import ColorizeNet
+    from aetools.tasks.colorize import colorize_lightness
+    from aetools.weights import load_model
+
+    shipped = load_model(None, "colorize")
+    assert type(shipped) is ColorizeNet and shipped.config.encoder == "unet"
+    assert colorize_lightness(shipped, np.full((20, 28), 60.0, np.float32)).shape == (20, 28, 3)
+    path = save_tiny(mobile, "colorize", tmp_path / "mobile.safetensors")
+    loaded = load_model(str(path), "colorize")
+    x = torch.rand(1, 4, 40, 40)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), mobile(x))
+
+
+def test_crops_without_colour_are_left_out_of_the_loss():
+    from aetools.tasks.colorize import colorize_loss
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 261, 4, 4)
+    coloured = torch.tensor([30.0, -20.0]).view(1, 2, 1, 1).expand(1, 2, 4, 4)
+    grey = torch.full((1, 2, 4, 4), 0.3)
+    both = torch.cat([coloured, grey])
+    assert torch.isclose(colorize_loss(logits, both, min_chroma=1.5), colorize_loss(logits[:1], coloured))
+    assert torch.isclose(
+        colorize_loss(logits, both), (colorize_loss(logits[:1], coloured) + colorize_loss(logits[1:], grey)) / 2
+    )
+    assert colorize_loss(logits[1:], grey, min_chroma=1.5) == 0

@@ -21,13 +21,18 @@ Measures, per image, then averaged over the set (Lab of both 8-bit images, skima
                 as colourful as a right one), with the share of images below 0.3 of their truth's M
                 (sepia-like failures)
   ΔL            mean |L(output) - L(input)| in grey levels (L * 2.55, so 1 = one step of an 8-bit grey image)
-With --hints N, also ours given N hint points drawn from the truth by Zhang, Zhu et al. 2017's simulated
-user (`aetools.tasks.colorize.sample_hints`: positions normal about the centre, each the mean colour of a
-1-9 px square of the full-size photo), seeded by the photo's index in the set: the same points every run.
+Simulated clicks (`clicks` N, the CLI's --hints N, 10 by default): N distinct pixels drawn uniformly over
+the photo, seeded by the photo's index in the set (the same clicks every run, for every method), each given
+the photo's true ab there: 1-pixel hints, as a user's clicks with a colour picker. Ours (each model that takes
+hints) and Levin, Lischinski & Weiss 2004 (`aetools.bench.levin`, solved at full resolution) get the same
+clicks; each is scored as above.
+Seconds per photo: the median over the set's photos of each method's wall time as it was scored (L in, RGB
+out; Kodak24's photos are 768x512), on the threads torch uses.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -50,6 +55,9 @@ from aetools.tasks.colorize import (
 )
 
 GREY_LEVELS_PER_L = 2.55
+CLICKS = 10  # simulated clicks per photo, by default
+GREY = "grey (input as RGB)"
+MEAN_AB = "mean ab of the set"
 # ab units: a cast this much above grey's is "worse"; 8-bit rounding moves a photo's mean ab far less, so
 # the grey baseline itself never counts against itself
 CAST_TOLERANCE = 0.5
@@ -147,12 +155,20 @@ def grey_output(lightness: np.ndarray) -> np.ndarray:
 
 @dataclass
 class ColorizeBenchmark:
+    """scores: per method, one per photo in order; seconds: per method (not the baselines), its wall time on
+    each photo."""
+
     dataset: str
     scores: dict[str, list[ImageScore]] = field(default_factory=dict)
+    seconds: dict[str, list[float]] = field(default_factory=dict)
 
     def summary(self, method: str) -> dict[str, float]:
         """See `summarize`."""
         return summarize(self.scores[method])
+
+    def median_seconds(self, method: str) -> float | None:
+        times = self.seconds.get(method)
+        return float(np.median(times)) if times else None
 
 
 def truth_hints(truth: Truth, count: int, seed: int) -> Hints:
@@ -163,14 +179,30 @@ def truth_hints(truth: Truth, count: int, seed: int) -> Hints:
     return Hints(rows, cols, (channels[:2, rows, cols].numpy().T * 100.0).astype(np.float32))
 
 
+def click_hints(truth: Truth, count: int, seed: int) -> Hints:
+    """`count` simulated clicks: distinct pixels drawn uniformly over the photo (seeded), each given the
+    photo's true ab there (1-pixel hints)."""
+    h, w = truth.lightness.shape
+    flat = np.random.default_rng(seed).choice(h * w, size=min(count, h * w), replace=False)
+    rows, cols = flat // w, flat % w
+    return Hints(rows, cols, truth.lab[rows, cols, 1:].astype(np.float32))
+
+
+def levin_row(clicks: int) -> str:
+    return f"Levin et al. 2004 + {clicks} clicks"
+
+
 def run_colorize_benchmark(
     files: list[Path],
     methods: dict[str, tuple[torch.nn.Module, dict[str, Any]]],
     on_image: Callable[[Path], None] | None = None,
-    hinted: dict[str, tuple[torch.nn.Module, dict[str, Any], int]] | None = None,
+    clicked: dict[str, tuple[torch.nn.Module, dict[str, Any]]] | None = None,
+    clicks: int = 0,
+    levin: bool = False,
 ) -> ColorizeBenchmark:
-    """methods: name -> (network, keyword arguments of `colorize_lightness`); hinted: name -> (network, keyword
-    arguments, number of hint points drawn from the truth (`truth_hints`))."""
+    """methods: row name -> (network, keyword arguments of `colorize_lightness`), run on L alone; clicked: the
+    same, run with `clicks` simulated clicks (`click_hints`); levin: also Levin et al. 2004 given the same
+    clicks (row `levin_row(clicks)`). Every method is timed on every photo."""
     truths = []
     for path in files:
         data = load_image(path)
@@ -183,18 +215,33 @@ def run_colorize_benchmark(
         light = truth.lightness
         constant = np.zeros(light.shape + (2,), dtype=np.float32) + mean_ab
         outputs = {
-            "grey (input as RGB)": grey_output(light),
-            "mean ab of the set": lab_to_rgb_keeping_l(np.concatenate([light[..., None], constant], axis=-1)),
+            GREY: grey_output(light),
+            MEAN_AB: lab_to_rgb_keeping_l(np.concatenate([light[..., None], constant], axis=-1)),
         }
-        for name, (net, options) in methods.items():
-            outputs[name] = colorize_lightness(net, light, **options)
-        for name, (net, options, count) in (hinted or {}).items():
-            outputs[name] = colorize_lightness(net, light, hints=truth_hints(truth, count, index), **options)
+
+        runs = {name: (colorize_lightness, (net, light), options) for name, (net, options) in methods.items()}
+        hints = click_hints(truth, clicks, index) if clicks else Hints.none()
+        for name, (net, options) in (clicked or {}).items() if clicks else ():
+            runs[name] = (colorize_lightness, (net, light), {**options, "hints": hints})
+        if levin and clicks:
+            runs[levin_row(clicks)] = (levin_output, (light, hints), {})
+        for name, (method, args, kwargs) in runs.items():
+            start = time.perf_counter()
+            outputs[name] = method(*args, **kwargs)
+            result.seconds.setdefault(name, []).append(time.perf_counter() - start)
         for name, output in outputs.items():
             result.scores.setdefault(name, []).append(score(truth, output))
         if on_image:
             on_image(path)
     return result
+
+
+def levin_output(lightness: np.ndarray, hints: Hints) -> np.ndarray:
+    """Levin et al. 2004 as a method of this benchmark: the hints propagated over L, as RGB with L kept."""
+    from aetools.bench.levin import levin_colorize
+
+    ab = levin_colorize(lightness, hints)
+    return lab_to_rgb_keeping_l(np.concatenate([lightness[..., None], ab], axis=-1))
 
 
 def photo_seconds(
@@ -213,39 +260,50 @@ def photo_seconds(
 def colorize_report(
     files: list[Path],
     dataset: str,
-    model: torch.nn.Module,
+    model: torch.nn.Module | dict[str, torch.nn.Module],
     work_sizes: Sequence[int] = (),
     readout: Readout | None = None,
     precisions: Sequence[str] = ("fp32",),
     cost: bool = True,
     on_image: Callable[[Path], None] | None = None,
-    hints: int = 0,
+    clicks: int = CLICKS,
 ) -> Report:
-    """`aetools eval colorize`: ours (in each precision, or at each of `work_sizes`: an ablation; with
-    `readout`, or the model's own) beside the baselines, the first photo timed end to end if `cost`; ours'
-    metrics `<set>_psnr`, `_ciede2000`, `_cast`, `_cast_worse_than_grey_share`, `_colourfulness_ratio`,
-    `_washed_out_share`, `_delta_l` and bf16's PSNR loss (`<set>_colorize`). hints: also ours given this many
-    hint points drawn from the truth (`truth_hints`), metrics `<set>_hints<N>_psnr` and so on."""
+    """`aetools eval colorize`: ours (a model, or several by name: rows "ours: NAME"; each in every precision,
+    or at each of `work_sizes`: an ablation; with `readout`, or each model's own) beside the baselines; with
+    `clicks`, also each model that takes hints and Levin et al. 2004 given the same simulated clicks
+    (`click_hints`). The first photo is timed end to end if `cost`. Each model's metrics: `<set>_psnr`,
+    `_ciede2000`, `_cast`, `_cast_worse_than_grey_share`, `_colourfulness_ratio`, `_washed_out_share`,
+    `_delta_l`, the same with clicks as `<set>_clicks<N>_psnr` and so on, and bf16's PSNR loss
+    (`<set>_colorize`)."""
     from aetools.bench.reference import in_precision, precision_line, precision_named, prepared, torch_threads
     from aetools.weights import count_parameters
 
-    config = model.config
-    readout = readout or Readout.of(config)
-    if work_sizes:
-        methods = {f"ours, work size {s}": (model, {"readout": readout, "work_size": s}) for s in work_sizes}
-    else:
-        options = {p: {"readout": readout, "work_size": None, "precision": precision_named(p)} for p in precisions}
-        methods = {in_precision("ours", p): (prepared(model, p), options[p]) for p in precisions}
-    hinted = {}
-    if hints:
-        first = precisions[0]
-        options = {"readout": readout, "work_size": None, "precision": precision_named(first)}
-        hinted = {f"ours + {hints} hints": (prepared(model, first), options, hints)}
-    result = run_colorize_benchmark(files, methods, on_image=on_image, hinted=hinted)
+    models = model if isinstance(model, dict) else {"ours": model}
+    labels = {name: name if name == "ours" else f"ours: {name}" for name in models}
+    readouts = {name: readout or Readout.of(net.config) for name, net in models.items()}
+    methods, clicked, skipped = {}, {}, []
+    first = precisions[0]
+    for name, net in models.items():
+        label, options = labels[name], {"readout": readouts[name], "work_size": None}
+        if work_sizes:
+            for size in work_sizes:
+                methods[f"{label}, work size {size}"] = (net, {**options, "work_size": size})
+        else:
+            for p in precisions:
+                methods[in_precision(label, p)] = (prepared(net, p), {**options, "precision": precision_named(p)})
+        if clicks and getattr(net.config, "hints", False):
+            clicked[f"{label} + {clicks} clicks"] = (
+                prepared(net, first),
+                {**options, "precision": precision_named(first)},
+            )
+        elif clicks:
+            skipped.append(label)
+    result = run_colorize_benchmark(files, methods, on_image, clicked, clicks, levin=bool(clicks))
 
     rows = []
     for name in result.scores:
         s = result.summary(name)
+        seconds = result.median_seconds(name)
         rows.append(
             [
                 name,
@@ -256,11 +314,17 @@ def colorize_report(
                 f"{s['colourfulness_ratio']:.2f}",
                 f"{s['washed_out_share'] * 100:.0f}%",
                 f"{s['delta_l']:.2f}",
+                "-" if seconds is None else f"{seconds:.2f}",
             ]
         )
+    if len(models) == 1:
+        (only,) = models.values()
+        how = f"readout {readouts['ours' if 'ours' in readouts else next(iter(readouts))].describe()}; "
+        how += f"default work size {only.config.work_size}"
+    else:
+        how = "each model's own readout and work size"
     table = Table(
-        f"Colorization on {dataset}, {len(files)} images (input: L of the photo; readout {readout.describe()}; "
-        f"default work size {config.work_size})",
+        f"Colorization on {dataset}, {len(files)} images (input: L of the photo; {how})",
         [
             "method",
             "PSNR (RGB, dB)",
@@ -270,35 +334,57 @@ def colorize_report(
             "colourfulness / truth",
             "below 0.3 of truth",
             "mean abs ΔL (grey levels)",
+            "s / photo",
         ],
         rows,
     )
-    if cost:
-        timed = [(p, *photo_seconds(model, files[0], precision=p)) for p in precisions]
-        (w, h) = timed[0][2]
-        times = ", ".join(f"{seconds:.2f} s in {p}" for p, seconds, _ in timed)
+    if clicks:
         table.notes.append(
-            f"{files[0].name} ({w}x{h}), end to end (L in, RGB out): {times} on {torch_threads()}"
-            f" (median of 3, after a warm-up); {count_parameters(model) / 1e6:.2f} M parameters.\n{precision_line()}"
+            f"+ {clicks} clicks: {clicks} pixels of each photo drawn uniformly (seeded by its index), each given the"
+            " true colour there; the same clicks for every method. Levin et al. 2004 solves at full resolution."
+            + (f" {', '.join(skipped)}: takes no hints, no clicked row." if skipped else "")
         )
+    table.notes.append(
+        f"s / photo: median wall time over the photos as they were scored (L in, RGB out) on {torch_threads()}."
+    )
+    if cost:
+        for name, net in models.items():
+            timed = [(p, *photo_seconds(net, files[0], precision=p)) for p in precisions]
+            (w, h) = timed[0][2]
+            times = ", ".join(f"{seconds:.2f} s in {p}" for p, seconds, _ in timed)
+            table.notes.append(
+                f"{labels[name]}: {files[0].name} ({w}x{h}), end to end (L in, RGB out): {times} on {torch_threads()}"
+                f" (median of 3, after a warm-up); {count_parameters(net) / 1e6:.2f} M parameters."
+            )
+        table.notes.append(precision_line())
 
     report = Report([table])
-    if "ours" in result.scores:
-        s = result.summary("ours")
-        digits = {"psnr": 2, "ciede2000": 2, "cast": 2, "delta_l": 3}
-        report.metrics[model.weights_path] = {
-            metric_name(dataset, measure): round(value, digits.get(measure, 3)) for measure, value in s.items()
+    digits = {"psnr": 2, "ciede2000": 2, "cast": 2, "delta_l": 3}
+
+    def rounded(summary: dict[str, float], *condition: str) -> dict[str, float]:
+        return {
+            metric_name(dataset, *condition, measure): round(value, digits.get(measure, 3))
+            for measure, value in summary.items()
         }
-        for name in hinted:
-            h = result.summary(name)
-            table.notes.append(f"{name}: {h['psnr'] - s['psnr']:+.2f} dB PSNR over ours without hints.")
-            report.metrics[model.weights_path].update(
-                {
-                    metric_name(dataset, f"hints{hints}", measure): round(value, digits.get(measure, 3))
-                    for measure, value in h.items()
-                }
+
+    levin = result.summary(levin_row(clicks)) if clicks else None
+    for name, net in models.items():
+        label = labels[name]
+        if label not in result.scores:  # a work-size ablation: nothing recorded
+            continue
+        s = result.summary(label)
+        report.metrics[net.weights_path] = rounded(s)
+        with_clicks = f"{label} + {clicks} clicks"
+        if with_clicks in result.scores:
+            c = result.summary(with_clicks)
+            table.notes.append(
+                f"{with_clicks}: {c['psnr'] - s['psnr']:+.2f} dB PSNR over {label} without clicks and"
+                f" {c['psnr'] - levin['psnr']:+.2f} dB over Levin et al. with the same clicks; CIEDE2000"
+                f" {(1 - c['ciede2000'] / s['ciede2000']) * 100:.0f}% below {label} without clicks."
             )
-        if "ours, bf16" in result.scores:
-            pair = [(s["psnr"], result.summary("ours, bf16")["psnr"])]
-            report.bf16[model.weights_path] = Bf16Check.of(pair, metric_name(dataset, "colorize"))
+            report.metrics[net.weights_path].update(rounded(c, f"clicks{clicks}"))
+        bf16 = in_precision(label, "bf16")
+        if bf16 in result.scores:
+            pair = [(s["psnr"], result.summary(bf16)["psnr"])]
+            report.bf16[net.weights_path] = Bf16Check.of(pair, metric_name(dataset, "colorize"))
     return report

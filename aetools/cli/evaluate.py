@@ -284,7 +284,7 @@ def eval_superres(
 def eval_colorize(
     ctx: typer.Context,
     data: Path = typer.Option(..., "--data", "-d", help="Folder of colour benchmark photos (e.g. eval/kodak24)."),
-    model: str = typer.Option(None, "--model", "-m", help="Shipped model name or .safetensors path."),
+    model: list[str] = typer.Option(None, "--model", "-m", help="Shipped model name or path; repeat to compare."),
     work_size: list[int] = typer.Option(
         None, "--work-size", help="Network input long side(s), e.g. --work-size 256 384 768 (default: the model's)."
     ),
@@ -297,7 +297,11 @@ def eval_colorize(
         "0: one T everywhere (default: the model's).",
     ),
     hints: int = typer.Option(
-        0, "--hints", min=0, help="Also ours given N hint points drawn from the truth (fixed seed), e.g. 5."
+        10,
+        "--hints",
+        min=0,
+        help="Also ours and Levin et al. 2004 given N simulated clicks: 1-pixel hints of the true colour at"
+        " random pixels (fixed seed); 0: none.",
     ),
     limit: int = typer.Option(0, help="Use only the first N images (0: all)."),
     cost: bool = typer.Option(True, "--cost/--no-cost", help="Also time a 768x512 photo end to end."),
@@ -306,7 +310,8 @@ def eval_colorize(
     record: bool = typer.Option(False, "--record", help="Store ours' means in the weights' metadata."),
 ) -> None:
     """Automatic colorization from L: RGB PSNR, CIEDE2000, colour cast, colourfulness and lightness error,
-    ours beside the grey and mean-colour baselines; with --hints N, also ours given N colour hints."""
+    ours beside the grey and mean-colour baselines; and given N simulated clicks (--hints, 10 by default), ours
+    beside Levin et al. 2004's propagation of the same clicks."""
     from dataclasses import replace
 
     from aetools.bench.colorize import colorize_report
@@ -317,9 +322,11 @@ def eval_colorize(
         raise fail("--work-size: at least 16 pixels")
     files = benchmark_files(data, limit, fmt)
     precision_list = parse_precisions(precisions)
-    net = load_task_model(model, "colorize", "cpu")
-    if hints and not getattr(net.config, "hints", False):
-        raise fail(f"--hints: {net.weights_path} takes no colour hints (trained without them)")
+    names = model or [None]
+    if record and len(names) > 1:
+        raise fail("--record: give a single --model")
+    nets = {name: load_task_model(name, "colorize", "cpu") for name in names}
+    net = nets[names[0]] if len(names) == 1 else nets
     overrides = {"temperature": temperature, "calibration": calibration}
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if flat_entropy is not None:
@@ -329,14 +336,14 @@ def eval_colorize(
             "--record: measure the model as shipped (no --work-size, --temperature, --calibration or --flat-entropy)"
         )
     try:
-        readout = replace(Readout.of(net.config), **overrides)
+        readout = replace(Readout.of(nets[names[0]].config), **overrides) if overrides else None
     except ValueError as e:
         raise fail(f"readout: {e}") from None
     report = measure(
         f"eval colorize on {data.name}",
         files,
         lambda on_image: colorize_report(
-            files, data.name, net, sizes, readout, precision_list, cost, on_image, hints=hints
+            files, data.name, net, sizes, readout, precision_list, cost, on_image, clicks=hints
         ),
     )
     publish(report, fmt, record)

@@ -75,6 +75,12 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT.ckpt.safetensors exactly."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT (a resumed run may)."),
     init: Path = typer.Option(None, help="Start from these weights (fine-tune) instead of random."),
+    pretrained: Path = typer.Option(
+        None,
+        "--pretrained",
+        help="Pretrained weights for the model's pretrained part, training only (colorize with --set"
+        " encoder=mobilenet_v2: torchvision's ImageNet mobilenet_v2 .pth); the result holds them.",
+    ),
     train_only: str = typer.Option(
         None, "--train-only", help="Train only this part (e.g. prior, with --init: the VQ-VAE's second stage)."
     ),
@@ -135,6 +141,7 @@ def train(
         checkpoint_every=checkpoint_every,
         resume=resume,
         init=str(init) if init else None,
+        pretrained=str(pretrained) if pretrained else None,
         seed=seed,
         device=device,
         precision=precision,

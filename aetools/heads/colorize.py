@@ -25,6 +25,11 @@ Colour hints (Zhang, Zhu et al. 2017, "Real-Time User-Guided Image Colorization 
 a model with `hints` takes three more input channels, a sparse ab map of colours a user gave and a mask of
 where they are (zeros: no hints, the automatic colorizer). It learns to spread a hint over the region it
 belongs to from training crops with hint points drawn from their own colours (`aetools.tasks.colorize`).
+
+Two networks share this architecture name, its config and everything around them (loss, readout,
+pipeline); the config's `encoder` chooses: "unet" (the default, and every file saved before the choice
+existed) is the network above, trained from scratch; "mobilenet_v2" is `ColorizeMobileNet`
+(`aetools.heads.colorize_mobilenet`): an ImageNet-pretrained encoder under a skip-connected decoder.
 """
 
 from __future__ import annotations
@@ -56,6 +61,12 @@ class ColorizeConfig:
     hints: the network also takes colour hints (3 more input channels: a / 100, b / 100, mask).
     rebalance: the class-rebalancing mix λ it was trained with (`colorize_bins.rebalancing_weights`), which
         the readout's calibration undoes.
+    encoder: "unet" (this module's network: widths, blocks, bottleneck_blocks) or "mobilenet_v2"
+        (`ColorizeMobileNet`: torchvision's MobileNetV2 features, pretrained with `aetools train --pretrained`).
+    decoder_widths: mobilenet_v2's decoder channels at 1/2, 1/4, 1/8, 1/16 and 1/32 resolution.
+    encoder_lr_scale, encoder_frozen_steps: mobilenet_v2's training: the encoder's learning rate is this
+        share of the decoder's, and zero for the first `encoder_frozen_steps` steps.
+    freeze_bn: mobilenet_v2's encoder keeps its batch-norm statistics (ImageNet's) while it trains.
     """
 
     widths: tuple[int, ...] = (32, 64, 128, 256)
@@ -68,17 +79,43 @@ class ColorizeConfig:
     flat_entropy: float | None = None
     hints: bool = False
     rebalance: float = 0.5
+    encoder: str = "unet"
+    decoder_widths: tuple[int, ...] = (48, 48, 64, 128, 256)
+    encoder_lr_scale: float = 0.1
+    encoder_frozen_steps: int = 0
+    freeze_bn: bool = True
 
 
 HINT_CHANNELS = 3  # a / 100, b / 100, mask
+ENCODERS = ("unet", "mobilenet_v2")
+
+
+def load_bin_centres(bins: int) -> torch.Tensor:
+    """The shipped ab bin centres (Q, 2) as a float32 tensor; zeros when a config asks for another number of
+    bins (a weights file then brings its own centres)."""
+    from aetools.heads.colorize_bins import load_prior
+
+    centres, _ = load_prior()
+    if len(centres) != bins:
+        return torch.zeros(bins, 2)
+    return torch.as_tensor(centres, dtype=torch.float32)
 
 
 @register_model("colorize-unet", ColorizeConfig)
 class ColorizeNet(nn.Module):
+    def __new__(cls, config: ColorizeConfig | None = None):
+        """The config's `encoder` chooses the network: "mobilenet_v2" builds a `ColorizeMobileNet` instead."""
+        encoder = getattr(config, "encoder", "unet")
+        if encoder not in ENCODERS:
+            raise ValueError(f"encoder {encoder!r}: expected one of {', '.join(ENCODERS)}")
+        if encoder == "mobilenet_v2":
+            from aetools.heads.colorize_mobilenet import ColorizeMobileNet
+
+            return ColorizeMobileNet(config)
+        return super().__new__(cls)
+
     def __init__(self, config: ColorizeConfig):
         super().__init__()
-        from aetools.heads.colorize_bins import load_prior
-
         self.config = config
         self.in_channels = 1 + (HINT_CHANNELS if config.hints else 0)
         self.backbone = SkipAutoencoder(
@@ -89,10 +126,7 @@ class ColorizeNet(nn.Module):
         w0 = self.backbone.out_channels
         hidden = max(64, w0)
         self.head = nn.Sequential(conv3x3(w0, hidden), nn.ReLU(inplace=True), nn.Conv2d(hidden, config.bins, 1))
-        bins, _ = load_prior()
-        if len(bins) != config.bins:
-            bins = torch.zeros(config.bins, 2).numpy()  # replaced by the weights file's own centres
-        self.register_buffer("ab_bins", torch.as_tensor(bins, dtype=torch.float32))  # (Q, 2), saved
+        self.register_buffer("ab_bins", load_bin_centres(config.bins))  # (Q, 2), saved
 
     @property
     def stride(self) -> int:

@@ -6,7 +6,9 @@ training pair is (L of a photo crop, the crop's ab at half resolution, where the
 Loss (Zhang, Isola & Efros 2016, eq. 2-4): the true ab of each pixel is soft-encoded over its 5 nearest
 bins (Gaussian, sigma = 5), the network's distribution is scored by cross-entropy against it, and each
 pixel is weighted by the rarity of its colour (`rebalancing_weights`), so that the loss is not dominated
-by the greys and browns that fill most of every photo.
+by the greys and browns that fill most of every photo. Crops with (almost) no colour at all (option
+`min_chroma`: black-and-white or toned photos in a training corpus) are left out of it: they would teach
+that everything is grey.
 
 Colour hints (Zhang, Zhu et al. 2017): a model trained with `hints` also sees a sparse ab map and its mask.
 Training draws hint points from each crop's own colours with their sampler (`sample_hints`): the number of
@@ -47,11 +49,15 @@ HINT_STOP = 1 / 8  # Zhang et al. 2017: hint points drawn until a coin with this
 HINT_PATCHES = range(1, 10)  # side of the square a point reveals (its mean colour), px
 MAX_HINTS = 64
 NO_HINT_SHARE = 0.5  # of training crops: no hints at all (the automatic colorizer)
+# a crop whose mean chroma sqrt(a² + b²) is below this is left out of the loss: in a corpus of colour photos
+# such crops come from black-and-white or toned ones (the landscapes' grey 3% measure 0-2, their muted
+# colour photos 2.5 and up)
+MIN_CHROMA = 1.5
 STRIP_PIXELS = 1 << 20  # per-pixel colour conversions run on strips of about this many pixels
 # peak memory of colorizing one photo, per pixel: its float RGB in and out, L, ab, the output's encoding
 BYTES_PER_PIXEL = 56
 # the task's training options and their defaults (--set KEY=VALUE)
-OPTIONS = {"hints": True, "rebalance": REBALANCE_MIX, "no_hint_share": NO_HINT_SHARE}
+OPTIONS = {"hints": True, "rebalance": REBALANCE_MIX, "no_hint_share": NO_HINT_SHARE, "min_chroma": MIN_CHROMA}
 
 
 def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
@@ -155,16 +161,23 @@ def soft_encode(ab: torch.Tensor, bins: torch.Tensor) -> tuple[torch.Tensor, tor
     return idx, torch.softmax(-nearest / (2 * SOFT_SIGMA**2), dim=1)
 
 
-def colorize_loss(logits: torch.Tensor, ab: torch.Tensor, mix: float = REBALANCE_MIX) -> torch.Tensor:
+def colorize_loss(
+    logits: torch.Tensor, ab: torch.Tensor, mix: float = REBALANCE_MIX, min_chroma: float = 0.0
+) -> torch.Tensor:
     """logits (B, Q, h, w), true ab (B, 2, h, w) -> class-rebalanced soft cross-entropy (scalar); mix: the
-    rebalancing λ (0 = full inverse-frequency weighting, 1 = none)."""
+    rebalancing λ (0 = full inverse-frequency weighting, 1 = none); min_chroma: images whose mean chroma is
+    below this count for nothing (a batch of only such images: 0, with gradients of zero)."""
     bins, weights = _loss_tables(mix)
     bins, weights = bins.to(ab.device), weights.to(ab.device)
-    q = logits.shape[1]
+    b, q = logits.shape[:2]
     idx, soft = soft_encode(ab.permute(0, 2, 3, 1).reshape(-1, 2).float(), bins)
     log_probs = torch.log_softmax(logits.permute(0, 2, 3, 1).reshape(-1, q).float(), dim=1)
     cross_entropy = -(soft * log_probs.gather(1, idx)).sum(dim=1)  # (N,)
-    return (weights[idx[:, 0]] * cross_entropy).mean()
+    per_pixel = (weights[idx[:, 0]] * cross_entropy).view(b, -1)  # (B, h * w)
+    if min_chroma <= 0:
+        return per_pixel.mean()
+    coloured = ab.float().norm(dim=1).flatten(1).mean(dim=1) >= min_chroma  # (B,)
+    return (per_pixel * coloured[:, None]).sum() / (coloured.sum() * per_pixel.shape[1]).clamp(min=1)
 
 
 def lab_to_rgb_keeping_l(lab: np.ndarray, steps: int = 8) -> np.ndarray:
@@ -271,8 +284,8 @@ def colorize_validation_pair(logits: torch.Tensor, batch: Batch) -> tuple[torch.
 
 def make_colorize_loss(options: dict):
     """Task options -> the task loss at the options' rebalancing mix."""
-    mix = float(options["rebalance"])
-    return against_target(lambda logits, ab: colorize_loss(logits, ab, mix))
+    mix, min_chroma = float(options["rebalance"]), float(options["min_chroma"])
+    return against_target(lambda logits, ab: colorize_loss(logits, ab, mix, min_chroma))
 
 
 TASK = register_task(

@@ -46,6 +46,11 @@ class TrainConfig:
     model: config overrides for the task's architecture, e.g. {"widths": (16, 32)}.
     options: the task's training options (`Task.options`), e.g. {"scales": (4,)} for superres.
     init: start from these weights (fine-tuning) instead of a random initialisation.
+    pretrained: a file of pretrained weights for the part of the model that takes them (colorize's
+        mobilenet_v2 encoder: torchvision's ImageNet .pth), loaded by the model's `load_pretrained` before
+        training; training only: the trained weights are saved whole, and the file is recorded by name and
+        sha256. A model may also give the optimizer parameter groups (`optimizer_groups`: per group an
+        `lr_scale` of the learning rate and `frozen_steps` at the start with none).
     val_data: validation images; default: `val_images` files held out of `data`.
     exclude: files or folders inside `data` held out of training (e.g. a folder to report on as unseen);
         recorded with the weights.
@@ -75,6 +80,7 @@ class TrainConfig:
     checkpoint: str | None = None
     resume: bool = False
     init: str | None = None
+    pretrained: str | None = None
     seed: int = 0
     device: str = "auto"
     precision: str = "auto"  # auto | fp32 | bf16 (aetools.precision): bf16 autocast where the device has it
@@ -257,7 +263,7 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
         problem = output_problem(
             Path(config.out),
             overwrite=config.resume or config.overwrite,
-            inputs=[Path(p) for p in config.data + ([config.init] if config.init else [])],
+            inputs=[Path(p) for p in config.data + [f for f in (config.init, config.pretrained) if f]],
             suffix=".safetensors",
             what="weights",
         )
@@ -268,6 +274,16 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
     except PrecisionError as e:
         raise TrainError(str(e)) from None
     channels_last = use_channels_last(device, precision)
+    pretrained_record = None
+    if config.pretrained:
+        load_pretrained = getattr(model, "load_pretrained", None)
+        if config.init or load_pretrained is None:
+            why = "--init gives all the weights" if config.init else "this model has no pretrained part"
+            raise TrainError(f"--pretrained {config.pretrained}: {why}")
+        try:
+            pretrained_record = load_pretrained(config.pretrained)
+        except (OSError, ValueError) as e:
+            raise TrainError(f"--pretrained {e}") from None
     if config.init:
         init_record = {"file": Path(config.init).name, "training": header.get("training", {})}
         try:
@@ -285,7 +301,8 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
         trainable = [p for p in model.parameters() if p.requires_grad]
         if not trainable:
             raise TrainError(f"--train-only {prefix}: no parameters of {task.arch} are named so")
-    optimizer = torch.optim.Adam(trainable, lr=peak_lr)
+    groups = model.optimizer_groups() if hasattr(model, "optimizer_groups") and not config.train_only else None
+    optimizer = torch.optim.Adam(groups or trainable, lr=peak_lr)
     # No GradScaler: bf16 has fp32's exponent range, so gradients cannot underflow as fp16's do; the
     # weights, Adam's moments and the loss stay fp32 (autocast casts only the operations' inputs).
     scaler = None
@@ -429,8 +446,8 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
         try:
             for step, batch in enumerate(loader, start=start):
                 lr = learning_rate(step, steps, peak_lr, config.warmup, config.min_lr_ratio)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
+                for group in optimizer.param_groups:  # a group may learn slower, or not yet
+                    group["lr"] = lr * group.get("lr_scale", 1.0) * (step >= group.get("frozen_steps", 0))
                 batch = to_device(batch)
                 with autocast(device, precision):
                     prediction = train_model(**batch.inputs)
@@ -492,7 +509,9 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
             "processes": world,
             "params": count_parameters(model),
             f"val_{task.score_name.lower()}": state["val_psnr"],
+            **({"val": [str(p) for p in config.val_data]} if config.val_data else {}),
             "init": init_record,  # fine-tuned from these weights (and how they were trained), if any
+            **({"pretrained": pretrained_record} if pretrained_record else {}),
             "train_only": config.train_only,
         }
         try:
