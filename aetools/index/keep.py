@@ -10,7 +10,7 @@ and read for what its file says; then the copy kept is the first by
     3. no added border: no flat frame or padding (trimmed before coding) around the picture
     4. least compressed: lossless formats first, then JPEG by the quality its quantization tables give (in
        steps of QUALITY_STEP, so two encoders' tables for about the same quality tie), then other lossy ones
-    5. the most pixels of picture (borders left out), then the largest file
+    5. the most pixels, then the largest file (a padded copy's extra pixels are its border: rule 3)
     6. the oldest: EXIF DateTimeOriginal first (a file with one before a file without), then the file's
        modification time, then the path
 
@@ -81,7 +81,6 @@ class CopyFacts:
     format: str | None = None
     compression: int = UNREADABLE  # LOSSLESS, a JPEG quality, UNKNOWN_LOSSY or UNREADABLE
     taken: str | None = None  # EXIF DateTimeOriginal, "YYYY:MM:DD HH:MM:SS"
-    picture_pixels: int = 0  # width x height without flat borders (full resolution)
     border_share: float = 0.0  # of the pixels, in flat borders
     grey: np.ndarray | None = None
 
@@ -122,7 +121,6 @@ def read_facts(record: FileRecord) -> CopyFacts:
         fmt,
         compression,
         taken.strip("\x00 ") if isinstance(taken, str) and taken.strip("\x00 ") else None,
-        round(record.width * record.height * kept),
         1 - kept,
         grey_at_side(picture),
     )
@@ -143,7 +141,7 @@ def rank(record: FileRecord, facts: CopyFacts, flags: Flags) -> tuple:
         flags.crop,
         facts.border_share > BORDER_SHARE,
         -_compression_step(facts.compression),
-        -facts.picture_pixels,
+        -record.width * record.height,
         -record.size,
         facts.taken is None,
         facts.taken or "",
@@ -172,9 +170,7 @@ def why_behind(keep: tuple, other: tuple, facts: CopyFacts, keep_facts: CopyFact
             keep_words = str(keep_facts.compression)
         return f"is more compressed ({words} vs {keep_words})"
     if other[4] != keep[4]:
-        return (
-            f"is smaller ({_megapixels(facts.picture_pixels)} vs {_megapixels(keep_facts.picture_pixels)} of picture)"
-        )
+        return f"is smaller ({record.width} x {record.height} vs {keep_record.width} x {keep_record.height})"
     if other[5] != keep[5]:
         return f"is a smaller file ({format_size(record.size)} vs {format_size(keep_record.size)})"
     if other[6:8] != keep[6:8]:
@@ -192,10 +188,6 @@ def _compression_words(facts: CopyFacts) -> str:
     if facts.compression == UNREADABLE:
         return "unreadable now"
     return f"JPEG quality {facts.compression}"
-
-
-def _megapixels(pixels: int) -> str:
-    return f"{pixels / 1e6:.1f} MP" if pixels >= 100_000 else f"{pixels:,} px"
 
 
 def format_size(size: int) -> str:
