@@ -269,9 +269,10 @@ def find_duplicates(
     """Near-duplicates in a folder, as `aetools dedup` finds them (its index brought up to date first).
 
     -> {file: [(duplicate, code distance in bits), ...]} for every indexed file (an empty list for most):
-    a group's first file (the copy to keep: most pixels, largest file, oldest) lists the others, and each of
-    them lists it. groups=True -> `aetools.index.folder.Duplicates` instead (groups of `Member`s led by the
-    copy to keep, `suggested_removals()`, and the files that could not be checked). Nothing is deleted."""
+    a group's first file (the copy to keep, the original by `index.keep`: no overlay, not cropped, least
+    compressed, then most pixels, largest file, oldest) lists the others, and each of them lists it.
+    groups=True -> `aetools.index.folder.Duplicates` instead (groups of `Member`s led by the copy to keep,
+    `suggested_removals()`, and the files that could not be checked). Nothing is deleted."""
     from aetools.index.folder import DEFAULT_RADIUS, FeatureSource, default_index_dir, index_folder
     from aetools.index.folder import find_duplicates as find
 
