@@ -1,7 +1,8 @@
-"""The generative models' benchmark on the Fashion-MNIST test set (10,000 images), baselines in the same run.
+"""The generative models' benchmark on a test set (Fashion-MNIST's or CIFAR-10's 10,000 images), baselines in the
+same run.
 
 - Reconstruction: test MSE per pixel (and mean per-image PSNR, float, data range 1) beside PCA fitted on
-  the 60,000 training images with as many components as the model's code has dimensions. For a linear AE
+  the training images with as many components as the model's code has dimensions. For a linear AE
   also the principal angles between its decoder's column space and PCA's subspace
   (`scipy.linalg.subspace_angles`).
 - VAEs: per test image, k samples z_i ~ q(z|x) and log w_i = log p(x, z_i) - log q(z_i|x). The ELBO is their
@@ -9,10 +10,12 @@
   so IWAE >= ELBO holds image by image; both in nats per image (higher is better). KL per dimension (closed
   form, averaged over the test set) and active units (Cov_x E_q[z_j] > 0.01).
 - VQ-VAE: PSNR, codes in use on the test set (% of K), perplexity exp(H) of code frequencies, the prior's
-  negative log-likelihood of the test images' code grids (`prior_nll`: nats per code, and bits per code).
-  Bits per pixel are not defined for it: its decoder is deterministic, so it gives pixels no density.
-- Sample quality, in a small Fashion-MNIST classifier's features (`generative.frechet`; not Inception FID):
-  the Fréchet distance between n samples and the test set, and precision and recall (Kynkäänniemi et al.
+  negative log-likelihood of the test images' code grids (`prior_nll`: nats per code, and bits per code),
+  and the code's bits per image dimension: -log2 p(codes) / (S * S * C), what the prior needs to describe an
+  image's code, spread over its pixel values. That is a rate, not a likelihood of the pixels: the decoder is
+  deterministic, so it gives pixels no density, and bits per dimension in the log p(x) sense are undefined.
+- Sample quality, in the features of a small classifier trained on the same dataset (`generative.frechet`; not
+  Inception FID): the Fréchet distance between n samples and the test set, and precision and recall (Kynkäänniemi et al.
   2019, k = 3) of the n samples against n test images; beside n training images in their place (the floor).
 """
 
@@ -96,8 +99,8 @@ class ModelScores:
     precision: float | None = None
     recall: float | None = None
 
-    def metrics(self) -> dict:
-        """What `--record` stores in the weights' metadata."""
+    def metrics(self, prefix: str = "fashion_test") -> dict:
+        """What `--record` stores in the weights' metadata, each key `<prefix>_<measure>`."""
         keys = ("mse", "psnr", "pca_mse", "elbo", "iwae", "kl", "active", "codes_used", "perplexity", "prior_nll")
         found = {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
         if self.angles is not None:
@@ -106,7 +109,7 @@ class ModelScores:
             found["frechet_classifier"] = self.frechet
         if self.precision is not None:
             found["precision_k3"], found["recall_k3"] = self.precision, self.recall
-        return {f"fashion_test_{k}": (round(v, 6) if isinstance(v, float) else v) for k, v in found.items()}
+        return {f"{prefix}_{k}": (round(v, 6) if isinstance(v, float) else v) for k, v in found.items()}
 
 
 def kind_of(model: nn.Module) -> str:
@@ -279,11 +282,14 @@ def generative_report(
     sampling: dict | None = None,
     on_stage: Callable[[str], None] = lambda _: None,
     on_step: Callable[[], None] = lambda: None,
+    data_name: str = "Fashion-MNIST",
+    metric_prefix: str = "fashion_test",
 ) -> Report:
     """`aetools eval generative`: reconstruction beside PCA, linear AEs against PCA, VAE bounds, VQ code use
     and prior NLL, and (with a `judge` classifier and `samples`) the Fréchet distance, precision and recall
-    of samples beside the training images' floor. Each model's metrics are `fashion_test_<measure>`
-    (`ModelScores.metrics`). sampling: temperature / top_k for the VQ-VAEs' priors (None: each model's own).
+    of samples beside the training images' floor. data_name: the dataset, as titles name it; each model's
+    metrics are `<metric_prefix>_<measure>` (`ModelScores.metrics`), e.g. `fashion_test_psnr`. sampling:
+    temperature / top_k for the VQ-VAEs' priors (None: each model's own).
     on_stage: told what is being measured (a model's name, then the sampling); on_step: called twice per
     model."""
     sampling = {k: v for k, v in (sampling or {}).items() if v is not None}
@@ -312,7 +318,7 @@ def generative_report(
         rows.append([r.name, r.kind, r.code, f"{r.mse:.5f}", pca, ratio, f"{r.psnr:.2f}", f"{r.params:,}", minutes])
     tables = [
         Table(
-            f"Reconstruction, Fashion-MNIST test ({n_test:,} images); PCA fitted on the 60,000 training images",
+            f"Reconstruction, {data_name} test ({n_test:,} images); PCA fitted on the {len(train):,} training images",
             ["model", "kind", "code", "MSE", "PCA MSE (same k)", "MSE / PCA", "PSNR dB", "params", "training time"],
             rows,
         )
@@ -348,10 +354,11 @@ def generative_report(
         tables.append(Table(title, columns, rows))
     if vqs := [r for r in scores if r.codes_used is not None]:
         columns = ["model", "code grid", "PSNR dB", "codes in use", "perplexity", "prior"]
-        columns += ["prior NLL (nats/code)", "bits/code"]
+        columns += ["prior NLL (nats/code)", "bits/code", "code bits/dim"]
+        dims = {r.name: models[r.name].config.channels * models[r.name].config.size ** 2 for r in vqs}
         rows = [
             [r.name, r.code, f"{r.psnr:.2f}", f"{r.codes_used:.1f}%", f"{r.perplexity:.1f}", r.prior.split(",")[0]]
-            + (["-", "-"] if r.prior_nll is None else [f"{r.prior_nll:.3f}", f"{r.prior_nll / math.log(2):.3f}"])
+            + (["-", "-", "-"] if r.prior_nll is None else vq_bits(r.prior_nll, models[r.name].grid ** 2, dims[r.name]))
             for r in vqs
         ]
         tables.append(Table(f"VQ-VAE codes; prior NLL on the {n_test:,} test images' code grids", columns, rows))
@@ -372,4 +379,11 @@ def generative_report(
                 rows,
             )
         )
-    return Report(tables, {models[r.name].weights_path: r.metrics() for r in scores})
+    return Report(tables, {models[r.name].weights_path: r.metrics(metric_prefix) for r in scores})
+
+
+def vq_bits(nats_per_code: float, codes: int, dims: int) -> list[str]:
+    """The prior's NLL as table cells: nats per code, bits per code, and the code's bits per image dimension
+    (`codes` codes per image, `dims` = S * S * C values per image)."""
+    bits = nats_per_code / math.log(2)
+    return [f"{nats_per_code:.3f}", f"{bits:.3f}", f"{bits * codes / dims:.4f}"]

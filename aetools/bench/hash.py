@@ -31,8 +31,6 @@
 
 from __future__ import annotations
 
-import io
-import tarfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -207,25 +205,20 @@ def run_near_duplicate(
 
 
 def read_cifar(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """-> (images (N, 32, 32, 3) uint8, labels (N,), is_query (N,) bool) from test.tar then train.tar;
-    the queries are the first QUERIES_PER_CLASS test images of each class by member name."""
-    images, labels, query = [], [], []
-    classes: list[str] = []
-    for name in ("test.tar", "train.tar"):
-        with tarfile.open(folder / name) as tar:
-            members = sorted((m for m in tar.getmembers() if m.isfile()), key=lambda m: m.name)
-            taken: dict[str, int] = {}
-            for m in members:
-                cls = m.name.split("/")[0]
-                if cls not in classes:
-                    classes.append(cls)
-                data = tar.extractfile(m).read()
-                images.append(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")))
-                labels.append(cls)
-                taken[cls] = taken.get(cls, 0) + 1
-                query.append(name == "test.tar" and taken[cls] <= QUERIES_PER_CLASS)
-    classes.sort()
-    return np.stack(images), np.array([classes.index(c) for c in labels]), np.array(query)
+    """-> (images (N, 32, 32, 3) uint8, labels (N,), is_query (N,) bool) from test.tar then train.tar
+    (`aetools.data.cifar.read_labelled_tar`), labels numbering the class folders in sorted order; the
+    queries are the first QUERIES_PER_CLASS test images of each class by member name."""
+    from aetools.data.cifar import read_labelled_tar
+
+    (test, test_classes), (train, train_classes) = (read_labelled_tar(folder / n) for n in ("test.tar", "train.tar"))
+    classes = sorted(set(test_classes) | set(train_classes))
+    labels = np.array([classes.index(c) for c in test_classes + train_classes])
+    seen: dict[str, int] = {}
+    is_query = np.zeros(len(labels), dtype=bool)
+    for i, c in enumerate(test_classes):
+        seen[c] = seen.get(c, 0) + 1
+        is_query[i] = seen[c] <= QUERIES_PER_CLASS
+    return np.concatenate([test, train]), labels, is_query
 
 
 def mean_average_precision(distances: np.ndarray, query_labels: np.ndarray, db_labels: np.ndarray, at: int) -> float:

@@ -394,11 +394,20 @@ def eval_generative(
     models: list[str] = typer.Argument(
         None, help="Generative models (shipped names or .safetensors paths); default: every shipped one."
     ),
-    data: str = typer.Option("fashion-mnist", "--data", help="fashion-mnist: its 10,000 test images."),
+    data: str = typer.Option(
+        "fashion-mnist", "--data", help="fashion-mnist or cifar10: its 10,000 test images (and its training images)."
+    ),
     fashion_dir: Path = typer.Option(
         None, "--fashion-dir", help="Folder of the idx files (default: $AETOOLS_FASHION_MNIST)."
     ),
-    classifier: str = typer.Option("classifier-fashion", help="The classifier whose features score samples."),
+    cifar_dir: Path = typer.Option(
+        None, "--cifar-dir", help="Folder of CIFAR-10's train.tar and test.tar (default: $AETOOLS_CIFAR10)."
+    ),
+    classifier: str = typer.Option(
+        None,
+        help="The classifier whose features score samples, trained on --data (default: classifier-fashion;"
+        " for cifar10 a weights file from `aetools train classifier --data cifar10`).",
+    ),
     samples: int = typer.Option(
         2000, min=0, help="Samples per generator for the Fréchet distance, precision and recall (0: skip)."
     ),
@@ -417,7 +426,8 @@ def eval_generative(
     fmt: str = typer.Option("table", "--format", help="table or markdown."),
     record: bool = typer.Option(False, "--record", help="Store each model's numbers in its weights' metadata."),
 ) -> None:
-    """Generators and classic autoencoders on Fashion-MNIST's test set, beside PCA at the same code size:
+    """Generators and classic autoencoders on Fashion-MNIST's (or CIFAR-10's) test set, beside PCA at the same
+    code size:
     reconstruction, VAE bounds (ELBO, IWAE), VQ code usage and the prior's NLL, and the samples' Fréchet
     distance, precision and recall in a small classifier's features (not Inception FID) beside the
     train-vs-test floor.
@@ -427,25 +437,46 @@ def eval_generative(
 
     from aetools.bench.generative import generative_report
     from aetools.cli.console import prepare
+    from aetools.data.cifar import load_cifar10
     from aetools.data.fashion import DatasetError, load_fashion_mnist
     from aetools.generative.pipeline import GENERATIVE_TASKS, load_generative
     from aetools.weights import WeightsError, load_model, read_manifest
 
     check_format(fmt)
-    if data != "fashion-mnist":
-        raise fail(f"--data {data}: the generative benchmark runs on fashion-mnist")
-    names = list(models or []) or [e.name for e in read_manifest() if e.task in GENERATIVE_TASKS]
-    if not names:
-        raise fail("no generative models given or shipped")
+    datasets = {  # --data -> (name in titles, metric prefix, (channels, size), the default judge, loader)
+        "fashion-mnist": ("Fashion-MNIST", "fashion_test", (1, 28), "classifier-fashion", load_fashion_mnist),
+        "cifar10": ("CIFAR-10", "cifar10_test", (3, 32), None, load_cifar10),
+    }
+    if data not in datasets:
+        raise fail(f"--data {data}: the generative benchmark runs on {' or '.join(datasets)}")
+    if (fashion_dir and data != "fashion-mnist") or (cifar_dir and data != "cifar10"):
+        raise fail(f"--{'fashion' if fashion_dir else 'cifar'}-dir does not apply to --data {data}")
+    data_name, prefix, shape, default_judge, load = datasets[data]
+    classifier = classifier or default_judge
+    if samples and classifier is None:
+        raise fail(f"--data {data}: give --classifier (weights from `aetools train classifier --data {data}`)")
     dev = prepare(device, None)
     torch.manual_seed(0)  # the VAE bounds sample q(z|x): one seed, the same estimates run after run
     try:
-        nets = {name: load_generative(name, dev) for name in names}
+        if models:
+            nets = {name: load_generative(name, dev) for name in models}
+        else:  # every shipped generator made for these images
+            shipped = [e.name for e in read_manifest() if e.task in GENERATIVE_TASKS]
+            nets = {name: net for name in shipped if image_shape(net := load_generative(name, dev)) == shape}
         judge = load_model(classifier, "classifier", dev) if samples else None
     except WeightsError as e:
         raise fail(f"{e} (eval commands: {', '.join(sorted(c.name for c in eval_app.registered_commands))})") from None
+    if not nets:
+        raise fail(f"no generative models given, or shipped for --data {data}")
+    for name, net in [*nets.items(), *([(classifier, judge)] if judge is not None else [])]:
+        if image_shape(net) != shape:
+            channels, size = image_shape(net)
+            raise fail(
+                f"{name}: made for {size}x{size} {'grey' if channels == 1 else 'colour'} images, not {data_name}'s"
+            )
     try:
-        train, test = load_fashion_mnist("train", fashion_dir), load_fashion_mnist("test", fashion_dir)
+        folder = cifar_dir if data == "cifar10" else fashion_dir
+        train, test = load("train", folder), load("test", folder)
     except DatasetError as e:
         raise fail(str(e)) from None
     if limit:
@@ -457,8 +488,14 @@ def eval_generative(
             nets, train, test, iwae_k, iwae_images, judge=judge, judge_name=classifier, samples=samples,
             sampling={"temperature": temperature, "top_k": top_k},
             on_stage=lambda name: progress.update(bar, name=name), on_step=lambda: progress.advance(bar),
+            data_name=data_name, metric_prefix=prefix,
         )  # fmt: skip
     publish(report, fmt, record)
+
+
+def image_shape(model) -> tuple[int, int]:
+    """A generative model's or classifier's images: (channels, side)."""
+    return model.config.channels, model.config.size
 
 
 from aetools.cli import evaluate_hash  # noqa: E402,F401  (registers `eval hash`, which uses the helpers above)

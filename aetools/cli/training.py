@@ -56,7 +56,7 @@ def train(
         ..., help="Task to train: colorize, denoise, hash, inpaint, superres; ae, vae, hvae, vqvae, classifier."
     ),
     data: list[Path] = typer.Option(
-        ..., "--data", "-d", help="Image folder(s) or files (recursive), or fashion-mnist (the idx files)."
+        ..., "--data", "-d", help="Image folders or files (recursive), fashion-mnist or cifar10 (their files)."
     ),
     out: Path = typer.Option(
         None, "--out", "-o", help="Where to write the trained .safetensors (default: ./TASK.safetensors)."
@@ -99,6 +99,9 @@ def train(
     fashion_dir: Path = typer.Option(
         None, "--fashion-dir", help="Folder of Fashion-MNIST's 4 idx files (default: $AETOOLS_FASHION_MNIST)."
     ),
+    cifar_dir: Path = typer.Option(
+        None, "--cifar-dir", help="Folder of CIFAR-10's train.tar and test.tar (default: $AETOOLS_CIFAR10)."
+    ),
 ) -> None:
     """Train a task's model on your images; Ctrl-C writes a checkpoint, --resume continues it.
 
@@ -123,6 +126,8 @@ def train(
     fashion = [str(p) for p in data] == ["fashion-mnist"]
     if fashion_dir and not fashion:
         raise fail("--fashion-dir applies to --data fashion-mnist only")
+    if cifar_dir and [str(p) for p in data] != ["cifar10"]:
+        raise fail("--cifar-dir applies to --data cifar10 only")
     out = out or Path(f"{task}.safetensors")
     config = TrainConfig(
         task=task,
@@ -137,6 +142,7 @@ def train(
         val_data=[str(p) for p in val] if val else None,
         exclude=[str(p) for p in exclude or []],
         fashion_dir=str(fashion_dir) if fashion_dir else None,
+        cifar_dir=str(cifar_dir) if cifar_dir else None,
         val_every=val_every,
         checkpoint_every=checkpoint_every,
         resume=resume,

@@ -50,6 +50,7 @@ class DataRequest:
     seed: int
     rank: int
     validate: bool  # this process validates (rank 0)
+    cifar_dir: str | None = None  # --data cifar10: the folder of its tar files
 
 
 @dataclass

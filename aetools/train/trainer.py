@@ -55,6 +55,7 @@ class TrainConfig:
     exclude: files or folders inside `data` held out of training (e.g. a folder to report on as unseen);
         recorded with the weights.
     fashion_dir: where `data=["fashion-mnist"]` finds the idx files (default: $AETOOLS_FASHION_MNIST).
+    cifar_dir: where `data=["cifar10"]` finds train.tar and test.tar (default: $AETOOLS_CIFAR10).
     workers: DataLoader processes preparing batches ahead (0 = in the training process).
     train_only: train only the parameters under this module name (e.g. "prior": the VQ-VAE's second stage,
         its prior fitted to the codes of a frozen, trained autoencoder); the rest stays as it is.
@@ -76,6 +77,7 @@ class TrainConfig:
     val_data: list[str] | None = None
     exclude: list[str] = field(default_factory=list)
     fashion_dir: str | None = None
+    cifar_dir: str | None = None
     checkpoint_every: int = 250
     checkpoint: str | None = None
     resume: bool = False
@@ -321,6 +323,7 @@ def train(config: TrainConfig, on_progress: Callable[[TrainProgress], None] | No
         seed=config.seed,
         rank=rank,
         validate=is_main,
+        cifar_dir=config.cifar_dir,
     )
     try:
         data = task.data(task, model, request, degrade, val_degrade)
