@@ -7,7 +7,8 @@
     gen_traversal.png      beta-VAE (betavae-fashion): one row per code dimension, swept over +-3
     gen_samples.png        64 samples each from ae-fashion (Gaussian codes), vae-fashion, vqvae-fashion (prior)
     gen_samples_NAME.png   a sample grid per shipped generator (8 x 8, seed 0, each model's own sampling
-                           settings), beside 64 test images (gen_samples_test.png) to judge them by
+                           settings), beside 64 test images (gen_samples_test.png) to judge them by; --extra
+                           FILE adds one for a trained, unshipped generator (named after its file)
 
     python examples/generative_figures.py --fashion-dir DATA/fashion_mnist
     python examples/generative_figures.py --fashion-dir DATA/fashion_mnist --only samples   # the grids alone
@@ -57,11 +58,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fashion-dir", type=Path, required=True, help="Folder of Fashion-MNIST's idx files.")
     parser.add_argument("--only", choices=["samples"], help="Only the sample grids (no models trained).")
+    parser.add_argument("--extra", type=Path, action="append", default=[], help="A trained generator's weights.")
     args = parser.parse_args()
     IMAGES.mkdir(exist_ok=True)
     test = load_fashion_mnist("test", args.fashion_dir)
     images = test.tensors()
-    sample_grids(images)
+    sample_grids(images, args.extra)
     if args.only == "samples":
         print("wrote", ", ".join(p.name for p in sorted(IMAGES.glob("gen_samples_*.png"))), file=sys.stderr)
         return
@@ -102,13 +104,15 @@ def main() -> None:
     print("wrote", ", ".join(p.name for p in sorted(IMAGES.glob("gen_*.png"))), file=sys.stderr)
 
 
-def sample_grids(test_images: torch.Tensor) -> None:
-    """64 samples of every shipped generator, one grid each, and 64 test images for comparison."""
+def sample_grids(test_images: torch.Tensor, extra: list[Path]) -> None:
+    """64 samples of every shipped generator (and of each `extra` weights file), one grid each, and 64 test
+    images for comparison."""
     save_grid(test_images[:64], IMAGES / "gen_samples_test.png", nrow=8, zoom=2, overwrite=True)
-    for entry in read_manifest():
-        if entry.task in GENERATIVE_TASKS:
-            samples = sample_images(load_generative(entry.name), 64, seed=0)
-            save_grid(samples, IMAGES / f"gen_samples_{entry.name}.png", nrow=8, zoom=2, overwrite=True)
+    models = {entry.name: entry.name for entry in read_manifest() if entry.task in GENERATIVE_TASKS}
+    models.update({path.name.removesuffix(".safetensors"): path for path in extra})
+    for name, source in models.items():
+        samples = sample_images(load_generative(source), 64, seed=0)
+        save_grid(samples, IMAGES / f"gen_samples_{name}.png", nrow=8, zoom=2, overwrite=True)
 
 
 if __name__ == "__main__":

@@ -305,7 +305,7 @@ def test_prior_nll_in_nats_per_code_on_a_known_distribution():
         last.bias.copy_(p.log())
     indices = torch.randint(0, 4, (7, 4, 4), generator=torch.Generator().manual_seed(0))
     expected = float(-p.log()[indices].mean())  # nats per code
-    assert math.isclose(float(model.prior_nll(indices)), expected, rel_tol=1e-5)
+    assert math.isclose(model.prior_nll(indices).item(), expected, rel_tol=1e-5)
     # in uneven batches (3 + 3 + 1 grids) each batch weighs what it holds
     assert math.isclose(prior_nll(model, indices, batch=3), expected, rel_tol=1e-5)
     codes_only = torch.zeros(2, 4, 4, dtype=torch.long)  # all code 0: -log 0.5 = 0.693 nats = 1 bit each
