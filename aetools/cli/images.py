@@ -300,16 +300,18 @@ def summarize(
     notes: list[tuple[str, str]],
     epilogue: str | None,
     interrupted: bool,
+    left_as: str = "not started",
 ) -> None:
     """The end of a batch, for both engines: what was written (and skipped), the warnings, every failure,
-    the epilogue line; then exit 130 after Ctrl-C, 1 if any file failed."""
+    the epilogue line; then exit 130 after Ctrl-C, 1 if any file failed. left_as: what the files neither
+    written nor failed are called ("not started" here; on Ray, files may be written and not yet reported)."""
     if len(plan.jobs) == 1 and written == 1 and not failures:
         console.print(f"wrote {'standard output' if plan.jobs[0][1] == STDIO else shown(plan.jobs[0][1])}")
     else:
         left = len(plan.jobs) - written - skipped - (len(failures) - len(plan.failures))
         kept = f", {skipped} skipped (output already there)" if skipped else ""
         console.print(
-            f"{name}: {written} written{kept}, {len(failures)} failed" + (f", {left} not started" if left else "")
+            f"{name}: {written} written{kept}, {len(failures)} failed" + (f", {left} {left_as}" if left else "")
         )
     for path, note in notes:
         console.print(f"[yellow]warning[/] {shown(path)}: {shown(note)}", soft_wrap=True)
@@ -319,6 +321,8 @@ def summarize(
         console.print(epilogue, soft_wrap=True)
     if interrupted:
         console.print("interrupted: every file counted as written is complete; no partial file was left")
+        if left_as != "not started":
+            console.print("(files written but not reported before the stop are skipped by the next run)")
         raise typer.Exit(130)
     if failures:
         raise typer.Exit(1)
@@ -394,7 +398,8 @@ def run_on_ray(
             raise fail(str(e)) from None
     if choice is not None:
         choice.used = models
-    summarize(name, plan, written, skipped, failures, notes, choice.describe() if choice else None, interrupted)
+    epilogue = choice.describe() if choice is not None else None
+    summarize(name, plan, written, skipped, failures, notes, epilogue, interrupted, "not reported")
 
 
 def _image_worker(build: Callable[[], Processor], overwrite: bool, lossless: bool, memory_advice: str):
