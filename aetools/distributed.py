@@ -32,6 +32,7 @@ import logging
 import math
 import os
 import pickle
+import re
 import sys
 import tempfile
 import warnings
@@ -183,6 +184,16 @@ def _first_line(e: BaseException) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
+def _root_cause(e: BaseException) -> str:
+    """What Ray's error says went wrong at its root, in one line: the last line of the worker's traceback
+    it carries ("RuntimeError: error: --device mps: ..." -> "--device mps: ..."), else its first line."""
+    lines = [line.strip() for line in re.sub(r"\x1b\[[0-9;]*m", "", str(e)).splitlines() if line.strip()]
+    last = re.fullmatch(r"(?:[A-Za-z_][\w.]*(?:Error|Exception|Exit)): (.+)", lines[-1]) if lines else None
+    if last:
+        return last.group(1).removeprefix("error: ")
+    return lines[0] if lines else type(e).__name__
+
+
 # ----------------------------------------------------------------------------------------- the actor pool
 
 
@@ -261,7 +272,7 @@ def _run_pass(items, indices: list[int], make_worker, engine: RayEngine, batch_s
     except KeyboardInterrupt:
         raise
     except Exception as e:  # noqa: BLE001  (what escapes Ray Data: workers that could not start, a lost cluster)
-        raise DistributedError(f"the Ray job failed: {_first_line(e)}") from None
+        raise DistributedError(f"the Ray job failed: {_root_cause(e)}") from None
     finally:
         context.max_errored_blocks = errored
 
@@ -273,6 +284,8 @@ def _pool(engine: RayEngine) -> tuple[float, int]:
     cluster_gpus = int(resources.get("GPU", 0))
     device = engine.device.lower()
     gpus = 1.0 if device.startswith("cuda") or (device == "auto" and cluster_gpus) else 0.0
+    if gpus and not cluster_gpus:  # actors asking for a GPU would wait for one forever
+        raise DistributedError(f"--device {engine.device}: the Ray cluster has no GPU (ray start --num-gpus N)")
     room = max(1, cluster_gpus if gpus else int(resources.get("CPU", 1)))
     wanted = engine.workers or room
     return gpus, wanted if wanted <= room else -wanted

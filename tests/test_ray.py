@@ -150,6 +150,23 @@ def test_denoise_on_ray_writes_the_local_bytes_and_lists_the_bad_file(cluster, t
 
 
 @pytest.mark.slow
+def test_what_a_worker_cannot_do_is_one_line_and_nothing_waits(cluster, tiny, photos, tmp_path):
+    import torch
+
+    from tests.conftest import run
+
+    if not ray.cluster_resources().get("GPU"):  # actors asking for a GPU would wait for one forever
+        r = run("denoise", photos, "-o", tmp_path / "out", "--model", tiny, "--engine", "ray", "--device", "cuda")
+        assert r.exit_code == 2
+        assert said(r) == "error: --device cuda: the Ray cluster has no GPU (ray start --num-gpus N)"
+    if not torch.backends.mps.is_available():  # checked on this machine's CPU, refused by the workers
+        r = run("denoise", photos, "-o", tmp_path / "out", "--model", tiny, "--engine", "ray", "--device", "mps")
+        assert r.exit_code == 2 and said(r).startswith("error: the Ray job failed: --device mps:"), r.output
+        assert len(r.output.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+@pytest.mark.slow
 def test_a_rerun_skips_outputs_already_there_and_never_replaces_them(cluster, tiny, photos, tmp_path):
     from tests.conftest import run
 

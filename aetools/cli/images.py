@@ -405,7 +405,13 @@ def run_on_ray(
 def _image_worker(build: Callable[[], Processor], overwrite: bool, lossless: bool, memory_advice: str):
     """A Ray actor's worker: its Processor built once (the model loaded once), then (input, output) ->
     Outcome through `process_file`, with the models that ran on that input."""
-    processor = build()
+    with console.capture() as said:  # a usage error on this node (a model file it lacks): its one line, raised
+        try:
+            processor = build()
+        except typer.Exit:
+            processor = None
+    if processor is None:
+        raise RuntimeError(" ".join(said.get().split()) or "the task could not be set up on a Ray worker")
 
     def run(job: tuple[Path, Path]) -> Outcome:
         src, dst = job
