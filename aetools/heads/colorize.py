@@ -63,9 +63,10 @@ class ColorizeConfig:
         the readout's calibration undoes.
     encoder: "unet" (this module's network: widths, blocks, bottleneck_blocks) or "mobilenet_v2"
         (`ColorizeMobileNet`: torchvision's MobileNetV2 features, pretrained with `aetools train --pretrained`).
-    decoder_widths: mobilenet_v2's decoder channels at 1/2, 1/4, 1/8, 1/16 and 1/32 resolution.
+    decoder_widths: mobilenet_v2's decoder channels at 1/4, 1/8, 1/16 and 1/32 resolution (its logits are at 1/4).
     encoder_lr_scale, encoder_frozen_steps: mobilenet_v2's training: the encoder's learning rate is this
-        share of the decoder's, and zero for the first `encoder_frozen_steps` steps.
+        share of the decoder's (0: frozen, no backward pass through it), and zero for the first
+        `encoder_frozen_steps` steps.
     freeze_bn: mobilenet_v2's encoder keeps its batch-norm statistics (ImageNet's) while it trains.
     """
 
@@ -80,7 +81,7 @@ class ColorizeConfig:
     hints: bool = False
     rebalance: float = 0.5
     encoder: str = "unet"
-    decoder_widths: tuple[int, ...] = (48, 48, 64, 128, 256)
+    decoder_widths: tuple[int, ...] = (64, 96, 128, 256)
     encoder_lr_scale: float = 0.1
     encoder_frozen_steps: int = 0
     freeze_bn: bool = True

@@ -1,17 +1,20 @@
 """The colorizer on a pretrained semantic encoder: torchvision's MobileNetV2 features see the grey photo, a
-skip-connected decoder (U-Net style) fuses them from 1/32 back to 1/2 resolution and predicts the same
-distribution over ab bins as `ColorizeNet` (so the loss, the readout and the pipeline are shared).
+skip-connected decoder (U-Net style) fuses them from 1/32 back to 1/4 resolution and predicts the same
+distribution over ab bins as `ColorizeNet` (so the loss, the readout and the pipeline are shared), at a
+quarter of the resolution it is given, as Zhang, Isola & Efros 2016 did (colour is a low-frequency signal:
+the eye takes its detail from L, which the pipeline keeps at full resolution).
 
     grey (B, 1, H, W)  L / 100  (a hint model: (B, 4, H, W), then the hints' a / 100, b / 100, mask)
       L -> sRGB grey value, replicated to 3 channels, ImageNet mean/std    -> (B, 3, H, W)
       MobileNetV2 features (pretrained on ImageNet when trained with --pretrained)
           1/4: (B, 24)   1/8: (B, 32)   1/16: (B, 96)   1/32: (B, 320), and (B, 1280) at 1/32
       bottleneck 1/32: 1x1 conv of the 320 + global context (the 1280 averaged over the picture -> MLP)
-                       + the hints pooled to 1/32                           -> (B, d4, H/32, W/32)
-      each level up to 1/4: upsample x2, concat the encoder's skip, 3x3 conv, + the hints pooled to it, ResBlock
-      last stage 1/2: upsample x2, concat L with the hints at full resolution (space-to-depth: every input
-                      pixel kept, 3x3 conv), two 3x3 convs                -> (B, d0, H/2, W/2)
-      1x1 conv                                                             -> logits (B, Q, H/2, W/2)
+                       + the hints pooled to 1/32                           -> (B, d3, H/32, W/32)
+      1/16, 1/8: upsample x2, concat the encoder's skip, 3x3 conv, + the hints pooled to it, ResBlock
+      last stage 1/4: upsample x2, concat the encoder's skip and L with the hints at full resolution
+                      (space-to-depth: all 16 pixels of each 4x4 block, 3x3 conv), two 3x3 convs
+                                                                           -> (B, d0, H/4, W/4)
+      1x1 conv                                                             -> logits (B, Q, H/4, W/4)
 
 Hints that spread (Zhang, Zhu et al. 2017, "Real-Time User-Guided Image Colorization with Learned Deep
 Priors"): a hint enters twice. At full resolution into the last stage, where its exact place and colour
@@ -40,9 +43,10 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # indices of torchvision's mobilenet_v2().features whose outputs feed the decoder, finest first:
 # 1/4 (24 ch), 1/8 (32), 1/16 (96), 1/32 (320); the last layer (18: 1280 ch at 1/32) is the global context.
-# (The decoder's widths are one more: its last stage, at 1/2, takes L itself instead of an encoder skip.)
+# Decoder level i works at 1/2^(i+2) with decoder_widths[i] channels.
 SKIP_LAYERS = (3, 6, 13, 17)
 SKIP_CHANNELS = (24, 32, 96, 320)
+OUT_STRIDE = 4  # logits at 1/4 of the input
 FULL_CHANNELS = 32  # L and the hints at full resolution, after space-to-depth and a 3x3 conv
 CONTEXT_CHANNELS = 1280
 STRIDE = 32
@@ -81,32 +85,34 @@ class ColorizeMobileNet(nn.Module):
 
         from aetools.heads.colorize import HINT_CHANNELS, load_bin_centres
 
-        if len(config.decoder_widths) != len(SKIP_LAYERS) + 1:
-            raise ValueError(f"decoder_widths: {len(SKIP_LAYERS) + 1} widths, 1/2 to 1/32 resolution, finest first")
+        if len(config.decoder_widths) != len(SKIP_LAYERS):
+            raise ValueError(f"decoder_widths: {len(SKIP_LAYERS)} widths, 1/4 to 1/32 resolution, finest first")
         self.config = config
         self.hints = bool(config.hints)
         self.in_channels = 1 + (HINT_CHANNELS if self.hints else 0)
         self.encoder = mobilenet_v2().features  # 19 layers; keys as torchvision's "features.*"
+        if config.encoder_lr_scale == 0:  # frozen for good: no gradients, no backward pass through it
+            self.encoder.requires_grad_(False)
         self.register_buffer("rgb_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("rgb_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
-        d = config.decoder_widths  # level i works at 1/2^(i+1): d[0] at 1/2 ... d[4] at 1/32
+        d = config.decoder_widths  # level i works at 1/2^(i+2): d[0] at 1/4 ... d[3] at 1/32
         top = len(d) - 1
-        self.bottleneck = nn.Conv2d(SKIP_CHANNELS[-1], d[top], 1)
+        self.bottleneck = nn.Conv2d(SKIP_CHANNELS[top], d[top], 1)
         self.context = nn.Sequential(
             nn.Linear(CONTEXT_CHANNELS, d[top]), nn.ReLU(inplace=True), nn.Linear(d[top], d[top])
         )
         self.bottleneck_block = ResBlock(d[top])
-        # levels 1/16, 1/8, 1/4 (i = 3, 2, 1): fuse the upsampled coarser level with the encoder's skip there
-        self.fuse = nn.ModuleList(conv3x3(d[i + 1] + SKIP_CHANNELS[i - 1], d[i]) for i in range(1, top))
+        # levels 1/16, 1/8 (i = 2, 1): fuse the upsampled coarser level with the encoder's skip there
+        self.fuse = nn.ModuleList(conv3x3(d[i + 1] + SKIP_CHANNELS[i], d[i]) for i in range(1, top))
         self.refine = nn.ModuleList(ResBlock(d[i]) for i in range(1, top))
-        # the pooled hints, added at the bottleneck and at every level above it but the last (i = 1 .. 4)
+        # the pooled hints, added at the bottleneck and at every level above it but the last (i = 1 .. 3)
         hint_proj = (nn.Conv2d(HINT_CHANNELS, d[i], 1) for i in range(1, top + 1))
         self.hint_proj = nn.ModuleList(hint_proj) if self.hints else None
-        # last stage, 1/2: L and the hints at full resolution, space-to-depth (4 input pixels per position)
-        self.full = conv3x3(4 * self.in_channels, FULL_CHANNELS)
+        # last stage, 1/4: L and the hints at full resolution, space-to-depth (16 input pixels per position)
+        self.full = conv3x3(OUT_STRIDE**2 * self.in_channels, FULL_CHANNELS)
         self.last = nn.Sequential(
-            conv3x3(d[1] + FULL_CHANNELS, d[0]),
+            conv3x3(d[1] + SKIP_CHANNELS[0] + FULL_CHANNELS, d[0]),
             nn.ReLU(inplace=True),
             conv3x3(d[0], d[0]),
             nn.ReLU(inplace=True),
@@ -130,7 +136,7 @@ class ColorizeMobileNet(nn.Module):
 
     def forward(self, grey: torch.Tensor) -> torch.Tensor:
         """grey (B, 1, H, W): L / 100 in [0, 1], or for a hint model (B, 4, H, W): L / 100, then the hints'
-        a / 100, b / 100 (0 where there is none) and mask (1 = a hint) -> logits (B, Q, ceil(H/2), ceil(W/2)).
+        a / 100, b / 100 (0 where there is none) and mask (1 = a hint) -> logits (B, Q, ceil(H/4), ceil(W/4)).
         A hint model given L alone colours automatically (no hints)."""
         h, w = grey.shape[-2:]
         if grey.shape[1] != self.in_channels:
@@ -146,34 +152,37 @@ class ColorizeMobileNet(nn.Module):
             feature = layer(feature)
             if index in SKIP_LAYERS:
                 skips.append(feature)
-        context = self.context(feature.mean(dim=(2, 3)))  # (B, d4): what the whole picture shows
+        context = self.context(feature.mean(dim=(2, 3)))  # (B, d3): what the whole picture shows
         hints = x[:, 1:] if self.hints else None
 
         def with_hints(level: int, features: torch.Tensor) -> torch.Tensor:
-            """Level i (1/4 .. 1/32: i = 1 .. 4) works at 1/2^(i+1) of the input."""
+            """Level i (1/8 .. 1/32: i = 1 .. 3) works at 1/2^(i+2) of the input."""
             if hints is None:
                 return features
-            return features + self.hint_proj[level - 1](pool_hints(hints, 2 ** (level + 1)))
+            return features + self.hint_proj[level - 1](pool_hints(hints, 2 ** (level + 2)))
 
-        top = len(SKIP_LAYERS)  # skips[i - 1] is level i's
-        y = torch.relu(self.bottleneck(skips[top - 1])) + context[..., None, None]  # (B, d4, H/32, W/32)
+        top = len(SKIP_LAYERS) - 1
+        y = torch.relu(self.bottleneck(skips[top])) + context[..., None, None]  # (B, d3, H/32, W/32)
         y = self.bottleneck_block(with_hints(top, y))
-        for i in reversed(range(1, top)):  # 1/16, 1/8, 1/4
+        for i in reversed(range(1, top)):  # 1/16, 1/8
             y = F.interpolate(y, scale_factor=2.0, mode="bilinear", align_corners=False)
-            y = torch.relu(self.fuse[i - 1](torch.cat([y, skips[i - 1]], dim=1)))
+            y = torch.relu(self.fuse[i - 1](torch.cat([y, skips[i]], dim=1)))
             y = self.refine[i - 1](with_hints(i, y))
-        y = F.interpolate(y, scale_factor=2.0, mode="bilinear", align_corners=False)  # (B, d1, H/2, W/2)
-        full = torch.relu(self.full(F.pixel_unshuffle(torch.cat([light - 0.5, x[:, 1:]], dim=1), 2)))
-        y = self.last(torch.cat([y, full], dim=1))  # (B, d0, H/2, W/2)
-        return self.head(y)[..., : (h + 1) // 2, : (w + 1) // 2]
+        y = F.interpolate(y, scale_factor=2.0, mode="bilinear", align_corners=False)  # (B, d1, H/4, W/4)
+        full = F.pixel_unshuffle(torch.cat([light - 0.5, x[:, 1:]], dim=1), OUT_STRIDE)
+        y = self.last(torch.cat([y, skips[0], torch.relu(self.full(full))], dim=1))  # (B, d0, H/4, W/4)
+        return self.head(y)[..., : -(-h // OUT_STRIDE), : -(-w // OUT_STRIDE)]
 
     def optimizer_groups(self) -> list[dict]:
-        """For the trainer: the pretrained encoder learns at `encoder_lr_scale` times the learning rate, and
-        not at all for its first `encoder_frozen_steps` steps; the decoder at the full rate from the start."""
+        """For the trainer: the pretrained encoder learns at `encoder_lr_scale` times the learning rate (0: it
+        stays as loaded, and costs no backward pass), and not at all for its first `encoder_frozen_steps`
+        steps; the decoder at the full rate from the start."""
         encoder = list(self.encoder.parameters())
         ids = {id(p) for p in encoder}
         rest = [p for p in self.parameters() if id(p) not in ids]
         c = self.config
+        if c.encoder_lr_scale == 0:
+            return [{"params": rest}]
         return [
             {"params": rest},
             {"params": encoder, "lr_scale": float(c.encoder_lr_scale), "frozen_steps": int(c.encoder_frozen_steps)},

@@ -161,14 +161,26 @@ def soft_encode(ab: torch.Tensor, bins: torch.Tensor) -> tuple[torch.Tensor, tor
     return idx, torch.softmax(-nearest / (2 * SOFT_SIGMA**2), dim=1)
 
 
+def pooled_to(ab: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """The target ab (B, 2, h, w) at half the crop's resolution, averaged over 2x2 blocks until it is `size`:
+    the resolution a network's logits have (the pretrained-encoder colorizer predicts at 1/4)."""
+    while ab.shape[-2:] != tuple(size):
+        if ab.shape[-2] < size[0] or ab.shape[-1] < size[1] or ab.shape[-2:] == (1, 1):
+            raise ValueError(f"logits {tuple(size)} do not match the target's {tuple(ab.shape[-2:])} halved")
+        ab = F.avg_pool2d(ab, 2, ceil_mode=True)
+    return ab
+
+
 def colorize_loss(
     logits: torch.Tensor, ab: torch.Tensor, mix: float = REBALANCE_MIX, min_chroma: float = 0.0
 ) -> torch.Tensor:
-    """logits (B, Q, h, w), true ab (B, 2, h, w) -> class-rebalanced soft cross-entropy (scalar); mix: the
-    rebalancing λ (0 = full inverse-frequency weighting, 1 = none); min_chroma: images whose mean chroma is
-    below this count for nothing (a batch of only such images: 0, with gradients of zero)."""
+    """logits (B, Q, h, w), true ab (B, 2, h, w) (or larger by powers of 2: `pooled_to`) -> class-rebalanced
+    soft cross-entropy (scalar); mix: the rebalancing λ (0 = full inverse-frequency weighting, 1 = none);
+    min_chroma: images whose mean chroma is below this count for nothing (a batch of only such images: 0,
+    with gradients of zero)."""
     bins, weights = _loss_tables(mix)
     bins, weights = bins.to(ab.device), weights.to(ab.device)
+    ab = pooled_to(ab, logits.shape[-2:])
     b, q = logits.shape[:2]
     idx, soft = soft_encode(ab.permute(0, 2, 3, 1).reshape(-1, 2).float(), bins)
     log_probs = torch.log_softmax(logits.permute(0, 2, 3, 1).reshape(-1, q).float(), dim=1)
