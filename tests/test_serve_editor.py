@@ -365,6 +365,30 @@ def test_a_click_on_the_image_in_colorize_places_a_hint_that_is_sent(page, tmp_p
     assert url == "/v1/colorize" and fields["hints"] == "20,30,#2050e0" and fields["strength"] == "1"
     assert invert.inputs[-1][1]["hints"] == [(20, 30, (0x20, 0x50, 0xE0))]  # as the server read it
 
+    # on the result, a click starts at the result's colour there, in the list's picker (focused to correct it)
+    page.wait_for_function("() => !aetoolsEditor.busy()")
+    settle(page)
+    result = 255 - grey[40, 60]  # the stand-in model inverts; the PNG result is grey, so r = g = b
+    x, y = on_screen(page, 60, 40)
+    if page.evaluate("() => aetoolsEditor.view().comparing"):
+        page.click("#compare")  # the result alone, so the click lands on it wherever the slider is
+        settle(page)
+        x, y = on_screen(page, 60, 40)
+    page.mouse.click(box["x"] + x, box["y"] + y)
+    expected = f"#{result:02x}{result:02x}{result:02x}"
+    assert page.input_value("#hints") == f"20,30,#2050e0; 60,40,{expected}"
+    assert page.input_value("#hint-colour") == expected
+    assert page.evaluate("() => document.activeElement.getAttribute('aria-label')") == "colour of hint 2"
+    page.fill("#hint-list li:nth-child(2) input[type=color]", "#c03020")  # the correction
+    assert page.input_value("#hints") == "20,30,#2050e0; 60,40,#c03020"
+
+    # a re-run works on the result and shows the new result beside the old one
+    page.click("#run")
+    page.wait_for_function("() => aetoolsEditor.steps().length === 3 && !aetoolsEditor.busy()")
+    assert page.evaluate("() => aetoolsEditor.view().comparing") and page.evaluate("() => aetoolsEditor.at()") == 2
+    assert invert.inputs[-1][1]["hints"] == [(20, 30, (0x20, 0x50, 0xE0)), (60, 40, (0xC0, 0x30, 0x20))]
+    assert np.allclose(invert.inputs[-1][0][40, 60], result / 255, atol=1 / 255)  # its input: the first result
+
 
 @pytest.fixture(scope="module")
 def indexed(tmp_path_factory):
