@@ -324,19 +324,11 @@ def build_index(
     list. The result equals a single-machine build: the same records, ids, codes and turned codes, the same
     settings and manifest. `model` (loaded here) identifies the model: an actor that loads another is
     refused. One build or update at a time per index (`IndexLock`)."""
-    from aetools.index.folder import IndexReport, default_index_dir, exact_duplicates, folder_files, model_identity
+    from aetools.index.folder import IndexReport, exact_duplicates, folder_files, locked_index, model_identity
     from aetools.index.merge import merge_indexes
-    from aetools.index.store import HashIndex, HashIndexError, IndexLock
+    from aetools.index.store import HashIndex
 
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise HashIndexError(f"{folder}: not a folder")
-    index_dir = Path(index_dir) if index_dir else default_index_dir(folder)
-    try:
-        lock = IndexLock(index_dir).__enter__()  # before any work: an index that cannot be written fails now
-    except OSError as e:
-        raise HashIndexError(f"{index_dir}: cannot create the index there ({e.strerror or e})") from None
-    try:
+    with locked_index(folder, index_dir) as (folder, index_dir):
         report = IndexReport()
         files = folder_files(folder, index_dir, bool(recursive), report)
         settings = {"recursive": "yes" if recursive else "no", "root": str(folder.resolve())}
@@ -381,8 +373,6 @@ def build_index(
         index.save(index_dir)
         report.exact = exact_duplicates(index)
         return index, report
-    finally:
-        lock.__exit__()
 
 
 def _pool_width(engine: RayEngine) -> int:

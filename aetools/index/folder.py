@@ -18,6 +18,7 @@ it is decoded again. A new file whose bytes equal a vanished file's (a move or r
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -118,16 +119,25 @@ def index_folder(
 
     recursive: include sub-folders; None: as the index being updated was built (else no).
     on_start(number of files), on_file(): progress hooks. One update at a time per index (`IndexLock`)."""
+    with locked_index(folder, index_dir) as (folder, index_dir):
+        return _index_folder(model, folder, index_dir, recursive, update, on_start, on_file)
+
+
+@contextmanager
+def locked_index(folder: str | Path, index_dir: str | Path | None):
+    """-> (folder, index_dir) as Paths, the index folder (default FOLDER/.aetools-index) locked for one build
+    or update at a time (`IndexLock`) until the block ends. The lock is taken before any work, so an index
+    that cannot be written fails at once, in one line."""
     folder = Path(folder)
     if not folder.is_dir():
         raise HashIndexError(f"{folder}: not a folder")
     index_dir = Path(index_dir) if index_dir else default_index_dir(folder)
     try:
-        lock = IndexLock(index_dir).__enter__()  # before any work: an index that cannot be written fails now
+        lock = IndexLock(index_dir).__enter__()
     except OSError as e:
         raise HashIndexError(f"{index_dir}: cannot create the index there ({e.strerror or e})") from None
     try:
-        return _index_folder(model, folder, index_dir, recursive, update, on_start, on_file)
+        yield folder, index_dir
     finally:
         lock.__exit__()
 
