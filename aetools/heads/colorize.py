@@ -88,6 +88,18 @@ class ColorizeConfig:
 
 
 HINT_CHANNELS = 3  # a / 100, b / 100, mask
+
+
+def with_hint_channels(grey: torch.Tensor, in_channels: int) -> torch.Tensor:
+    """A colorizer's input with its `in_channels`: L alone (B, 1, H, W) given to a hint model gets empty hint
+    channels (zeros: no hints); anything else must already have them."""
+    if grey.shape[1] == in_channels:
+        return grey
+    if grey.shape[1] != 1:
+        raise ValueError(f"expected 1 or {in_channels} input channels, got {grey.shape[1]}")
+    return F.pad(grey, (0, 0, 0, 0, 0, in_channels - 1))
+
+
 ENCODERS = ("unet", "mobilenet_v2")
 
 
@@ -138,10 +150,7 @@ class ColorizeNet(nn.Module):
         a / 100, b / 100 (0 where there is none) and mask (1 = a hint) -> logits (B, Q, ceil(H/2), ceil(W/2)).
         A hint model given L alone colours automatically (no hints)."""
         h, w = grey.shape[-2:]
-        if grey.shape[1] != self.in_channels:
-            if grey.shape[1] != 1:
-                raise ValueError(f"expected 1 or {self.in_channels} input channels, got {grey.shape[1]}")
-            grey = F.pad(grey, (0, 0, 0, 0, 0, self.in_channels - 1))  # no hints
+        grey = with_hint_channels(grey, self.in_channels)
         x = torch.cat([grey[:, :1] - 0.5, grey[:, 1:]], dim=1)  # L centred; hints as they are
         # pixel_unshuffle orders channels c * 4 + k: L's four come first, so a model grown from one without
         # hints (zero weights for the new channels) computes exactly what the old one did

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aetools.heads.colorize import HINT_CHANNELS, load_bin_centres, with_hint_channels
 from aetools.nn.blocks import ResBlock, conv3x3
 from aetools.nn.unet import pad_to_multiple
 
@@ -82,8 +83,6 @@ class ColorizeMobileNet(nn.Module):
     def __init__(self, config):
         super().__init__()
         from torchvision.models import mobilenet_v2
-
-        from aetools.heads.colorize import HINT_CHANNELS, load_bin_centres
 
         if len(config.decoder_widths) != len(SKIP_LAYERS):
             raise ValueError(f"decoder_widths: {len(SKIP_LAYERS)} widths, 1/4 to 1/32 resolution, finest first")
@@ -139,10 +138,7 @@ class ColorizeMobileNet(nn.Module):
         a / 100, b / 100 (0 where there is none) and mask (1 = a hint) -> logits (B, Q, ceil(H/4), ceil(W/4)).
         A hint model given L alone colours automatically (no hints)."""
         h, w = grey.shape[-2:]
-        if grey.shape[1] != self.in_channels:
-            if grey.shape[1] != 1:
-                raise ValueError(f"expected 1 or {self.in_channels} input channels, got {grey.shape[1]}")
-            grey = F.pad(grey, (0, 0, 0, 0, 0, self.in_channels - 1))  # no hints
+        grey = with_hint_channels(grey, self.in_channels)
         x = pad_to_multiple(grey, STRIDE)
         light = x[:, :1]
         rgb = (lightness_to_srgb(light).expand(-1, 3, -1, -1) - self.rgb_mean) / self.rgb_std  # (B, 3, H, W)
