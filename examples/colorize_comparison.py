@@ -1,11 +1,13 @@
-"""The README's colorization figure: grey input, aetools automatic, aetools with 5 colour hints, the truth.
+"""The colorization figure: grey input | aetools automatic | aetools + 5 clicks | Levin et al. 2004 + the
+same 5 clicks | the truth.
 
     python examples/colorize_comparison.py DATA/eval/kodak24/kodim03.png DATA/eval/kodak24/kodim23.png ...
         # -> examples/images/colorize_comparison.png
 
-The hints are what `aetools eval colorize --hints 5` gives each photo: 5 points drawn from the truth by
-Zhang, Zhu et al. 2017's simulated user (`aetools.bench.colorize.truth_hints`, seeded); they are drawn on
-the hinted column as small rings in their own colour. Each row's PSNR (RGB, dB) is printed on it.
+The clicks are what `aetools eval colorize --hints 5` gives each photo: 5 one-pixel points, uniformly
+placed and given the truth's colour there, as a user clicking would (`aetools.bench.colorize.click_hints`,
+seeded by the photo's place in the list); they are drawn on both hinted columns as small rings in their
+own colour. Each picture's PSNR (RGB, dB) is printed on it.
 
 Without photos it uses bundled skimage photos. Also writes examples/images/grey.png (a bundled photo made
 grey) to try the CLI on:
@@ -22,14 +24,14 @@ from PIL import Image, ImageDraw
 from skimage import data
 from skimage.metrics import peak_signal_noise_ratio
 
-from aetools.bench.colorize import Truth, grey_output, truth_hints
+from aetools.bench.colorize import Truth, click_hints, grey_output, levin_output
 from aetools.data.io import load_image, to_uint8
 from aetools.tasks.colorize import colorize_lightness
 from aetools.weights import load_model
 
 HERE = Path(__file__).parent / "images"
 CELL = 256  # long side of each picture in the figure
-HINTS = 5
+CLICKS = 5
 
 
 def photos(paths: list[str]) -> list[tuple[str, np.ndarray]]:
@@ -61,22 +63,27 @@ def main() -> None:
     rows = []
     for index, (name, rgb) in enumerate(photos(args.photos)):
         truth = Truth.of(rgb)
-        hints = truth_hints(truth, HINTS, index)
+        hints = click_hints(truth, CLICKS, index)
         light = truth.lightness
         grey = to_uint8(grey_output(light))  # the grey baseline of the benchmark: L, no colour
         auto = to_uint8(colorize_lightness(model, light))
         hinted = to_uint8(colorize_lightness(model, light, hints=hints))
+        levin = to_uint8(levin_output(light, hints))
         scale = CELL / max(rgb.shape[:2])
         size = (round(rgb.shape[1] * scale), round(rgb.shape[0] * scale))
-        cells = [Image.fromarray(a).resize(size, Image.LANCZOS) for a in (grey, auto, hinted, rgb)]
+        cells = [Image.fromarray(a).resize(size, Image.LANCZOS) for a in (grey, auto, hinted, levin, rgb)]
         ring(cells[2], hints, scale)
-        labels = ["grey input", "aetools", f"aetools + {HINTS} hints", "truth"]
-        scores = [peak_signal_noise_ratio(rgb, a, data_range=255) for a in (grey, auto, hinted)]
+        ring(cells[3], hints, scale)
+        labels = ["grey input", "aetools", f"aetools + {CLICKS} clicks", f"Levin + {CLICKS} clicks", "truth"]
+        scores = [peak_signal_noise_ratio(rgb, a, data_range=255) for a in (grey, auto, hinted, levin)]
         for cell, label, psnr in zip(cells, labels, [*scores, None]):
             text = label if psnr is None else f"{label}  {psnr:.2f} dB"
             ImageDraw.Draw(cell).text((5, 4), text, fill=(255, 255, 255), stroke_width=2, stroke_fill=(0, 0, 0))
         rows.append(cells)
-        print(f"{name}: grey {scores[0]:.2f} dB, automatic {scores[1]:.2f} dB, {HINTS} hints {scores[2]:.2f} dB")
+        print(
+            f"{name}: grey {scores[0]:.2f} dB, automatic {scores[1]:.2f} dB, {CLICKS} clicks {scores[2]:.2f} dB, "
+            f"Levin + {CLICKS} clicks {scores[3]:.2f} dB"
+        )
         if not args.photos and name == "coffee":
             Image.fromarray(grey).save(HERE / "grey.png")
 
@@ -92,7 +99,7 @@ def main() -> None:
             x += cell.width + gap
         y += cells[0].height + gap
     figure.save(args.out)
-    print("wrote", args.out, "(grey input | aetools | aetools + 5 hints | truth)")
+    print("wrote", args.out, f"(grey input | aetools | aetools + {CLICKS} clicks | Levin + {CLICKS} clicks | truth)")
 
 
 if __name__ == "__main__":
